@@ -1,0 +1,155 @@
+"""The one parameter source of lpmac.
+
+`ArrayConfig` is read by the gateware (hw/), the golden model (golden/), the simulation
+infrastructure (sim/), the host driver (host/) and the board builds (fpga/). Nobody
+re-derives a width or a depth by hand: they ask the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo"]
+
+Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
+
+
+@dataclass(frozen=True)
+class ModeInfo:
+    """Operand formats of one compute mode."""
+
+    name: str
+    activation_bits: int
+    weight_bits: int
+    mx: bool
+
+    @property
+    def lanes(self) -> int:
+        """MACs one PE performs per cycle: one 8-bit product, or two 4-bit-weight products."""
+        return 2 if self.weight_bits == 4 else 1
+
+
+MODE_INFO: dict[str, ModeInfo] = {
+    "a8w8": ModeInfo("a8w8", 8, 8, mx=False),
+    "a8w4": ModeInfo("a8w4", 8, 4, mx=False),
+    "a4w4": ModeInfo("a4w4", 4, 4, mx=False),
+    "mxint8": ModeInfo("mxint8", 8, 8, mx=True),
+    "mxint4": ModeInfo("mxint4", 4, 4, mx=True),
+}
+MODES: tuple[str, ...] = tuple(MODE_INFO)
+
+ACC_ROUNDINGS = ("nearest", "truncate")
+STREAM_WIDTHS = (32, 64, 128)
+BLOCK_SIZES = (16, 32)
+
+
+def _is_power_of_two(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        and value & (value - 1) == 0
+
+
+@dataclass(frozen=True)
+class ArrayConfig:
+    """Every elaboration parameter of the accelerator.
+
+    rows, cols
+        Size of the weight-stationary systolic array; K runs along the rows, N along the
+        columns. Powers of two from 1 to 64.
+    block_size
+        K-elements sharing one E8M0 scale in the MX modes (BK): 16 or 32. A multiple of
+        `rows`, so that a K-block is a whole number of array passes.
+    acc_bits
+        Mantissa width W of the block-floating-point accumulator, 16 to 32. The integer
+        modes always accumulate in exact 32-bit two's complement.
+    acc_rounding
+        "nearest" (round half to even) or "truncate" (toward minus infinity) for the BFP
+        accumulator.
+    weight_buffer_depth, activation_buffer_depth, accumulator_depth
+        Entries of each on-chip buffer, in array-wide vectors; powers of two.
+    stream_width
+        Bits per beat of the host input and output streams: 32, 64 or 128.
+    modes
+        Compute modes the hardware is built with (a subset of `MODES`).
+    """
+
+    rows: int = 8
+    cols: int = 8
+    block_size: int = 32
+    acc_bits: int = 32
+    acc_rounding: str = "nearest"
+    weight_buffer_depth: int = 256
+    activation_buffer_depth: int = 1024
+    accumulator_depth: int = 256
+    stream_width: int = 64
+    modes: tuple[str, ...] = MODES
+
+    def __post_init__(self) -> None:
+        self._modes()
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not _is_power_of_two(value) or value > 64:
+                raise ValueError(f"{name} must be a power of two from 1 to 64, not {value!r}")
+        if self.block_size not in BLOCK_SIZES:
+            raise ValueError(f"block_size must be 16 or 32, not {self.block_size!r}")
+        if self.block_size % self.rows != 0 and any(MODE_INFO[m].mx for m in self._modes()):
+            raise ValueError(
+                f"block_size ({self.block_size}) must be a multiple of rows ({self.rows}) "
+                "when an MX mode is built")
+        if not isinstance(self.acc_bits, int) or not 16 <= self.acc_bits <= 32:
+            raise ValueError(f"acc_bits must be an integer from 16 to 32, not {self.acc_bits!r}")
+        if self.acc_rounding not in ACC_ROUNDINGS:
+            raise ValueError(
+                f"acc_rounding must be 'nearest' or 'truncate', not {self.acc_rounding!r}")
+        for name in ("weight_buffer_depth", "activation_buffer_depth", "accumulator_depth"):
+            value = getattr(self, name)
+            if not _is_power_of_two(value) or value < 2:
+                raise ValueError(f"{name} must be a power of two of at least 2, not {value!r}")
+        if self.stream_width not in STREAM_WIDTHS:
+            raise ValueError(f"stream_width must be 32, 64 or 128, not {self.stream_width!r}")
+
+    def _modes(self) -> tuple[str, ...]:
+        modes = self.modes
+        if isinstance(modes, str) or not isinstance(modes, tuple) or not modes:
+            raise ValueError(f"modes must be a non-empty tuple of mode names, not {modes!r}")
+        for mode in modes:
+            if mode not in MODE_INFO:
+                raise ValueError(f"modes contains {mode!r}; known modes are {', '.join(MODES)}")
+        if len(set(modes)) != len(modes):
+            raise ValueError(f"modes lists a mode twice: {modes!r}")
+        return modes
+
+    # Derived quantities: every consumer asks for these instead of computing them.
+
+    def mode(self, name: str) -> ModeInfo:
+        """The `ModeInfo` of `name`, refusing a mode this configuration is not built with."""
+        if name not in self._modes():
+            raise ValueError(
+                f"mode must be one of {', '.join(self.modes)} for this configuration, "
+                f"not {name!r}")
+        return MODE_INFO[name]
+
+    def peak_macs_per_cycle(self, mode: str) -> int:
+        """MACs the array performs per cycle in `mode` when nothing stalls."""
+        return self.rows * self.cols * self.mode(mode).lanes
+
+    @property
+    def has_mx(self) -> bool:
+        return any(MODE_INFO[m].mx for m in self._modes())
+
+    @property
+    def passes_per_block(self) -> int:
+        """Array passes (groups of `rows` K-elements) per MX K-block."""
+        return self.block_size // self.rows
+
+    @property
+    def stream_bytes(self) -> int:
+        return self.stream_width // 8
+
+    def replace(self, **changes: object) -> ArrayConfig:
+        """A copy with some fields changed (validated like a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
