@@ -1,0 +1,53 @@
+"""ArrayConfig: the one parameter source, validated at construction."""
+
+from __future__ import annotations
+
+import pytest
+
+from golden.config import MODES, ArrayConfig
+
+
+def test_defaults_and_derived_quantities():
+    config = ArrayConfig()
+    assert (config.rows, config.cols, config.block_size, config.acc_bits) == (8, 8, 32, 32)
+    assert config.stream_width == 64 and config.stream_bytes == 8
+    assert config.modes == MODES
+    assert config.peak_macs_per_cycle("a8w8") == 64
+    assert config.peak_macs_per_cycle("a8w4") == 128
+    assert config.peak_macs_per_cycle("a4w4") == 128
+    assert config.passes_per_block == 4
+    assert config.replace(rows=4).rows == 4
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(rows=3), "rows must be a power of two"),
+    (dict(cols=0), "cols must be a power of two"),
+    (dict(rows=128), "rows must be a power of two from 1 to 64"),
+    (dict(rows=True), "rows must be a power of two"),
+    (dict(block_size=8), "block_size must be 16 or 32"),
+    (dict(rows=32, block_size=16), r"block_size \(16\) must be a multiple of rows \(32\)"),
+    (dict(acc_bits=15), "acc_bits must be an integer from 16 to 32"),
+    (dict(acc_rounding="up"), "acc_rounding must be 'nearest' or 'truncate'"),
+    (dict(weight_buffer_depth=100), "weight_buffer_depth must be a power of two"),
+    (dict(stream_width=48), "stream_width must be 32, 64 or 128"),
+    (dict(modes=("a8w8", "fp8")), "modes contains 'fp8'"),
+    (dict(modes="a8w8"), "modes must be a non-empty tuple"),
+    (dict(modes=()), "modes must be a non-empty tuple"),
+    (dict(modes=("a8w8", "a8w8")), "modes lists a mode twice"),
+])
+def test_invalid_configs_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        ArrayConfig(**changes)
+
+
+def test_mode_not_built_is_refused():
+    config = ArrayConfig(modes=("a8w8",))
+    with pytest.raises(ValueError, match="mode must be one of a8w8 for this configuration"):
+        config.peak_macs_per_cycle("a4w4")
+    # Without MX modes the block size need not be a multiple of rows.
+    assert ArrayConfig(rows=32, block_size=16, modes=("a8w8",)).rows == 32
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        ArrayConfig().rows = 4  # type: ignore[misc]
