@@ -19,21 +19,28 @@ def exact_matmul_int64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Uses BLAS on float32 (or float64) operands over K-chunks short enough that no partial
     sum can leave the float's exact-integer range, and integer arithmetic otherwise."""
+    return _exact_matmul(a, b, np.int64)
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray, out_dtype: type) -> np.ndarray:
     magnitude_a = max(abs(int(a.min())), abs(int(a.max())), 1)
     magnitude_b = max(abs(int(b.min())), abs(int(b.max())), 1)
     product = magnitude_a * magnitude_b
     k = a.shape[1]
     for dtype, limit in ((np.float32, _FLOAT32_EXACT), (np.float64, _FLOAT64_EXACT)):
         chunk = limit // product
-        if chunk >= min(k, 64):
+        if chunk >= k:
+            # One BLAS call; every sum is below 2^24 (2^53), so it fits any out_dtype.
+            return (a.astype(dtype) @ b.astype(dtype)).astype(out_dtype)
+        if chunk >= 64:
             a_float = a.astype(dtype)
             b_float = b.astype(dtype)
             result = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
             for start in range(0, k, chunk):
                 part = a_float[:, start:start + chunk] @ b_float[start:start + chunk]
                 result += part.astype(np.int64)
-            return result
-    return np.matmul(a.astype(np.int64), b.astype(np.int64))
+            return result.astype(out_dtype)
+    return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(out_dtype)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -48,7 +55,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"a [M, K] and b [K, N] must agree on K, but a has shape {a.shape} and b has "
             f"shape {b.shape}")
-    return exact_matmul_int64(a, b).astype(np.int32)
+    return _exact_matmul(a, b, np.int32)
 
 
 def max_safe_k(activation_range: tuple[int, int], weight_range: tuple[int, int]) -> int:
