@@ -3,7 +3,6 @@ quantize_per_tensor and torch._int_mm. Every test is seeded and prints its seed.
 
 from __future__ import annotations
 
-import warnings
 import zlib
 
 import numpy as np
@@ -12,8 +11,6 @@ import pytest
 import golden
 
 torch = pytest.importorskip("torch")
-warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
-warnings.filterwarnings("ignore", message=".*deprecated.*")
 
 
 @pytest.fixture
