@@ -35,8 +35,10 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """gemmlowp SRDHM: the high 32 bits of 2*a*b, rounded half away from zero, with the one
-    overflow case a == b == INT32_MIN saturating to INT32_MAX. int32 values in int64."""
+    """gemmlowp SRDHM: a * b / 2^31 rounded to the nearest integer, ties toward plus infinity
+    (gemmlowp's nudge of 2^30 or 1 - 2^30 followed by truncation toward zero: SRDHM(1, 2^30)
+    = 1 but SRDHM(-1, 2^30) = 0), with the one overflow case a == b == INT32_MIN saturating
+    to INT32_MAX. int32 values in int64."""
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     overflow = (a == INT32_MIN) & (b == INT32_MIN)

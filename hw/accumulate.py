@@ -1,0 +1,366 @@
+"""Accumulation units: exact int32 accumulation and the W-bit block-floating-point adder.
+
+Both are streaming datapaths that sit between the array's column outputs and the
+accumulator SRAM: the accelerator reads an accumulator value, sends it through the unit
+together with the new partial sum, and writes the result back (read-modify-write). A
+`first` flag in the payload means "the accumulator is zero", so the SRAM never needs
+clearing.
+
+The module also holds the small arithmetic building blocks (leading-zero count, a right
+shift that reports its rounding bits) that the requantization and MX output units reuse.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from golden.config import ArrayConfig
+from golden.mx import MX_FORMATS
+
+__all__ = [
+    "ACC_EXPONENT_BITS", "BLOCK_EXPONENT_BITS", "BfpAccumulator", "IntAccumulator",
+    "bfp_layout", "block_partial_bits", "count_leading_zeros", "register", "shift_right_rounding",
+    "StalledPipeline", "zero_extend",
+]
+
+# Exponent widths of the BFP datapath. Block exponents x_b = (ca - 127) + (cb - 127) - fa - fb
+# lie in [-266, 254] (E8M0 codes 0..254, fraction bits 6 or 2): 10 signed bits. Accumulator
+# exponents stay within [-296, ~310] for any MX GEMM (x_b - (W - 2) at the bottom, 254 plus
+# the bits of K * 127 * 127 at the top); 12 signed bits leave a margin of 4x.
+BLOCK_EXPONENT_BITS = 10
+ACC_EXPONENT_BITS = 12
+
+
+def block_partial_bits(config: ArrayConfig) -> int:
+    """Width of a signed block dot product p_b: |p_b| <= block_size * 127 * 127."""
+    largest_code = max(spec.max_code for spec in MX_FORMATS.values())
+    return bits_for(config.block_size * largest_code * largest_code) + 1
+
+
+def bfp_layout(mantissa_bits: int, exponent_bits: int = ACC_EXPONENT_BITS) -> data.StructLayout:
+    """A block-floating-point value mantissa * 2^exponent, both two's complement."""
+    return data.StructLayout({
+        "mantissa": signed(mantissa_bits),
+        "exponent": signed(exponent_bits),
+    })
+
+
+# --- Arithmetic building blocks ----------------------------------------------------------
+
+def count_leading_zeros(value: Value) -> Value:
+    """Leading zeros of an unsigned `value`, as a balanced tree (combinational, log depth).
+
+    The result has ceil_log2(len(value)) bits (at least 1); it is unspecified for zero, which
+    callers test separately."""
+    value = Value.cast(value)
+    padded_width = 1 << max(1, ceil_log2(len(value)))
+    # Zeros appended below the value do not change its leading-zero count.
+    bits = Cat(Const(0, padded_width - len(value)), value)
+
+    def tree(part: Value) -> tuple[Value, Value]:
+        if len(part) == 2:
+            return ~part[1], part == 0
+        half = len(part) // 2
+        high_count, high_zero = tree(part[half:])
+        low_count, low_zero = tree(part[:half])
+        count = Mux(high_zero, Cat(low_count, Const(1, 1)), Cat(high_count, Const(0, 1)))
+        return count, high_zero & low_zero
+
+    return tree(bits)[0]
+
+
+def shift_right_rounding(value: Value, amount: Value,
+                         max_amount: int) -> tuple[Value, Value, Value]:
+    """`value >> amount` (arithmetic when `value` is signed) with the bits it drops.
+
+    Returns (kept, round_bit, sticky): round_bit is the most significant dropped bit and
+    sticky the OR of the others, both as if `value` were extended with copies of its sign
+    bit, so they are exact for every `amount` up to `max_amount` (the caller clamps).
+    Combinational."""
+    value = Value.cast(value)
+    amount = Value.cast(amount)
+    is_signed = value.shape().signed
+    width = max(len(value), max_amount)
+    fill = value[-1] if is_signed else Const(0, 1)
+    bits = Cat(value, *([fill] * (width - len(value))))
+    kept = (bits.as_signed() if is_signed else bits) >> amount
+    # Bit i is the round bit when i + 1 == amount and a sticky bit when i + 1 < amount.
+    round_mask = Cat(amount == index + 1 for index in range(width))
+    sticky_mask = Cat(amount > index + 1 for index in range(width))
+    return kept, (bits & round_mask) != 0, (bits & sticky_mask) != 0
+
+
+def zero_extend(value: Value, width: int) -> Value:
+    """`value` as an unsigned value of `width` (>= its own) bits."""
+    value = Value.cast(value)
+    return Cat(value, Const(0, width - len(value)))
+
+
+def register(module: Module, value: Value, name: str) -> Signal:
+    """A pipeline register of `module`'s sync domain loaded with `value` every cycle.
+
+    Data registers have no reset (only the valid bits of a pipeline need one); wrap
+    `module` in an `EnableInserter` to make every register of a stage advance together."""
+    value = Value.cast(value)
+    reg = Signal(value.shape(), name=name, reset_less=True)
+    module.d.sync += reg.eq(value)
+    return reg
+
+
+class StalledPipeline:
+    """Flow control of a pipeline of `depth` register stages that stall together.
+
+    `advance` is high when the output register is empty or being read; every register
+    (wrap the datapath module in `EnableInserter(advance)`) then moves one stage. The input
+    is ready exactly when the pipeline advances, so throughput is one element per cycle and
+    `valid` of the output never depends on its `ready`; the input's `ready` does depend
+    combinationally on the output's (there is no skid buffer)."""
+
+    def __init__(self, module: Module, datapath: Module, i_stream: stream.Interface,
+                 o_stream: stream.Interface, depth: int) -> None:
+        self.advance = Signal(name="advance")
+        module.d.comb += [
+            self.advance.eq(~o_stream.valid | o_stream.ready),
+            i_stream.ready.eq(self.advance),
+        ]
+        valid = i_stream.valid
+        self.valid: list[Signal] = []
+        for stage in range(1, depth + 1):
+            reg = Signal(name=f"valid_{stage}")
+            datapath.d.sync += reg.eq(valid)
+            self.valid.append(reg)
+            valid = reg
+        module.d.comb += o_stream.valid.eq(valid)
+        self.busy = Signal(name="busy")
+        module.d.comb += self.busy.eq(Cat(self.valid) != 0)
+
+
+# --- Integer accumulation ----------------------------------------------------------------
+
+class IntAccumulator(wiring.Component):
+    """Exact two's-complement int32 accumulation: acc' = wrap32(acc + partial).
+
+    `i_stream` carries the accumulator value read from the SRAM, the partial sum to add and
+    `first` (the accumulator is zero: acc' = partial); `o_stream` the new accumulator value.
+    Wraps modulo 2^32 like ONNX MatMulInteger and `torch._int_mm`. Latency 1 cycle,
+    throughput one element per cycle.
+    """
+
+    input_layout = data.StructLayout({
+        "acc": signed(32),
+        "partial": signed(32),
+        "first": unsigned(1),
+    })
+    output_layout = data.StructLayout({"acc": signed(32)})
+
+    def __init__(self) -> None:
+        super().__init__({
+            "i_stream": In(stream.Signature(self.input_layout)),
+            "o_stream": Out(stream.Signature(self.output_layout)),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting an input to presenting its result (no backpressure)."""
+        return 1
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        dp = Module()
+        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
+        m.d.comb += self.busy.eq(pipe.busy)
+        payload = self.i_stream.payload
+        base = Mux(payload.first, 0, payload.acc)
+        dp.d.sync += self.o_stream.payload.acc.eq((base + payload.partial)[:32])
+        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        return m
+
+
+# --- Block-floating-point accumulation ---------------------------------------------------
+
+class BfpAccumulator(wiring.Component):
+    """The W-bit block-floating-point accumulator update of the MX modes:
+
+        (m', e') = round_W(m * 2^e + p * 2^x)
+
+    bit-exact with `golden.mx.bfp_add(m, e, p, x, acc_bits=W, rounding=...)`: the exact sum
+    rounded onto the W-bit-mantissa grid, to nearest with ties to even ("nearest") or
+    toward minus infinity ("truncate"), returned in canonical form (no redundant sign bit:
+    m' in [2^(W-2), 2^(W-1)) or [-2^(W-1), -2^(W-2)); zero is (0, 0)).
+
+    `i_stream` payload: `acc` (mantissa, exponent) as read from the accumulator SRAM,
+    `partial` p (the block dot product), `partial_exponent` x and `first` (ignore `acc`,
+    the accumulator is zero). `o_stream` payload: the new (mantissa, exponent). Any `acc`
+    with |m| <= 2^(W-1) is accepted, canonical or not. Exponents must stay inside the
+    exponent width (they do for every MX GEMM with the default widths); they wrap otherwise.
+
+    Latency `latency` (10) cycles, throughput one element per cycle. An accumulator that
+    is read, updated and written back may not be updated again before its previous update
+    has left the unit: schedule at least `latency` other accumulators in between.
+
+    Parameters
+    ----------
+    config
+        W = `config.acc_bits`; p is `block_partial_bits(config)` bits wide.
+    rounding
+        "nearest" or "truncate"; defaults to `config.acc_rounding`.
+    exponent_bits, partial_exponent_bits
+        Widths of e and x.
+    """
+
+    def __init__(self, config: ArrayConfig, *, rounding: str | None = None,
+                 exponent_bits: int = ACC_EXPONENT_BITS,
+                 partial_exponent_bits: int = BLOCK_EXPONENT_BITS) -> None:
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+        rounding = config.acc_rounding if rounding is None else rounding
+        if rounding not in ("nearest", "truncate"):
+            raise ValueError(f"rounding must be 'nearest' or 'truncate', not {rounding!r}")
+        for name, value in (("exponent_bits", exponent_bits),
+                            ("partial_exponent_bits", partial_exponent_bits)):
+            if not isinstance(value, int) or not 4 <= value <= 16:
+                raise ValueError(f"{name} must be an integer from 4 to 16, not {value!r}")
+        self._config = config
+        self._rounding = rounding
+        self.acc_bits = config.acc_bits
+        self.partial_bits = block_partial_bits(config)
+        self.exponent_bits = exponent_bits
+        self.partial_exponent_bits = partial_exponent_bits
+        self.value_layout = bfp_layout(self.acc_bits, exponent_bits)
+        self.input_layout = data.StructLayout({
+            "acc": self.value_layout,
+            "partial": signed(self.partial_bits),
+            "partial_exponent": signed(partial_exponent_bits),
+            "first": unsigned(1),
+        })
+        super().__init__({
+            "i_stream": In(stream.Signature(self.input_layout)),
+            "o_stream": Out(stream.Signature(self.value_layout)),
+            "busy": Out(1),
+        })
+
+    @property
+    def rounding(self) -> str:
+        return self._rounding
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting an input to presenting its result (no backpressure)."""
+        return 10
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        dp = Module()
+        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
+        m.d.comb += self.busy.eq(pipe.busy)
+        W = self.acc_bits
+        # Magnitudes are normalised into a frame of F bits, then extended by two zero bits
+        # below (T bits): one so that alignment by one place is exact, one so that the
+        # jammed sticky bit always lies below the round bit (see docs/numerics.md).
+        F = max(W, self.partial_bits)
+        T = F + 2
+        i = self.i_stream.payload
+
+        def reg(value: Value, name: str) -> Signal:
+            return register(dp, value, name)
+
+        # 1: sign and magnitude of both operands.
+        acc_mantissa = Mux(i.first, 0, i.acc.mantissa)
+        a_neg = reg(acc_mantissa < 0, "a_neg_1")
+        a_mag = reg(abs(acc_mantissa), "a_mag_1")
+        a_exp = reg(i.acc.exponent, "a_exp_1")
+        b_neg = reg(i.partial < 0, "b_neg_1")
+        b_mag = reg(abs(i.partial), "b_mag_1")
+        b_exp = reg(i.partial_exponent, "b_exp_1")
+
+        # 2: leading zeros in the F-bit frame; frame exponents (value = norm * 2^fexp).
+        a_lz_c = count_leading_zeros(zero_extend(a_mag, F))
+        b_lz_c = count_leading_zeros(zero_extend(b_mag, F))
+        a_lz = reg(a_lz_c, "a_lz_2")
+        b_lz = reg(b_lz_c, "b_lz_2")
+        a_fexp = reg(a_exp - a_lz_c, "a_fexp_2")
+        b_fexp = reg(b_exp - b_lz_c, "b_fexp_2")
+        a_zero = reg(a_mag == 0, "a_zero_2")
+        b_zero = reg(b_mag == 0, "b_zero_2")
+        a_mag2, b_mag2 = reg(a_mag, "a_mag_2"), reg(b_mag, "b_mag_2")
+        a_neg, b_neg = reg(a_neg, "a_neg_2"), reg(b_neg, "b_neg_2")
+
+        # 3: normalise (MSB at F - 1); exponent differences both ways.
+        a_norm = reg((zero_extend(a_mag2, F) << a_lz)[:F], "a_norm_3")
+        b_norm = reg((zero_extend(b_mag2, F) << b_lz)[:F], "b_norm_3")
+        diff_ab = reg(a_fexp - b_fexp, "diff_ab_3")
+        diff_ba = reg(b_fexp - a_fexp, "diff_ba_3")
+        a_fexp, b_fexp = reg(a_fexp, "a_fexp_3"), reg(b_fexp, "b_fexp_3")
+        a_zero, b_zero = reg(a_zero, "a_zero_3"), reg(b_zero, "b_zero_3")
+        a_neg, b_neg = reg(a_neg, "a_neg_3"), reg(b_neg, "b_neg_3")
+
+        # 4: order the operands so that |big| >= |small|; a zero operand is always small.
+        a_wins = ~a_zero & (b_zero | (diff_ab > 0) | ((diff_ab == 0) & (a_norm >= b_norm)))
+        distance = Mux(a_wins, diff_ab, diff_ba)
+        big_norm = reg(Mux(a_wins, a_norm, b_norm), "big_norm_4")
+        small_norm = reg(Mux(a_wins, b_norm, a_norm), "small_norm_4")
+        big_neg = reg(Mux(a_wins, a_neg, b_neg), "big_neg_4")
+        subtract = reg(a_neg ^ b_neg, "subtract_4")
+        big_fexp = reg(Mux(a_wins, a_fexp, b_fexp), "big_fexp_4")
+        shift = reg(Mux(distance < 0, 0, Mux(distance > T, T, distance))[:bits_for(T)],
+                    "shift_4")
+
+        # 5: align the smaller operand, jamming the bits shifted out into its LSB.
+        kept, round_bit, sticky = shift_right_rounding(Cat(Const(0, 2), small_norm), shift, T)
+        aligned = reg(kept[:T] | (round_bit | sticky), "aligned_5")
+        big_wide = reg(Cat(Const(0, 2), big_norm), "big_wide_5")
+        big_neg, subtract = reg(big_neg, "big_neg_5"), reg(subtract, "subtract_5")
+        big_fexp = reg(big_fexp, "big_fexp_5")
+
+        # 6: add or subtract magnitudes; the result is never negative.
+        total = reg(Mux(subtract, big_wide - aligned, big_wide + aligned)[:T + 1], "total_6")
+        big_neg, big_fexp = reg(big_neg, "big_neg_6"), reg(big_fexp, "big_fexp_6")
+
+        # 7: leading zeros of the sum.
+        total_lz = reg(count_leading_zeros(total), "total_lz_7")
+        total_zero = reg(total == 0, "total_zero_7")
+        total, big_neg, big_fexp = (reg(total, "total_7"), reg(big_neg, "big_neg_7"),
+                                    reg(big_fexp, "big_fexp_7"))
+
+        # 8: normalise the sum (MSB at T); exponent of its top W - 1 bits.
+        normal = reg((total << total_lz)[:T + 1], "normal_8")
+        result_exp = reg(big_fexp + (T - W) - total_lz, "result_exp_8")
+        negative, is_zero = reg(big_neg, "negative_8"), reg(total_zero, "zero_8")
+
+        # 9: round to W - 1 magnitude bits.
+        top = normal[T - W + 2:]
+        guard = normal[T - W + 1]
+        rest = normal[:T - W + 1] != 0
+        if self._rounding == "nearest":
+            round_up = guard & (rest | top[0])
+        else:  # toward minus infinity: negative magnitudes round up
+            round_up = negative & (guard | rest)
+        rounded = reg(top + round_up, "rounded_9")
+        result_exp = reg(result_exp, "result_exp_9")
+        negative, is_zero = reg(negative, "negative_9"), reg(is_zero, "zero_9")
+
+        # 10: canonical two's-complement form (carry out, negative powers of two).
+        carry = rounded[W - 1]
+        smallest_normal = rounded == (1 << (W - 2))
+        o = self.o_stream.payload
+        with dp.If(is_zero):
+            dp.d.sync += [o.mantissa.eq(0), o.exponent.eq(0)]
+        with dp.Elif(~negative):
+            dp.d.sync += [
+                o.mantissa.eq(Mux(carry, 1 << (W - 2), rounded)),
+                o.exponent.eq(result_exp + carry),
+            ]
+        with dp.Elif(carry | smallest_normal):
+            dp.d.sync += [
+                o.mantissa.eq(-(1 << (W - 1))),
+                o.exponent.eq(Mux(carry, result_exp, result_exp - 1)),
+            ]
+        with dp.Else():
+            dp.d.sync += [o.mantissa.eq(-rounded), o.exponent.eq(result_exp)]
+
+        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        return m

@@ -1,0 +1,339 @@
+"""The MX output path: canonical BFP accumulators (m, e) -> FP32 or re-blocked MXINT8/4.
+
+- `BfpToFloat32`: m * 2^e rounded to float32, bit-exact with `golden.mx.bfp_to_float32`
+  (RNE, IEEE subnormals, overflow to infinity, -0.0 for negative values that round to 0).
+- `MxQuantizer`: re-blocks a row of values along N, bit-exact with
+  `golden.mx.mx_quantize(bfp_to_float64(m, e), fmt, block, axis=-1)`: per block of
+  `config.block_size` consecutive values (or fewer, closed early by `last`), the shared
+  exponent clamp(floor(log2 max|v|), -127, 127) (-127 for an all-zero block) and the
+  elements clamp(RNE(v * 2^(f - shared)), -max, max).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from golden.config import ArrayConfig
+from golden.mx import MX_FORMATS, SCALE_BIAS, SHARED_EXP_MAX, SHARED_EXP_MIN
+
+from .accumulate import (
+    ACC_EXPONENT_BITS,
+    StalledPipeline,
+    bfp_layout,
+    count_leading_zeros,
+    register,
+    shift_right_rounding,
+)
+
+__all__ = ["BfpToFloat32", "MxElementFormat", "MxQuantizer"]
+
+FLOAT32_INFINITY = 0x7F800000
+
+
+class MxElementFormat(enum.Enum, shape=1):
+    """Element format of the re-blocked MX output."""
+
+    MXINT8 = 0
+    MXINT4 = 1
+
+
+def _check(config: ArrayConfig, exponent_bits: int) -> None:
+    if not isinstance(config, ArrayConfig):
+        raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+    if not isinstance(exponent_bits, int) or not 4 <= exponent_bits <= 16:
+        raise ValueError(f"exponent_bits must be an integer from 4 to 16, not {exponent_bits!r}")
+
+
+def _unpack(dp: Module, mantissa: Value, exponent: Value,
+            width: int) -> tuple[Signal, Signal, Signal, Signal, Signal]:
+    """Stages 1 and 2 shared by both units: sign, magnitude, leading zeros and the
+    exponent of the leading one, lead = floor(log2 |m * 2^e|).
+
+    Returns registers (negative, magnitude, leading_zeros, lead, zero) of stage 2."""
+    negative = register(dp, mantissa < 0, "negative_1")
+    magnitude = register(dp, abs(mantissa), "magnitude_1")
+    exponent = register(dp, exponent, "exponent_1")
+    leading_zeros = count_leading_zeros(magnitude)
+    lead = register(dp, exponent + (width - 1) - leading_zeros, "lead_2")
+    zero = register(dp, magnitude == 0, "zero_2")
+    return (register(dp, negative, "negative_2"), register(dp, magnitude, "magnitude_2"),
+            register(dp, leading_zeros, "leading_zeros_2"), lead, zero)
+
+
+class BfpToFloat32(wiring.Component):
+    """FP32 output of the MX path: the float32 bit pattern of m * 2^e, rounded to nearest
+    even, with subnormals and overflow to infinity (`golden.mx.bfp_to_float32`).
+
+    `i_stream` payload: (mantissa, exponent) of W = `config.acc_bits` and `exponent_bits`
+    bits; any mantissa is accepted, canonical or not. `o_stream` payload: `bits`, the
+    IEEE-754 binary32 encoding.
+
+    Latency `latency` (5) cycles, throughput one value per cycle.
+    """
+
+    output_layout = data.StructLayout({"bits": unsigned(32)})
+
+    def __init__(self, config: ArrayConfig, *, exponent_bits: int = ACC_EXPONENT_BITS) -> None:
+        _check(config, exponent_bits)
+        self.acc_bits = config.acc_bits
+        self.exponent_bits = exponent_bits
+        self.input_layout = bfp_layout(config.acc_bits, exponent_bits)
+        super().__init__({
+            "i_stream": In(stream.Signature(self.input_layout)),
+            "o_stream": Out(stream.Signature(self.output_layout)),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a value to presenting its result (no backpressure)."""
+        return 5
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        dp = Module()
+        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
+        m.d.comb += self.busy.eq(pipe.busy)
+        W = self.acc_bits
+        # Frame of at least 26 bits, so that 24 kept bits leave a round bit and a sticky bit.
+        frame = max(W, 26)
+        i = self.i_stream.payload
+
+        def reg(value: Value, name: str) -> Signal:
+            return register(dp, value, name)
+
+        negative, magnitude, leading_zeros, lead, zero = _unpack(dp, i.mantissa, i.exponent, W)
+
+        # 3: normalise; bits to drop (24 kept, fewer for subnormal results); exponent field.
+        normal = reg(Cat(Const(0, frame - W), (magnitude << leading_zeros)[:W]), "normal_3")
+        subnormal_shift = -126 - lead
+        drop = (frame - 24) + Mux(subnormal_shift > 0, subnormal_shift, 0)
+        drop = reg(Mux(drop > frame + 1, frame + 1, drop)[:bits_for(frame + 1)], "drop_3")
+        # The biased exponent minus one: adding the 24-bit mantissa, whose hidden bit is
+        # set, adds the one back (and a rounding carry moves to the next binade by itself).
+        field = reg(Mux(lead >= -126, lead + 126, 0)[:8], "field_3")
+        overflow = reg(lead > 127, "overflow_3")
+        negative, zero = reg(negative, "negative_3"), reg(zero, "zero_3")
+
+        # 4: round to the kept bits.
+        kept, guard, rest = shift_right_rounding(normal, drop, frame + 1)
+        up = reg(guard & (rest | kept[0]), "up_4")
+        kept = reg(kept[:24], "kept_4")
+        field, overflow = reg(field, "field_4"), reg(overflow, "overflow_4")
+        negative, zero = reg(negative, "negative_4"), reg(zero, "zero_4")
+
+        # 5: assemble. A rounding carry out of the largest binade gives exactly the
+        # encoding of infinity (254 - 1 + 2 = 255, mantissa 0); larger values saturate.
+        magnitude_bits = ((field << 23) + kept + up)[:31]
+        magnitude_bits = Mux(zero, 0, Mux(overflow, FLOAT32_INFINITY, magnitude_bits))
+        dp.d.sync += self.o_stream.payload.bits.eq(Cat(magnitude_bits, negative))
+
+        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        return m
+
+
+class MxQuantizer(wiring.Component):
+    """MXINT8 / MXINT4 output of the MX path: re-blocks values along a row.
+
+    `i_stream` payload: `value` (mantissa, exponent) and `last` (the last value of a row:
+    it closes a partial block). A block is `config.block_size` (BK) consecutive values, or
+    fewer when `last` comes first. `o_stream` payload, one per value and in input order:
+    `element` (the MX element P, two's complement, [-127, 127] or [-7, 7]), `scale` (the
+    block's E8M0 code, shared + 127), `first` and `last` (first / last element of a block).
+
+    `format` selects MXINT8 or MXINT4; change it only while `busy` is low.
+
+    Two block buffers of BK entries alternate: one fills while the other is quantised, so
+    throughput is one value per cycle. The first element of a block appears `latency` (8)
+    cycles after its last value was accepted (no backpressure).
+    """
+
+    output_layout = data.StructLayout({
+        "element": signed(8),
+        "scale": unsigned(8),
+        "first": unsigned(1),
+        "last": unsigned(1),
+    })
+
+    # Stored per value: 9 leading mantissa bits and a sticky bit are enough for every
+    # rounding the unit does (an MXINT8 element keeps at most 8 significant bits and its
+    # round bit lies at least two places below the leading one).
+    _KEPT_BITS = 9
+
+    def __init__(self, config: ArrayConfig, *, exponent_bits: int = ACC_EXPONENT_BITS) -> None:
+        _check(config, exponent_bits)
+        self.acc_bits = config.acc_bits
+        self.block_size = config.block_size
+        self.exponent_bits = exponent_bits
+        self.input_layout = data.StructLayout({
+            "value": bfp_layout(config.acc_bits, exponent_bits),
+            "last": unsigned(1),
+        })
+        self._lead_shape = signed(exponent_bits + 2)
+        self.entry_layout = data.StructLayout({
+            "negative": unsigned(1),
+            "zero": unsigned(1),
+            "kept": unsigned(self._KEPT_BITS),
+            "sticky": unsigned(1),
+            "lead": self._lead_shape,
+        })
+        super().__init__({
+            "i_stream": In(stream.Signature(self.input_layout)),
+            "o_stream": Out(stream.Signature(self.output_layout)),
+            "format": In(MxElementFormat),
+            "busy": Out(1),
+        })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting the value that completes a block to presenting the block's
+        first element (no backpressure)."""
+        return 8
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        W, BK = self.acc_bits, self.block_size
+        index_bits = ceil_log2(BK)
+        i = self.i_stream.payload
+
+        # --- Front: unpack and normalise (3 stages), stalls when the filling bank is full.
+        front = Module()
+        front_valid = [Signal(name=f"front_valid_{n}") for n in range(1, 4)]
+        front.d.sync += [front_valid[0].eq(self.i_stream.valid),
+                         front_valid[1].eq(front_valid[0]),
+                         front_valid[2].eq(front_valid[1])]
+        negative, magnitude, leading_zeros, lead, zero = _unpack(
+            front, i.value.mantissa, i.value.exponent, W)
+        last = register(front, register(front, i.last, "last_1"), "last_2")
+        normal = register(front, (magnitude << leading_zeros)[:W], "normal_3")
+        lead = register(front, lead, "lead_3")
+        zero = register(front, zero, "zero_3")
+        negative = register(front, negative, "negative_3")
+        last = register(front, last, "last_3")
+
+        # --- Block buffers: bank b holds entries b * BK ... b * BK + BK - 1.
+        memory = Memory(shape=self.entry_layout, depth=2 * BK, init=[])
+        m.submodules.memory = memory
+        write_port = memory.write_port()
+        read_port = memory.read_port()
+
+        write_bank = Signal()
+        write_index = Signal(index_bits)
+        block_max = Signal(self._lead_shape)
+        block_any = Signal()  # a nonzero value has been seen in the block
+        bank_full = Signal(2)
+        bank_count = [Signal(range(BK + 1), name=f"bank_count_{b}") for b in range(2)]
+        bank_max = [Signal(self._lead_shape, name=f"bank_max_{b}") for b in range(2)]
+        bank_any = [Signal(name=f"bank_any_{b}") for b in range(2)]
+
+        write_ready = ~Mux(write_bank, bank_full[1], bank_full[0])
+        front_advance = ~front_valid[2] | write_ready
+        m.d.comb += self.i_stream.ready.eq(front_advance)
+        m.submodules.front = EnableInserter(front_advance)(front)
+
+        write = front_valid[2] & write_ready
+        end_of_block = (write_index == BK - 1) | last
+        new_any = block_any | ~zero
+        new_max = Mux(~zero & (~block_any | (lead > block_max)), lead, block_max)
+        m.d.comb += [
+            write_port.addr.eq(Cat(write_index, write_bank)),
+            write_port.en.eq(write),
+            write_port.data.negative.eq(negative),
+            write_port.data.zero.eq(zero),
+            write_port.data.kept.eq(normal[W - self._KEPT_BITS:]),
+            write_port.data.sticky.eq(normal[:W - self._KEPT_BITS] != 0),
+            write_port.data.lead.eq(lead),
+        ]
+        with m.If(write):
+            with m.If(end_of_block):
+                m.d.sync += [write_index.eq(0), write_bank.eq(~write_bank), block_any.eq(0)]
+                for b in range(2):
+                    with m.If(write_bank == b):
+                        m.d.sync += [bank_full[b].eq(1), bank_count[b].eq(write_index + 1),
+                                     bank_max[b].eq(new_max), bank_any[b].eq(new_any)]
+            with m.Else():
+                m.d.sync += [write_index.eq(write_index + 1), block_max.eq(new_max),
+                             block_any.eq(new_any)]
+
+        # --- Reader: quantise a full bank, one element per cycle (4 stages incl. the read).
+        read_bank = Signal()
+        read_index = Signal(index_bits)
+        reader = Module()
+        o = self.o_stream
+        read_advance = ~o.valid | o.ready
+        issue = read_advance & Mux(read_bank, bank_full[1], bank_full[0])
+        count = Mux(read_bank, bank_count[1], bank_count[0])
+        is_last = read_index == count - 1
+        m.d.comb += [read_port.addr.eq(Cat(read_index, read_bank)),
+                     read_port.en.eq(read_advance)]
+        with m.If(issue):
+            with m.If(is_last):
+                m.d.sync += [read_index.eq(0), read_bank.eq(~read_bank)]
+                for b in range(2):
+                    with m.If(read_bank == b):
+                        m.d.sync += bank_full[b].eq(0)
+            with m.Else():
+                m.d.sync += read_index.eq(read_index + 1)
+
+        def reg(value: Value, name: str) -> Signal:
+            return register(reader, value, name)
+
+        # Valid bits of the reader stages (these, unlike the data registers, reset).
+        valid = [Signal(name=f"valid_{n}") for n in range(1, 4)]
+        reader.d.sync += [valid[0].eq(issue), valid[1].eq(valid[0]), valid[2].eq(valid[1])]
+
+        # R1: the memory read; the block's shared exponent, first and last.
+        top = Mux(read_bank, bank_max[1], bank_max[0])
+        any_nonzero = Mux(read_bank, bank_any[1], bank_any[0])
+        shared = Mux(~any_nonzero | (top < SHARED_EXP_MIN), SHARED_EXP_MIN,
+                     Mux(top > SHARED_EXP_MAX, SHARED_EXP_MAX, top))
+        shared = reg(shared[:8].as_signed(), "shared_1")
+        first = reg(read_index == 0, "first_1")
+        last = reg(is_last, "last_1")
+        entry = read_port.data
+
+        # R2: bits to drop: (KEPT - 1 - f) + (shared - lead); saturate when lead > shared.
+        mxint8 = self.format == MxElementFormat.MXINT8
+        fraction_bits = Mux(mxint8, MX_FORMATS["mxint8"].fraction_bits,
+                            MX_FORMATS["mxint4"].fraction_bits)
+        distance = shared - entry.lead
+        drop = (self._KEPT_BITS - 1) - fraction_bits + distance
+        limit = self._KEPT_BITS + 1  # everything rounds to 0 from here on
+        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_2")
+        saturate = reg(distance < 0, "saturate_2")
+        kept_2 = reg(entry.kept, "kept_2")
+        sticky_2 = reg(entry.sticky, "sticky_2")
+        negative_2 = reg(entry.negative, "negative_2")
+        zero_2 = reg(entry.zero, "zero_2")
+        shared, first, last = reg(shared, "shared_2"), reg(first, "first_2"), reg(last, "last_2")
+
+        # R3: shift to the element's grid.
+        kept, guard, rest = shift_right_rounding(kept_2, drop, limit)
+        up = reg(guard & (rest | sticky_2 | kept[0]), "up_3")
+        kept = reg(kept[:self._KEPT_BITS], "kept_3")
+        saturate, negative, zero = (reg(saturate, "saturate_3"), reg(negative_2, "negative_3"),
+                                    reg(zero_2, "zero_3"))
+        shared, first, last = reg(shared, "shared_3"), reg(first, "first_3"), reg(last, "last_3")
+
+        # R4: round, clamp to +-max, sign.
+        max_code = Mux(mxint8, MX_FORMATS["mxint8"].max_code, MX_FORMATS["mxint4"].max_code)
+        rounded = kept + up
+        element = Mux(saturate | (rounded > max_code), max_code, rounded)
+        element = Mux(zero, 0, element)
+        reader.d.sync += [
+            o.valid.eq(valid[2]),
+            o.payload.element.eq(Mux(negative, -element, element)),
+            o.payload.scale.eq(shared + SCALE_BIAS),
+            o.payload.first.eq(first),
+            o.payload.last.eq(last),
+        ]
+        m.submodules.reader = EnableInserter(read_advance)(reader)
+
+        m.d.comb += self.busy.eq((Cat(front_valid) != 0) | (bank_full != 0)
+                                 | (write_index != 0) | (Cat(valid) != 0) | o.valid)
+        return m
+
