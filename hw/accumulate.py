@@ -5,9 +5,6 @@ accumulator SRAM: the accelerator reads an accumulator value, sends it through t
 together with the new partial sum, and writes the result back (read-modify-write). A
 `first` flag in the payload means "the accumulator is zero", so the SRAM never needs
 clearing.
-
-The module also holds the small arithmetic building blocks (leading-zero count, a right
-shift that reports its rounding bits) that the requantization and MX output units reuse.
 """
 
 from __future__ import annotations
@@ -15,15 +12,16 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for, ceil_log2
+from amaranth.utils import bits_for
 
 from golden.config import ArrayConfig
 from golden.mx import MX_FORMATS
 
+from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding, zero_extend
+
 __all__ = [
     "ACC_EXPONENT_BITS", "BLOCK_EXPONENT_BITS", "BfpAccumulator", "IntAccumulator",
-    "bfp_layout", "block_partial_bits", "count_leading_zeros", "register", "shift_right_rounding",
-    "StalledPipeline", "zero_extend",
+    "bfp_layout", "block_partial_bits",
 ]
 
 # Exponent widths of the BFP datapath. Block exponents x_b = (ca - 127) + (cb - 127) - fa - fb
@@ -46,96 +44,6 @@ def bfp_layout(mantissa_bits: int, exponent_bits: int = ACC_EXPONENT_BITS) -> da
         "mantissa": signed(mantissa_bits),
         "exponent": signed(exponent_bits),
     })
-
-
-# --- Arithmetic building blocks ----------------------------------------------------------
-
-def count_leading_zeros(value: Value) -> Value:
-    """Leading zeros of an unsigned `value`, as a balanced tree (combinational, log depth).
-
-    The result has ceil_log2(len(value)) bits (at least 1); it is unspecified for zero, which
-    callers test separately."""
-    value = Value.cast(value)
-    padded_width = 1 << max(1, ceil_log2(len(value)))
-    # Zeros appended below the value do not change its leading-zero count.
-    bits = Cat(Const(0, padded_width - len(value)), value)
-
-    def tree(part: Value) -> tuple[Value, Value]:
-        if len(part) == 2:
-            return ~part[1], part == 0
-        half = len(part) // 2
-        high_count, high_zero = tree(part[half:])
-        low_count, low_zero = tree(part[:half])
-        count = Mux(high_zero, Cat(low_count, Const(1, 1)), Cat(high_count, Const(0, 1)))
-        return count, high_zero & low_zero
-
-    return tree(bits)[0]
-
-
-def shift_right_rounding(value: Value, amount: Value,
-                         max_amount: int) -> tuple[Value, Value, Value]:
-    """`value >> amount` (arithmetic when `value` is signed) with the bits it drops.
-
-    Returns (kept, round_bit, sticky): round_bit is the most significant dropped bit and
-    sticky the OR of the others, both as if `value` were extended with copies of its sign
-    bit, so they are exact for every `amount` up to `max_amount` (the caller clamps).
-    Combinational."""
-    value = Value.cast(value)
-    amount = Value.cast(amount)
-    is_signed = value.shape().signed
-    width = max(len(value), max_amount)
-    fill = value[-1] if is_signed else Const(0, 1)
-    bits = Cat(value, *([fill] * (width - len(value))))
-    kept = (bits.as_signed() if is_signed else bits) >> amount
-    # Bit i is the round bit when i + 1 == amount and a sticky bit when i + 1 < amount.
-    round_mask = Cat(amount == index + 1 for index in range(width))
-    sticky_mask = Cat(amount > index + 1 for index in range(width))
-    return kept, (bits & round_mask) != 0, (bits & sticky_mask) != 0
-
-
-def zero_extend(value: Value, width: int) -> Value:
-    """`value` as an unsigned value of `width` (>= its own) bits."""
-    value = Value.cast(value)
-    return Cat(value, Const(0, width - len(value)))
-
-
-def register(module: Module, value: Value, name: str) -> Signal:
-    """A pipeline register of `module`'s sync domain loaded with `value` every cycle.
-
-    Data registers have no reset (only the valid bits of a pipeline need one); wrap
-    `module` in an `EnableInserter` to make every register of a stage advance together."""
-    value = Value.cast(value)
-    reg = Signal(value.shape(), name=name, reset_less=True)
-    module.d.sync += reg.eq(value)
-    return reg
-
-
-class StalledPipeline:
-    """Flow control of a pipeline of `depth` register stages that stall together.
-
-    `advance` is high when the output register is empty or being read; every register
-    (wrap the datapath module in `EnableInserter(advance)`) then moves one stage. The input
-    is ready exactly when the pipeline advances, so throughput is one element per cycle and
-    `valid` of the output never depends on its `ready`; the input's `ready` does depend
-    combinationally on the output's (there is no skid buffer)."""
-
-    def __init__(self, module: Module, datapath: Module, i_stream: stream.Interface,
-                 o_stream: stream.Interface, depth: int) -> None:
-        self.advance = Signal(name="advance")
-        module.d.comb += [
-            self.advance.eq(~o_stream.valid | o_stream.ready),
-            i_stream.ready.eq(self.advance),
-        ]
-        valid = i_stream.valid
-        self.valid: list[Signal] = []
-        for stage in range(1, depth + 1):
-            reg = Signal(name=f"valid_{stage}")
-            datapath.d.sync += reg.eq(valid)
-            self.valid.append(reg)
-            valid = reg
-        module.d.comb += o_stream.valid.eq(valid)
-        self.busy = Signal(name="busy")
-        module.d.comb += self.busy.eq(Cat(self.valid) != 0)
 
 
 # --- Integer accumulation ----------------------------------------------------------------

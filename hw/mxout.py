@@ -20,14 +20,8 @@ from amaranth.utils import bits_for, ceil_log2
 from golden.config import ArrayConfig
 from golden.mx import MX_FORMATS, SCALE_BIAS, SHARED_EXP_MAX, SHARED_EXP_MIN
 
-from .accumulate import (
-    ACC_EXPONENT_BITS,
-    StalledPipeline,
-    bfp_layout,
-    count_leading_zeros,
-    register,
-    shift_right_rounding,
-)
+from .accumulate import ACC_EXPONENT_BITS, bfp_layout
+from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding
 
 __all__ = ["BfpToFloat32", "MxElementFormat", "MxQuantizer"]
 

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.requant import RequantParams
 
-from .accumulate import StalledPipeline, count_leading_zeros, register, shift_right_rounding
+from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding
 
 __all__ = ["RequantRounding", "Requantizer", "requant_config", "requant_inputs"]
 
