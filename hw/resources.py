@@ -32,13 +32,15 @@ from golden.config import MODES, ArrayConfig
 
 from .pe import MULTIPLIERS, ProcessingElement
 
-__all__ = ["TARGETS", "VARIANTS", "pe_resources", "array_resources", "resource_table", "main"]
+__all__ = ["TARGETS", "VARIANTS", "pe_resources", "array_resources", "unit_resources",
+           "resource_table", "main"]
 
 # Target name -> (Yosys synthesis command, cell types reported).
 TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ice40-dsp": ("synth_ice40 -dsp", ("SB_LUT4", "SB_CARRY", "SB_DFF*", "SB_MAC16")),
-    "ice40-lut": ("synth_ice40", ("SB_LUT4", "SB_CARRY", "SB_DFF*", "SB_MAC16")),
-    "ecp5": ("synth_ecp5", ("LUT4", "CCU2C", "TRELLIS_FF", "MULT18X18D")),
+    "ice40-dsp": ("synth_ice40 -dsp",
+                  ("SB_LUT4", "SB_CARRY", "SB_DFF*", "SB_MAC16", "SB_RAM40_4K")),
+    "ice40-lut": ("synth_ice40", ("SB_LUT4", "SB_CARRY", "SB_DFF*", "SB_MAC16", "SB_RAM40_4K")),
+    "ecp5": ("synth_ecp5", ("LUT4", "CCU2C", "TRELLIS_FF", "MULT18X18D", "DP16KD")),
 }
 # Variant name -> (modes, multiplier).
 VARIANTS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -81,6 +83,20 @@ def _report(cells: dict[str, int], kinds: tuple[str, ...]) -> dict[str, int]:
     return report
 
 
+def _synthesize_designs(texts: dict[str, str], targets: tuple[str, ...], jobs: int,
+                        ) -> dict[str, dict[str, dict[str, int]]]:
+    """{design: {target: cells}} for RTLIL texts, one Yosys process per pair, `jobs` at a
+    time."""
+    for target in targets:
+        if target not in TARGETS:
+            raise ValueError(f"targets must be among {', '.join(TARGETS)}, not {target!r}")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {(name, target): pool.submit(_synthesize, text, TARGETS[target][0])
+                   for name, text in texts.items() for target in targets}
+        return {name: {target: _report(futures[name, target].result(), TARGETS[target][1])
+                       for target in targets} for name in texts}
+
+
 def pe_resources(rows: int = ArrayConfig().rows, *,
                  variants: dict[str, tuple[tuple[str, ...], str]] | None = None,
                  targets: tuple[str, ...] = tuple(TARGETS), jobs: int = 2,
@@ -91,19 +107,10 @@ def pe_resources(rows: int = ArrayConfig().rows, *,
     Yosys process per (variant, target), `jobs` at a time; takes tens of seconds."""
     ArrayConfig(rows=rows, modes=("a8w8",))  # validates rows
     variants = variants or VARIANTS
-    for target in targets:
-        if target not in TARGETS:
-            raise ValueError(f"targets must be among {', '.join(TARGETS)}, not {target!r}")
     texts = {name: rtlil.convert(ProcessingElement(modes, accumulated=rows - 1,
                                                    multiplier=multiplier), name="top")
              for name, (modes, multiplier) in variants.items()}
-    results: dict[str, dict[str, dict[str, int]]] = {name: {} for name in variants}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(_synthesize, texts[name], TARGETS[target][0]): (name, target)
-                   for name in variants for target in targets}
-        for future, (name, target) in futures.items():
-            results[name][target] = _report(future.result(), TARGETS[target][1])
-    return {name: {target: results[name][target] for target in targets} for name in variants}
+    return _synthesize_designs(texts, targets, jobs)
 
 
 def array_resources(config: ArrayConfig, *, multiplier: str = "split",
@@ -114,16 +121,33 @@ def array_resources(config: ArrayConfig, *, multiplier: str = "split",
     from .array import SystolicArray
 
     text = rtlil.convert(SystolicArray(config, multiplier=multiplier), name="top")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {target: pool.submit(_synthesize, text, TARGETS[target][0])
-                   for target in targets}
-        return {target: _report(future.result(), TARGETS[target][1])
-                for target, future in futures.items()}
+    return _synthesize_designs({"array": text}, targets, jobs)["array"]
+
+
+def unit_resources(config: ArrayConfig | None = None, *,
+                   targets: tuple[str, ...] = ("ice40-dsp", "ecp5"), jobs: int = 2,
+                   ) -> dict[str, dict[str, dict[str, int]]]:
+    """Cells of the accumulation, requantization and MX output units for `config`."""
+    from .accumulate import BfpAccumulator, IntAccumulator
+    from .mxout import BfpToFloat32, MxQuantizer
+    from .requant import Requantizer
+
+    config = config or ArrayConfig()
+    designs = {
+        "Requantizer": Requantizer(),
+        "IntAccumulator": IntAccumulator(),
+        f"BfpAccumulator W={config.acc_bits}": BfpAccumulator(config),
+        "BfpAccumulator W=16": BfpAccumulator(config.replace(acc_bits=16)),
+        "BfpToFloat32": BfpToFloat32(config),
+        "MxQuantizer": MxQuantizer(config),
+    }
+    texts = {name: rtlil.convert(design, name="top") for name, design in designs.items()}
+    return _synthesize_designs(texts, targets, jobs)
 
 
 def resource_table(results: dict[str, dict[str, dict[str, int]]]) -> str:
     """A markdown table of `pe_resources` results, one row per (variant, target)."""
-    lines = ["| PE | target | cells |", "|---|---|---|"]
+    lines = ["| design | target | cells |", "|---|---|---|"]
     for name, per_target in results.items():
         for target, cells in per_target.items():
             text = ", ".join(f"{count} {kind}" for kind, count in cells.items())
@@ -139,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows of the array the PE sits in (sets partial-sum widths)")
     parser.add_argument("--array", metavar="RxC",
                         help="also synthesize a whole R x C array (split multiplier)")
+    parser.add_argument("--units", action="store_true",
+                        help="also synthesize the accumulation, requantization and MX units")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
@@ -154,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if array_config is not None:
         name = f"{array_config.rows}x{array_config.cols} array, split"
         results[name] = array_resources(array_config)
+    if args.units:
+        results.update(unit_resources())
     if args.json:
         print(json.dumps(results, indent=1))
     else:
