@@ -1,0 +1,1 @@
+"""Formal proofs of the gateware with SymbiYosys (`sim.formal`); see docs/formal.md."""
