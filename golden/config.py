@@ -68,6 +68,10 @@ class ArrayConfig:
         accumulator.
     weight_buffer_depth, activation_buffer_depth, accumulator_depth
         Entries of each on-chip buffer, in array-wide vectors; powers of two.
+    requant_depth
+        Entries of the per-output-channel requantization parameter memory (bias,
+        multiplier, shift): the largest N of one accelerator configuration with an 8- or
+        4-bit output (the host splits wider GEMMs); a power of two.
     stream_width
         Bits per beat of the host input and output streams: 32, 64 or 128.
     modes
@@ -82,6 +86,7 @@ class ArrayConfig:
     weight_buffer_depth: int = 256
     activation_buffer_depth: int = 1024
     accumulator_depth: int = 256
+    requant_depth: int = 256
     stream_width: int = 64
     modes: tuple[str, ...] = MODES
 
@@ -102,7 +107,8 @@ class ArrayConfig:
         if self.acc_rounding not in ACC_ROUNDINGS:
             raise ValueError(
                 f"acc_rounding must be 'nearest' or 'truncate', not {self.acc_rounding!r}")
-        for name in ("weight_buffer_depth", "activation_buffer_depth", "accumulator_depth"):
+        for name in ("weight_buffer_depth", "activation_buffer_depth", "accumulator_depth",
+                     "requant_depth"):
             value = getattr(self, name)
             if not _is_power_of_two(value) or value < 2:
                 raise ValueError(f"{name} must be a power of two of at least 2, not {value!r}")

@@ -29,13 +29,17 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In
 
 from golden.config import ArrayConfig
+from hw.accelerator import Accelerator
 from hw.accumulate import BfpAccumulator, IntAccumulator
 from hw.array import SystolicArray
 from hw.mxout import BfpToFloat32, MxQuantizer
+from hw.packer import ResultPacker
 from hw.requant import Requantizer
 from sim.formal import check_formal, free_stream_input, stream_rules
 
 SMALL = ArrayConfig(rows=2, cols=2, block_size=16, acc_bits=16)
+SMALL_BUFFERS = SMALL.replace(weight_buffer_depth=2, activation_buffer_depth=2,
+                              accumulator_depth=2)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ UNITS = [
     Unit("mx_quantizer", lambda: MxQuantizer(SMALL)),
     Unit("systolic_array", lambda: SystolicArray(SMALL)),
     Unit("systolic_array_packed", lambda: SystolicArray(SMALL, multiplier="packed")),
+    Unit("result_packer", ResultPacker),
+    # The whole accelerator with two-entry buffers; a stalled response is reachable in 5
+    # cycles from reset, hence the latency given here.
+    # No BMC: 14 cycles of the whole accelerator take z3 about 20 minutes.
+    Unit("accelerator", lambda: Accelerator(SMALL_BUFFERS), latency=4, heavy=True, bmc=False),
 ]
 
 

@@ -1,0 +1,555 @@
+"""The lpmac packet protocol, version 1.0 (docs/protocol.md is the prose version).
+
+Everything here is pure Python/NumPy and shared by the three parties that must agree bit for
+bit: the gateware (`hw.accelerator` takes its opcodes, codes and field layouts from this
+module), the reference executor (`host.reference`) and the host packer (`host.tiling`).
+
+Words are 64 bits; a packet is a header word plus `length` payload words, and the `last`
+flag of the stream marks its final word. Fields are little-endian bit ranges of a word.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from golden.config import MODE_INFO, MODES, ArrayConfig
+
+__all__ = [
+    "PROTOCOL_VERSION", "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "Opcode", "Status",
+    "Field", "OUT_KINDS", "REQUANT_KINDS", "MX_KINDS", "COUNTER_NAMES", "Header",
+    "StatusWord", "Packet", "Response", "Beat", "ConfigureFields", "Geometry",
+    "check_accelerator_config", "mode_code", "out_kind_code", "encode_configure",
+    "decode_configure", "check_configure", "identify_words", "decode_identify",
+    "encode_requant_words", "split_packets", "parse_responses", "item_nibbles",
+    "pack_results", "unpack_results", "words_to_nibbles", "nibbles_to_words",
+]
+
+PROTOCOL_VERSION = (1, 0)
+"""(major, minor): a host refuses a different major version."""
+MAGIC = 0x434D504C
+"""The first 32 bits of IDENTIFY's first word: "LPMC" as little-endian bytes."""
+WORD_BITS = 64
+WORD_MASK = (1 << WORD_BITS) - 1
+LENGTH_BITS = 24
+MAX_LENGTH = (1 << LENGTH_BITS) - 1
+"""Largest payload length a header can state."""
+
+Beat = tuple[int, bool]
+"""One transfer of the stream: (64-bit word, last)."""
+
+
+class Opcode(enum.IntEnum):
+    """Request opcodes (header bits 7..0); a response echoes its request's opcode."""
+
+    IDENTIFY = 0x01
+    CONFIGURE = 0x02
+    LOAD_REQUANT = 0x03
+    LOAD_SCALES = 0x04
+    LOAD_ACTIVATIONS = 0x05
+    COMPUTE = 0x06
+    READ_COUNTERS = 0x07
+    CLEAR_COUNTERS = 0x08
+
+
+class Status(enum.IntEnum):
+    """Status codes (status word bits 7..0): the reason."""
+
+    OK = 0
+    BAD_OPCODE = 1      # the opcode is not one of `Opcode`
+    BAD_LENGTH = 2      # header length differs from what the command needs (value: needed)
+    TRUNCATED = 3       # `last` came before `length` payload words (value: words received)
+    TOO_LONG = 4        # no `last` on the final payload word; the rest of the packet is dropped
+    BAD_FIELD = 5       # a field is out of range (field: which)
+    TOO_LARGE = 6       # the configured tile does not fit a buffer (field: which)
+    NOT_CONFIGURED = 7  # the command needs a successful CONFIGURE first
+    NOT_APPLICABLE = 8  # the command does not apply to the configured mode or output
+
+
+class Field(enum.IntEnum):
+    """What a BAD_FIELD or TOO_LARGE status refers to (status word bits 23..16)."""
+
+    NONE = 0
+    BANK = 1
+    MODE = 2
+    OUT_KIND = 3
+    ZERO_POINT = 4
+    M = 5
+    K = 6
+    N = 7
+    ACTIVATIONS = 8     # activation buffer bank (and the MX scale bank that shadows it)
+    ACCUMULATORS = 9    # accumulator bank
+    REQUANT = 10        # requantization parameter memory
+    LENGTH = 11         # a packet length would exceed MAX_LENGTH
+
+
+OUT_KINDS: tuple[str, ...] = ("uint8", "int8", "int4", "int32", "fp32", "mxint8", "mxint4")
+"""Output kinds in code order (CONFIGURE word 0 bits 10..8)."""
+REQUANT_KINDS = ("uint8", "int8", "int4")
+MX_KINDS = ("mxint8", "mxint4")
+_INT_MODE_KINDS = ("uint8", "int8", "int4", "int32")
+_MX_MODE_KINDS = ("fp32", "mxint8", "mxint4")
+_OUT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int4": (-8, 7)}
+
+COUNTER_NAMES = ("cycles", "busy", "input_stall", "output_stall", "macs")
+"""READ_COUNTERS payload order."""
+DETERMINISTIC_COUNTERS = ("busy", "macs")
+"""Counters whose values do not depend on stream timing."""
+
+
+def check_accelerator_config(config: ArrayConfig) -> None:
+    """Refuse configurations protocol 1.0 cannot carry: one activation vector and one weight
+    row per 64-bit word."""
+    if not isinstance(config, ArrayConfig):
+        raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+    if config.stream_width != WORD_BITS:
+        raise ValueError(
+            f"protocol {PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]} needs stream_width 64, not "
+            f"{config.stream_width!r}")
+    for name in ("rows", "cols"):
+        if getattr(config, name) > 8:
+            raise ValueError(
+                f"{name} must be at most 8 for protocol 1.0 (one vector per 64-bit word), "
+                f"not {getattr(config, name)!r}")
+
+
+def mode_code(mode: str) -> int:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return MODES.index(mode)
+
+
+def out_kind_code(out_kind: str) -> int:
+    if out_kind not in OUT_KINDS:
+        raise ValueError(f"out_kind must be one of {', '.join(OUT_KINDS)}, not {out_kind!r}")
+    return OUT_KINDS.index(out_kind)
+
+
+# --- Header and status words ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Header:
+    """bits 7..0 opcode, 15..8 tag, 39..16 length (payload words), 63..40 args."""
+
+    opcode: int
+    tag: int
+    length: int
+    args: int = 0
+
+    def encode(self) -> int:
+        for name, value, bits in (("opcode", self.opcode, 8), ("tag", self.tag, 8),
+                                  ("length", self.length, LENGTH_BITS), ("args", self.args, 24)):
+            if not 0 <= value < (1 << bits):
+                raise ValueError(f"header {name} must fit {bits} bits, not {value!r}")
+        return self.opcode | self.tag << 8 | self.length << 16 | self.args << 40
+
+    @classmethod
+    def decode(cls, word: int) -> Header:
+        return cls(word & 0xFF, (word >> 8) & 0xFF, (word >> 16) & MAX_LENGTH,
+                   (word >> 40) & 0xFFFFFF)
+
+
+@dataclass(frozen=True)
+class StatusWord:
+    """bits 7..0 code, 15..8 opcode, 23..16 field, 63..32 value (31..24 reserved, 0)."""
+
+    code: int
+    opcode: int
+    field: int = 0
+    value: int = 0
+
+    def encode(self) -> int:
+        return (self.code & 0xFF) | (self.opcode & 0xFF) << 8 | (self.field & 0xFF) << 16 \
+            | (self.value & 0xFFFFFFFF) << 32
+
+    @classmethod
+    def decode(cls, word: int) -> StatusWord:
+        return cls(word & 0xFF, (word >> 8) & 0xFF, (word >> 16) & 0xFF, word >> 32)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Status.OK
+
+    def describe(self) -> str:
+        """One sentence naming the command and the reason."""
+        try:
+            command = Opcode(self.opcode).name
+        except ValueError:
+            command = f"opcode {self.opcode:#04x}"
+        try:
+            reason = Status(self.code).name
+        except ValueError:
+            reason = f"status {self.code}"
+        text = f"{command}: {reason}"
+        if self.field:
+            try:
+                text += f" ({Field(self.field).name})"
+            except ValueError:
+                text += f" (field {self.field})"
+        if self.code in (Status.BAD_LENGTH, Status.TRUNCATED):
+            text += f", value {self.value}"
+        return text
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A request or response: the header and the payload words (for responses the payload
+    ends with the status word)."""
+
+    header: Header
+    payload: tuple[int, ...] = ()
+
+    @classmethod
+    def make(cls, opcode: int, tag: int, payload: Sequence[int] = (), args: int = 0) -> Packet:
+        payload = tuple(int(word) for word in payload)
+        for word in payload:
+            if not 0 <= word <= WORD_MASK:
+                raise ValueError(f"payload words must be 64-bit unsigned, not {word!r}")
+        return cls(Header(int(opcode), tag, len(payload), args), payload)
+
+    def beats(self) -> list[Beat]:
+        words = [self.header.encode(), *self.payload]
+        return [(word, index == len(words) - 1) for index, word in enumerate(words)]
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response packet split into header, data words and the final status word."""
+
+    header: Header
+    data: tuple[int, ...]
+    status: StatusWord
+
+    @property
+    def ok(self) -> bool:
+        return self.status.ok
+
+
+def split_packets(beats: Iterable[Beat]) -> list[list[Beat]]:
+    """Cut a beat sequence at its `last` flags (a trailing unfinished packet is kept)."""
+    packets: list[list[Beat]] = [[]]
+    for word, last in beats:
+        packets[-1].append((int(word), bool(last)))
+        if last:
+            packets.append([])
+    return [packet for packet in packets if packet]
+
+
+def parse_responses(beats: Iterable[Beat]) -> list[Response]:
+    """Decode response packets, checking each one's framing (length and `last`)."""
+    responses = []
+    for packet in split_packets(beats):
+        header = Header.decode(packet[0][0])
+        if len(packet) != header.length + 1 or not packet[-1][1] or header.length < 1:
+            raise ValueError(
+                f"malformed response packet: header says {header.length} payload words, "
+                f"the packet has {len(packet) - 1}")
+        words = [word for word, _ in packet[1:]]
+        responses.append(Response(header, tuple(words[:-1]), StatusWord.decode(words[-1])))
+    return responses
+
+
+# --- CONFIGURE -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConfigureFields:
+    """The raw fields of a CONFIGURE payload (any values; `check_configure` validates).
+
+    word 0: bits 2..0 mode, 4 rounding (0 fp32, 1 gemmlowp), 5 relu, 10..8 out kind,
+    24..16 output zero point (9-bit two's complement). word 1: bits 15..0 M, 31..16 K,
+    47..32 N."""
+
+    mode: int
+    out_kind: int
+    rounding: int
+    relu: int
+    zero_point: int
+    m: int
+    k: int
+    n: int
+
+    def encode(self) -> list[int]:
+        word0 = (self.mode & 7) | (self.rounding & 1) << 4 | (self.relu & 1) << 5 \
+            | (self.out_kind & 7) << 8 | (self.zero_point & 0x1FF) << 16
+        word1 = (self.m & 0xFFFF) | (self.k & 0xFFFF) << 16 | (self.n & 0xFFFF) << 32
+        return [word0, word1]
+
+
+def encode_configure(*, mode: str, out_kind: str, m: int, k: int, n: int,
+                     rounding: str = "fp32", relu: bool = False,
+                     zero_point: int = 0) -> ConfigureFields:
+    """CONFIGURE fields from names (validated as far as the encoding goes)."""
+    if rounding not in ("fp32", "gemmlowp"):
+        raise ValueError(f"rounding must be 'fp32' or 'gemmlowp', not {rounding!r}")
+    for name, value in (("m", m), ("k", k), ("n", n)):
+        if not 0 < value < (1 << 16):
+            raise ValueError(f"{name} must be in [1, 65535], not {value!r}")
+    if not -256 <= zero_point <= 255:
+        raise ValueError(f"zero_point must fit 9 signed bits, not {zero_point!r}")
+    return ConfigureFields(mode_code(mode), out_kind_code(out_kind),
+                           int(rounding == "gemmlowp"), int(bool(relu)), zero_point, m, k, n)
+
+
+def decode_configure(words: Sequence[int]) -> ConfigureFields:
+    word0, word1 = words
+    zero_point = (word0 >> 16) & 0x1FF
+    if zero_point >= 256:
+        zero_point -= 512
+    return ConfigureFields(word0 & 7, (word0 >> 8) & 7, (word0 >> 4) & 1, (word0 >> 5) & 1,
+                           zero_point, word1 & 0xFFFF, (word1 >> 16) & 0xFFFF,
+                           (word1 >> 32) & 0xFFFF)
+
+
+def item_nibbles(out_kind: str) -> int:
+    """Nibbles of one result element in the result stream (MX blocks add 2 for the code)."""
+    return {"uint8": 2, "int8": 2, "int4": 1, "int32": 8, "fp32": 8, "mxint8": 2,
+            "mxint4": 1}[out_kind]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything that follows from a valid CONFIGURE: tile sizes and packet lengths.
+
+    lc: output columns per array pass (C, or 2C in 4-bit-weight modes); kt: K / R array
+    passes per N-tile; nt: N / lc N-tiles; nb: K / BK MX blocks; group: N-tiles drained
+    together (BK / lc for MX outputs, which are re-blocked along N, else 1); block_scale_words:
+    words of B scale codes per (N-tile, K-block) in COMPUTE; *_words: payload lengths."""
+
+    config: ArrayConfig
+    mode: str
+    out_kind: str
+    rounding: str
+    relu: bool
+    zero_point: int
+    m: int
+    k: int
+    n: int
+    lanes: int
+    lc: int
+    kt: int
+    nt: int
+    nb: int
+    group: int
+    block_scale_words: int
+    act_words: int
+    scale_words: int
+    requant_words: int
+    compute_words: int
+    items: int
+    result_words: int
+
+    @property
+    def mx(self) -> bool:
+        return MODE_INFO[self.mode].mx
+
+    @property
+    def requant(self) -> bool:
+        return self.out_kind in REQUANT_KINDS
+
+    @property
+    def vectors(self) -> int:
+        """Activation vectors one COMPUTE sends through the array."""
+        return self.nt * self.kt * self.m
+
+    @property
+    def macs(self) -> int:
+        """MACs of one COMPUTE as the counters count them (padding included)."""
+        return self.vectors * self.config.rows * self.config.cols * self.lanes
+
+
+def check_configure(config: ArrayConfig,
+                    fields: ConfigureFields) -> tuple[Status, Field, Geometry | None]:
+    """Validate CONFIGURE fields in the hardware's order; (OK, NONE, geometry) if valid."""
+    rows, cols, block = config.rows, config.cols, config.block_size
+    if fields.mode >= len(MODES) or MODES[fields.mode] not in config.modes:
+        return Status.BAD_FIELD, Field.MODE, None
+    mode = MODES[fields.mode]
+    info = MODE_INFO[mode]
+    allowed = _MX_MODE_KINDS if info.mx else _INT_MODE_KINDS
+    if fields.out_kind >= len(OUT_KINDS) or OUT_KINDS[fields.out_kind] not in allowed:
+        return Status.BAD_FIELD, Field.OUT_KIND, None
+    out_kind = OUT_KINDS[fields.out_kind]
+    requant = out_kind in REQUANT_KINDS
+    if requant:
+        lo, hi = _OUT_RANGES[out_kind]
+        if not lo <= fields.zero_point <= hi:
+            return Status.BAD_FIELD, Field.ZERO_POINT, None
+    lc = cols * info.lanes
+    k_granule = block if info.mx else rows
+    n_granule = block if out_kind in MX_KINDS else lc
+    m, k, n = fields.m, fields.k, fields.n
+    if m == 0:
+        return Status.BAD_FIELD, Field.M, None
+    if k == 0 or k % k_granule:
+        return Status.BAD_FIELD, Field.K, None
+    if n == 0 or n % n_granule:
+        return Status.BAD_FIELD, Field.N, None
+    kt, nt = k // rows, n // lc
+    nb = k // block if info.mx else 0
+    group = block // lc if out_kind in MX_KINDS else 1
+    if m * kt > config.activation_buffer_depth // 2:
+        return Status.TOO_LARGE, Field.ACTIVATIONS, None
+    if m * group > config.accumulator_depth // 2:
+        return Status.TOO_LARGE, Field.ACCUMULATORS, None
+    if requant and n > config.requant_depth:
+        return Status.TOO_LARGE, Field.REQUANT, None
+    block_scale_words = -(-lc // 8) if info.mx else 0
+    compute_words = nt * (k + nb * block_scale_words)
+    items = m * n
+    nibbles = items * item_nibbles(out_kind) + (items // block * 2 if out_kind in MX_KINDS
+                                               else 0)
+    result_words = -(-nibbles // 16)
+    if compute_words > MAX_LENGTH or result_words + 1 > MAX_LENGTH:
+        return Status.TOO_LARGE, Field.LENGTH, None
+    geometry = Geometry(
+        config=config, mode=mode, out_kind=out_kind,
+        rounding="gemmlowp" if fields.rounding else "fp32", relu=bool(fields.relu),
+        zero_point=fields.zero_point, m=m, k=k, n=n, lanes=info.lanes, lc=lc, kt=kt, nt=nt,
+        nb=nb, group=group, block_scale_words=block_scale_words, act_words=m * kt,
+        scale_words=-(-(m * nb) // 8), requant_words=2 * n, compute_words=compute_words,
+        items=items, result_words=result_words)
+    return Status.OK, Field.NONE, geometry
+
+
+# --- IDENTIFY -------------------------------------------------------------------------------
+
+def identify_words(config: ArrayConfig) -> list[int]:
+    """IDENTIFY's four data words.
+
+    0: bits 31..0 MAGIC, 39..32 major, 47..40 minor version.
+    1: 7..0 rows, 15..8 cols, 23..16 block size, 31..24 acc bits, 47..32 stream width,
+       55..48 modes bitmask (bit i = MODES[i]), 56 acc rounding (1 = truncate).
+    2: 31..0 weight buffer depth, 63..32 activation buffer depth.
+    3: 31..0 accumulator depth, 63..32 requant depth."""
+    modes = sum(1 << MODES.index(mode) for mode in config.modes)
+    return [
+        MAGIC | PROTOCOL_VERSION[0] << 32 | PROTOCOL_VERSION[1] << 40,
+        config.rows | config.cols << 8 | config.block_size << 16 | config.acc_bits << 24
+        | config.stream_width << 32 | modes << 48 | int(config.acc_rounding == "truncate") << 56,
+        config.weight_buffer_depth | config.activation_buffer_depth << 32,
+        config.accumulator_depth | config.requant_depth << 32,
+    ]
+
+
+def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]:
+    """(protocol version, ArrayConfig) from IDENTIFY's data words."""
+    if len(words) != 4 or words[0] & 0xFFFFFFFF != MAGIC:
+        raise ValueError("not an lpmac IDENTIFY response (magic number missing)")
+    version = ((words[0] >> 32) & 0xFF, (words[0] >> 40) & 0xFF)
+    modes = tuple(mode for index, mode in enumerate(MODES) if (words[1] >> (48 + index)) & 1)
+    config = ArrayConfig(
+        rows=words[1] & 0xFF, cols=(words[1] >> 8) & 0xFF, block_size=(words[1] >> 16) & 0xFF,
+        acc_bits=(words[1] >> 24) & 0xFF, stream_width=(words[1] >> 32) & 0xFFFF,
+        acc_rounding="truncate" if (words[1] >> 56) & 1 else "nearest",
+        weight_buffer_depth=words[2] & 0xFFFFFFFF, activation_buffer_depth=words[2] >> 32,
+        accumulator_depth=words[3] & 0xFFFFFFFF, requant_depth=words[3] >> 32, modes=modes)
+    return version, config
+
+
+# --- LOAD_REQUANT ---------------------------------------------------------------------------
+
+def encode_requant_words(bias: np.ndarray, multiplier_bits: np.ndarray,
+                         shift: np.ndarray) -> list[int]:
+    """Two words per channel: (bias | multiplier << 32), (shift & 0x3F).
+
+    `multiplier_bits` are the 32 bits the requantizer takes: the float32 pattern of s32
+    (fp32 rounding) or q31 (gemmlowp); `shift` is gemmlowp's shift in [-32, 31]."""
+    bias = np.asarray(bias, dtype=np.int64) & 0xFFFFFFFF
+    multiplier_bits = np.asarray(multiplier_bits, dtype=np.int64) & 0xFFFFFFFF
+    shift = np.asarray(shift, dtype=np.int64) & 0x3F
+    words = np.empty(2 * bias.size, dtype=np.uint64)
+    words[0::2] = (bias | (multiplier_bits << 32)).astype(np.uint64)
+    words[1::2] = shift.astype(np.uint64)
+    return [int(word) for word in words]
+
+
+# --- Result stream --------------------------------------------------------------------------
+
+def words_to_nibbles(words: Sequence[int]) -> np.ndarray:
+    """The nibble stream of 64-bit words: each word's nibbles, least significant first."""
+    array = np.asarray([int(w) for w in words], dtype=np.uint64)
+    as_bytes = array.astype("<u8").view(np.uint8)
+    nibbles = np.empty(as_bytes.size * 2, dtype=np.uint8)
+    nibbles[0::2] = as_bytes & 0x0F
+    nibbles[1::2] = as_bytes >> 4
+    return nibbles
+
+
+def nibbles_to_words(nibbles: np.ndarray) -> list[int]:
+    """Inverse of `words_to_nibbles`; the stream is padded with zero nibbles to whole words."""
+    nibbles = np.asarray(nibbles, dtype=np.uint8)
+    padded = np.zeros(-(-nibbles.size // 16) * 16, dtype=np.uint8)
+    padded[:nibbles.size] = nibbles
+    as_bytes = (padded[0::2] | (padded[1::2] << 4)).astype(np.uint8)
+    return [int(word) for word in as_bytes.view("<u8")]
+
+
+def _value_nibbles(values: np.ndarray, count: int) -> np.ndarray:
+    """[..., count] nibbles of each value, least significant first."""
+    values = np.asarray(values, dtype=np.int64)
+    shifts = 4 * np.arange(count, dtype=np.int64)
+    return ((values[..., None] >> shifts) & 0xF).astype(np.uint8)
+
+
+def _result_order(geometry: Geometry, matrix: np.ndarray) -> np.ndarray:
+    """[M, N] -> [NG, M, group * lc]: the order in which the drain emits the elements."""
+    span = geometry.group * geometry.lc
+    return matrix.reshape(geometry.m, geometry.n // span, span).transpose(1, 0, 2)
+
+
+def pack_results(geometry: Geometry, values: np.ndarray,
+                 codes: np.ndarray | None = None) -> list[int]:
+    """The result words of one COMPUTE: `values` [M, N] (element bit patterns as integers:
+    outputs, int32 accumulators, float32 bits or MX elements) and, for MX outputs, the
+    scale codes [M, N / BK]. Elements go out group by group, row by row (`_result_order`),
+    each as `item_nibbles` nibbles; an MX block is its code (2 nibbles) and its elements."""
+    nibble_count = item_nibbles(geometry.out_kind)
+    ordered = _result_order(geometry, np.asarray(values, dtype=np.int64))
+    element_nibbles = _value_nibbles(ordered, nibble_count)     # [NG, M, span, n]
+    if geometry.out_kind in MX_KINDS:
+        if codes is None:
+            raise ValueError("MX outputs need their scale codes")
+        block = geometry.config.block_size
+        codes = np.asarray(codes, dtype=np.int64).reshape(geometry.m, -1, 1)
+        code_nibbles = _value_nibbles(_result_order_codes(geometry, codes), 2)
+        per_block = element_nibbles.reshape(*ordered.shape[:2], -1, block * nibble_count)
+        stream = np.concatenate([code_nibbles.reshape(*per_block.shape[:3], 2), per_block],
+                                axis=-1)
+    else:
+        stream = element_nibbles
+    words = nibbles_to_words(stream.reshape(-1))
+    assert len(words) == geometry.result_words
+    return words
+
+
+def _result_order_codes(geometry: Geometry, codes: np.ndarray) -> np.ndarray:
+    """MX codes [M, N / BK, 1] -> [NG, M, 1] (a group is exactly one block per row)."""
+    return codes.transpose(1, 0, 2)
+
+
+def unpack_results(geometry: Geometry,
+                   words: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inverse of `pack_results`: (values [M, N] as unsigned bit patterns of
+    `item_nibbles` nibbles, MX codes [M, N / BK] or None)."""
+    if len(words) != geometry.result_words:
+        raise ValueError(f"a COMPUTE result has {geometry.result_words} words, not {len(words)}")
+    nibble_count = item_nibbles(geometry.out_kind)
+    span = geometry.group * geometry.lc
+    groups = geometry.n // span
+    stream = words_to_nibbles(words)
+    weights = (1 << (4 * np.arange(nibble_count, dtype=np.int64)))
+    codes = None
+    if geometry.out_kind in MX_KINDS:
+        per_block = 2 + span * nibble_count
+        blocks = stream[:groups * geometry.m * per_block].reshape(groups, geometry.m, per_block)
+        codes = (blocks[..., 0].astype(np.int64) | blocks[..., 1].astype(np.int64) << 4)
+        codes = codes.transpose(1, 0)
+        elements = blocks[..., 2:].reshape(groups, geometry.m, span, nibble_count)
+    else:
+        elements = stream[:geometry.items * nibble_count].reshape(
+            groups, geometry.m, span, nibble_count)
+    values = (elements.astype(np.int64) * weights).sum(axis=-1)
+    return values.transpose(1, 0, 2).reshape(geometry.m, geometry.n), codes

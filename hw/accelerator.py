@@ -1,0 +1,1154 @@
+"""The lpmac accelerator: one packet stream in, one packet stream out (docs/protocol.md).
+
+Inside (docs/architecture.md, "Accelerator"):
+
+    i_stream -> command decoder --+--> activation buffer (2 banks) --+
+                  |               +--> MX activation scales (2 banks)+--> sequencer --> array
+                  |               +--> weight FIFO --------------------------------> (shadow)
+                  |               +--> MX weight-scale FIFO ---------------+
+                  |               +--> requantization parameters           |
+                  |                                                        v
+                  |        array columns -> IntAccumulator (+ BfpAccumulator) <-> accumulator
+                  |                                                     SRAM (2 banks)
+                  |                                                        |
+                  +--> response queue --> output engine <-- result FIFO <-- packer <-- drain
+                                               |                 (Requantizer / int32 /
+                                           o_stream               BfpToFloat32 / MxQuantizer)
+
+The decoder parses packets and validates them; LOAD_ACTIVATIONS / LOAD_SCALES write the bank
+named in the header (waiting while a queued or running COMPUTE reads it); COMPUTE queues a
+job and streams its payload (weights, and in MX modes the weight scales) into FIFOs that the
+job consumes at the pace of computation. The sequencer runs one job at a time: for every
+N-tile and every K-tile (R rows of K) it sends the M-tile's activation vectors through the
+array while the next weight tile loads into the shadow registers. Column sums are added into
+the accumulator SRAM (address = row m) by read-modify-write; in the MX modes the integer sums
+of a K-block are completed first and then added into the BFP accumulators with the block's
+exponent. After the last K-tile of an N-tile (a group of BK / lc N-tiles for MX outputs), the
+bank is drained through the output unit while the next N-tile computes in the other bank.
+Every response is queued in order and sent by the output engine.
+
+Performance: one activation vector per cycle (R * C MACs, twice that in 4-bit-weight modes)
+whenever the weight FIFO holds the next tile and the accumulator bank is free; bubbles only
+pad array passes shorter than `pass_min(mode)` vectors (read-modify-write hazards).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from golden.config import MODE_INFO, MODES, ArrayConfig
+from golden.mx import MX_FORMATS, SCALE_BIAS
+from host.protocol import (
+    COUNTER_NAMES,
+    LENGTH_BITS,
+    MAX_LENGTH,
+    OUT_KINDS,
+    Field,
+    Opcode,
+    Status,
+    check_accelerator_config,
+    identify_words,
+)
+from host.reference import scale_bank_words
+
+from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, IntAccumulator
+from .accumulate import bfp_layout as _bfp_layout
+from .array import SystolicArray
+from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
+from .packer import ResultPacker
+from .pe import Mode
+from .requant import Requantizer, RequantRounding
+
+__all__ = ["Accelerator", "WORD_LAYOUT"]
+
+WORD_LAYOUT = data.StructLayout({"data": unsigned(64), "last": unsigned(1)})
+"""Payload of both streams: a 64-bit word and the end-of-packet flag."""
+
+_KIND = {name: index for index, name in enumerate(OUT_KINDS)}
+
+
+def _latency(unit: wiring.Component) -> int:
+    """The `latency` of a unit instantiated only to ask for it."""
+    unit._MustUse__used = True  # not elaborated on purpose: no UnusedElaboratable warning
+    return unit.latency
+
+
+class _Response:
+    """Kinds of response-queue entries (what the output engine sends for each)."""
+
+    SIMPLE = 0          # header, status
+    IDENTIFY = 1        # header, 4 identification words, status
+    COUNTERS = 2        # header, 5 counters, status
+    COMPUTE_START = 3   # header, then the job's result words
+    COMPUTE_STATUS = 4  # the status word that ends a COMPUTE response
+
+
+_RESPONSE_LAYOUT = data.StructLayout({
+    "kind": unsigned(3),
+    "opcode": unsigned(8),
+    "tag": unsigned(8),
+    "code": unsigned(8),
+    "field": unsigned(8),
+    "value": unsigned(32),
+    "length": unsigned(LENGTH_BITS),
+})
+
+
+class Accelerator(wiring.Component):
+    """The lpmac GEMM accelerator with its packet protocol (docs/protocol.md, version 1.0).
+
+    Parameters
+    ----------
+    config
+        The `ArrayConfig`; protocol 1.0 needs stream_width 64 and rows, cols <= 8.
+    multiplier
+        PE multiplier variant ("split" or "packed", see `hw.pe`).
+
+    Ports
+    -----
+    i_stream : In(stream.Signature(WORD_LAYOUT))
+        Request packets: `data` a 64-bit word, `last` on the final word of each packet.
+    o_stream : Out(stream.Signature(WORD_LAYOUT))
+        Response packets, one per request, in request order.
+
+    Throughput: the array takes one activation vector per cycle while a job runs, as long as
+    the input stream delivers the next weight tile (R words) within an array pass (M_tile
+    cycles) and the output stream takes the previous N-tile's results within an N-tile's
+    compute time; `pass_min(mode)` is the shortest pass without bubbles. A command without
+    payload (IDENTIFY, CLEAR_COUNTERS) is answered `command_latency` cycles after its word
+    is accepted, when nothing is queued before it.
+    """
+
+    def __init__(self, config: ArrayConfig, *, multiplier: str = "split") -> None:
+        check_accelerator_config(config)
+        self._config = config
+        self._multiplier = multiplier
+        super().__init__({
+            "i_stream": In(stream.Signature(WORD_LAYOUT)),
+            "o_stream": Out(stream.Signature(WORD_LAYOUT)),
+        })
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self._config
+
+    @property
+    def command_latency(self) -> int:
+        """Cycles from accepting the only word of a command without payload (IDENTIFY,
+        CLEAR_COUNTERS) to its response header on `o_stream` (nothing queued before it):
+        decode, check, execute, queue the response (a buffered FIFO: 2), output engine."""
+        return 6
+
+    def _pass_mins(self) -> tuple[int, int]:
+        """(integer modes, MX modes) shortest pass; 1 where no such mode is built."""
+        config = self._config
+        int_modes = [n for n in config.modes if not MODE_INFO[n].mx]
+        mx_modes = [n for n in config.modes if MODE_INFO[n].mx]
+        return (self.pass_min(int_modes[0]) if int_modes else 1,
+                self.pass_min(mx_modes[0]) if mx_modes else 1)
+
+    def pass_min(self, mode: str) -> int:
+        """Shortest array pass (vectors per weight tile) the sequencer issues in `mode`;
+        shorter M-tiles are padded with bubbles. The accumulator read-modify-write of a row
+        must have been written back before the next pass reads it: IntAccumulator latency
+        + 2 cycles, and in the MX modes BfpAccumulator latency + 2 cycles between the last
+        passes of consecutive K-blocks (`passes_per_block` passes apart)."""
+        int_gap = _latency(IntAccumulator()) + 2
+        if not self._config.mode(mode).mx:
+            return int_gap
+        bfp_gap = _latency(BfpAccumulator(self._config)) + 2
+        return max(int_gap, -(-bfp_gap // self._config.passes_per_block))
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        config = self._config
+        rows, cols = config.rows, config.cols
+        has_mx = config.has_mx
+        has_int = any(not MODE_INFO[mode].mx for mode in config.modes)
+        array = SystolicArray(config, multiplier=self._multiplier,
+                              meta_shape=self._meta_layout())
+        m.submodules.array = array
+        lanes_max = array.lanes
+        lc_max = cols * lanes_max
+        act_half = config.activation_buffer_depth // 2
+        acc_half = config.accumulator_depth // 2
+        block = config.block_size
+        ppb = config.passes_per_block if has_mx else 1
+        scale_bank = scale_bank_words(config)
+
+        # --- Configuration registers (written by a successful CONFIGURE) ------------------
+        c = _ConfigRegisters(config, lc_max, self)
+        configured = Signal()
+
+        # --- Memories and FIFOs -----------------------------------------------------------
+        act_mem = Memory(shape=unsigned(rows * 8), depth=config.activation_buffer_depth,
+                         init=[])
+        m.submodules.act_mem = act_mem
+        act_write = act_mem.write_port()
+        act_read = act_mem.read_port()
+
+        weight_fifo = SyncFIFOBuffered(width=cols * 8, depth=config.weight_buffer_depth)
+        m.submodules.weight_fifo = weight_fifo
+        job_fifo = SyncFIFOBuffered(width=1, depth=3)   # (depth 2 has a 0-bit address)
+        m.submodules.job_fifo = job_fifo
+        response_fifo = SyncFIFOBuffered(width=_RESPONSE_LAYOUT.size, depth=4)
+        m.submodules.response_fifo = response_fifo
+        result_fifo = SyncFIFOBuffered(width=64, depth=16)
+        m.submodules.result_fifo = result_fifo
+
+        acc_layout = data.ArrayLayout(signed(32), lc_max)
+        acc_mem = Memory(shape=acc_layout, depth=config.accumulator_depth, init=[])
+        m.submodules.acc_mem = acc_mem
+        acc_write = acc_mem.write_port()
+        acc_read = acc_mem.read_port()
+        acc_drain = acc_mem.read_port()
+
+        if has_int:
+            requant_layout = data.StructLayout({
+                "bias": signed(32), "multiplier": unsigned(32), "shift": signed(6)})
+            requant_mem = Memory(shape=requant_layout, depth=config.requant_depth, init=[])
+            m.submodules.requant_mem = requant_mem
+            requant_write = requant_mem.write_port()
+            requant_read = requant_mem.read_port()
+        if has_mx:
+            scale_mem = Memory(shape=unsigned(64), depth=2 * scale_bank, init=[])
+            m.submodules.scale_mem = scale_mem
+            scale_write = scale_mem.write_port()
+            scale_read = scale_mem.read_port()
+            scale_row_words = -(-lc_max // 8)
+            bscale_fifo = SyncFIFOBuffered(
+                width=64 * scale_row_words,
+                depth=max(4, config.weight_buffer_depth // block + 2))
+            m.submodules.bscale_fifo = bscale_fifo
+            bfp_value = _bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
+            bfp_mem = Memory(shape=data.ArrayLayout(bfp_value, lc_max),
+                             depth=config.accumulator_depth, init=[])
+            m.submodules.bfp_mem = bfp_mem
+            bfp_write = bfp_mem.write_port()
+            bfp_read = bfp_mem.read_port()
+            bfp_drain = bfp_mem.read_port()
+
+        # --- Shared state between the engines ---------------------------------------------
+        bank_uses = Array(Signal(3, name=f"bank_uses_{b}") for b in range(2))  # jobs per bank
+        bank_use_inc = Signal(2)
+        bank_use_dec = Signal(2)
+        for b in range(2):
+            m.d.sync += bank_uses[b].eq(bank_uses[b] + bank_use_inc[b] - bank_use_dec[b])
+        acc_busy = Signal(2)        # bank being filled or drained
+        acc_full = Signal(2)        # bank complete, waiting for (or in) the drain
+        acc_last = Signal(2)        # bank holds the job's last group
+        clear_counters = Signal()
+        snapshot_counters = Signal()
+        all_idle = Signal()
+
+        # ======================================================================================
+        # Command decoder
+        # ======================================================================================
+        i = self.i_stream
+        word = i.payload.data
+        transfer = i.valid & i.ready
+        opcode = Signal(8)
+        tag = Signal(8)
+        length = Signal(LENGTH_BITS)
+        args = Signal(24)
+        header_last = Signal()
+        count = Signal(LENGTH_BITS)          # payload words taken (or filled)
+        count_next = Signal(LENGTH_BITS + 1)
+        m.d.comb += count_next.eq(count + 1)
+        stage = Signal(64)                   # first word of a two-word item
+        config_word1 = Signal(64)
+        final_last = Signal()                # `last` of the packet's final payload word
+        response = Signal(_RESPONSE_LAYOUT)
+        discard_after = Signal()
+        bank = Signal()
+        m.d.comb += bank.eq(args[0])
+
+        # Header checks (DISPATCH), in the order of host.reference.
+        legal = Signal()
+        m.d.comb += legal.eq((opcode >= Opcode.IDENTIFY) & (opcode <= Opcode.CLEAR_COUNTERS))
+        bank_command = Signal()
+        configured_command = Signal()
+        m.d.comb += [
+            bank_command.eq((opcode == Opcode.LOAD_SCALES) | (opcode == Opcode.LOAD_ACTIVATIONS)
+                            | (opcode == Opcode.COMPUTE)),
+            configured_command.eq(bank_command | (opcode == Opcode.LOAD_REQUANT)),
+        ]
+        expected = Signal(LENGTH_BITS)
+        with m.Switch(opcode):
+            with m.Case(Opcode.CONFIGURE):
+                m.d.comb += expected.eq(2)
+            with m.Case(Opcode.LOAD_REQUANT):
+                m.d.comb += expected.eq(c.requant_words)
+            with m.Case(Opcode.LOAD_SCALES):
+                m.d.comb += expected.eq(c.scale_words)
+            with m.Case(Opcode.LOAD_ACTIVATIONS):
+                m.d.comb += expected.eq(c.act_words)
+            with m.Case(Opcode.COMPUTE):
+                m.d.comb += expected.eq(c.compute_words)
+        check_code = Signal(8)
+        check_field = Signal(8)
+        with m.If(~legal):
+            m.d.comb += check_code.eq(Status.BAD_OPCODE)
+        with m.Elif(bank_command & (args[:8] > 1)):
+            m.d.comb += [check_code.eq(Status.BAD_FIELD), check_field.eq(Field.BANK)]
+        with m.Elif(configured_command & ~configured):
+            m.d.comb += check_code.eq(Status.NOT_CONFIGURED)
+        with m.Elif(((opcode == Opcode.LOAD_REQUANT) & ~c.requant)
+                    | ((opcode == Opcode.LOAD_SCALES) & ~c.mx)):
+            m.d.comb += check_code.eq(Status.NOT_APPLICABLE)
+        with m.Elif(length != expected):
+            m.d.comb += check_code.eq(Status.BAD_LENGTH)
+
+        # Wait condition of an accepted command before it executes.
+        may_start = Signal()
+        with m.Switch(opcode):
+            with m.Case(Opcode.CONFIGURE, Opcode.LOAD_REQUANT, Opcode.READ_COUNTERS):
+                m.d.comb += may_start.eq(all_idle)
+            with m.Case(Opcode.LOAD_SCALES, Opcode.LOAD_ACTIVATIONS):
+                m.d.comb += may_start.eq(bank_uses[bank] == 0)
+            with m.Case(Opcode.COMPUTE):
+                m.d.comb += may_start.eq(job_fifo.w_rdy & response_fifo.w_rdy)
+            with m.Default():
+                m.d.comb += may_start.eq(1)
+
+        # COMPUTE payload routing: per (N-tile, K-block) in MX modes `block_scale_words`
+        # words of weight scale codes, then BK weight rows; in integer modes weight rows.
+        route_word = Signal(64)
+        route_offer = Signal()
+        route_ready = Signal()
+        position = Signal(range(2 + block + 1))
+        m.d.comb += weight_fifo.w_data.eq(route_word[:cols * 8])
+        if has_mx:
+            scale_count = Signal(2)
+            m.d.comb += scale_count.eq(Mux(c.lanes2 & (lc_max > 8), 2, 1))
+            is_scale = c.mx & (position < scale_count)
+            if scale_row_words == 2:
+                m.d.comb += bscale_fifo.w_data.eq(Mux(scale_count == 2,
+                                                      Cat(stage, route_word),
+                                                      Cat(route_word, Const(0, 64))))
+            else:
+                m.d.comb += bscale_fifo.w_data.eq(route_word)
+            push_scale = is_scale & (position == scale_count - 1)
+            with m.If(is_scale):
+                m.d.comb += route_ready.eq(~push_scale | bscale_fifo.w_rdy)
+                m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale)
+            with m.Else():
+                m.d.comb += [route_ready.eq(weight_fifo.w_rdy),
+                             weight_fifo.w_en.eq(route_offer)]
+            with m.If(route_offer & route_ready):
+                with m.If(is_scale & ~push_scale):
+                    m.d.sync += stage.eq(route_word)
+                with m.If(c.mx & (position == scale_count + block - 1)):
+                    m.d.sync += position.eq(0)
+                with m.Else():
+                    m.d.sync += position.eq(position + 1)
+        else:
+            m.d.comb += [route_ready.eq(weight_fifo.w_rdy), weight_fifo.w_en.eq(route_offer)]
+
+        def respond(code: object, kind: int = _Response.SIMPLE, field: object = 0,
+                    value: object = 0, discard: object = 0) -> list:
+            """Statements that set the pending response (pushed in RESPOND)."""
+            return [response.kind.eq(kind), response.code.eq(code), response.field.eq(field),
+                    response.value.eq(value), discard_after.eq(discard)]
+
+        response_lengths = {_Response.SIMPLE: 1, _Response.IDENTIFY: 5, _Response.COUNTERS: 6}
+        push_entry = Signal(_RESPONSE_LAYOUT)
+        m.d.comb += [
+            push_entry.eq(response),
+            push_entry.opcode.eq(opcode),
+            push_entry.tag.eq(tag),
+            response_fifo.w_data.eq(push_entry),
+        ]
+        with m.Switch(response.kind):
+            for kind, words in response_lengths.items():
+                with m.Case(kind):
+                    m.d.comb += push_entry.length.eq(words)
+
+        # CONFIGURE: the staged fields and what follows from them.
+        f = _ConfigFields(m, config, stage, config_word1, lc_max)
+        product = Signal(34)
+        multiplier_a = Signal(16)
+        multiplier_b = Signal(18)
+        act_words_calc = Signal(32)
+        compute_words_calc = Signal(34)
+        m.d.sync += product.eq(multiplier_a * multiplier_b)   # one multiplier, time-shared
+
+        with m.FSM(name="decoder"):
+            with m.State("HEADER"):
+                m.d.comb += i.ready.eq(1)
+                with m.If(transfer):
+                    m.d.sync += [
+                        opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
+                        args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
+                        position.eq(0),
+                    ]
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(opcode == Opcode.CONFIGURE):
+                    m.d.sync += configured.eq(0)
+                with m.If(check_code != Status.OK):
+                    m.d.sync += respond(check_code, field=check_field,
+                                        value=Mux(check_code == Status.BAD_LENGTH, expected, 0),
+                                        discard=~header_last)
+                    m.next = "RESPOND"
+                with m.Else():
+                    m.next = "START"
+
+            with m.State("START"):
+                with m.If(may_start):
+                    with m.Switch(opcode):
+                        with m.Case(Opcode.IDENTIFY, Opcode.READ_COUNTERS,
+                                    Opcode.CLEAR_COUNTERS):
+                            kind = Mux(opcode == Opcode.IDENTIFY, _Response.IDENTIFY,
+                                       Mux(opcode == Opcode.READ_COUNTERS, _Response.COUNTERS,
+                                           _Response.SIMPLE))
+                            m.d.comb += [
+                                clear_counters.eq(opcode == Opcode.CLEAR_COUNTERS),
+                                snapshot_counters.eq(opcode == Opcode.READ_COUNTERS),
+                            ]
+                            m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
+                                                kind=kind, discard=~header_last)
+                            m.next = "RESPOND"
+                        with m.Case(Opcode.COMPUTE):
+                            m.d.comb += [
+                                job_fifo.w_en.eq(1),
+                                job_fifo.w_data.eq(bank),
+                                bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
+                                response_fifo.w_en.eq(1),
+                                push_entry.kind.eq(_Response.COMPUTE_START),
+                                push_entry.length.eq(c.result_words + 1),
+                            ]
+                            with m.If(header_last):
+                                m.d.sync += respond(Status.TRUNCATED,
+                                                    kind=_Response.COMPUTE_STATUS)
+                                m.next = "FILL"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                        with m.Default():
+                            with m.If(header_last):
+                                m.d.sync += respond(Status.TRUNCATED)
+                                m.next = "RESPOND"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+
+            with m.State("PAYLOAD"):
+                with m.Switch(opcode):
+                    with m.Case(Opcode.COMPUTE):
+                        m.d.comb += [route_word.eq(word), route_offer.eq(i.valid),
+                                     i.ready.eq(route_ready)]
+                    with m.Default():
+                        m.d.comb += i.ready.eq(1)
+                with m.If(transfer):
+                    m.d.sync += count.eq(count_next)
+                    with m.Switch(opcode):
+                        with m.Case(Opcode.CONFIGURE):
+                            with m.If(count == 0):
+                                m.d.sync += stage.eq(word)
+                            with m.Else():
+                                m.d.sync += config_word1.eq(word)
+                        with m.Case(Opcode.LOAD_REQUANT):
+                            with m.If(~count[0]):
+                                m.d.sync += stage.eq(word)
+                            if has_int:
+                                m.d.comb += [
+                                    requant_write.addr.eq(count[1:]),
+                                    requant_write.en.eq(count[0]),
+                                    requant_write.data.bias.eq(stage[:32]),
+                                    requant_write.data.multiplier.eq(stage[32:]),
+                                    requant_write.data.shift.eq(word[:6]),
+                                ]
+                        with m.Case(Opcode.LOAD_SCALES):
+                            if has_mx:
+                                m.d.comb += [
+                                    scale_write.addr.eq(bank * scale_bank + count),
+                                    scale_write.data.eq(word),
+                                    scale_write.en.eq(1),
+                                ]
+                        with m.Case(Opcode.LOAD_ACTIVATIONS):
+                            m.d.comb += [
+                                act_write.addr.eq(bank * act_half + count),
+                                act_write.data.eq(word[:rows * 8]),
+                                act_write.en.eq(1),
+                            ]
+                    with m.If(count_next == length):
+                        m.d.sync += final_last.eq(i.payload.last)
+                        with m.Switch(opcode):
+                            with m.Case(Opcode.CONFIGURE):
+                                m.next = "CONFIG_1"
+                            with m.Case(Opcode.COMPUTE):
+                                m.d.sync += respond(
+                                    Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                                    kind=_Response.COMPUTE_STATUS, discard=~i.payload.last)
+                                m.next = "RESPOND"
+                            with m.Default():
+                                m.d.sync += respond(
+                                    Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                                    discard=~i.payload.last)
+                                m.next = "RESPOND"
+                    with m.Elif(i.payload.last):
+                        with m.If(opcode == Opcode.COMPUTE):
+                            m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
+                                                value=count_next)
+                            m.next = "FILL"
+                        with m.Else():
+                            m.d.sync += respond(Status.TRUNCATED, value=count_next)
+                            m.next = "RESPOND"
+
+            with m.State("FILL"):
+                # A truncated COMPUTE: the job runs on, with zeros for the missing words.
+                m.d.comb += [route_word.eq(0), route_offer.eq(1)]
+                with m.If(route_ready):
+                    m.d.sync += count.eq(count_next)
+                    with m.If(count_next == length):
+                        m.next = "RESPOND"
+
+            # CONFIGURE: three products with one multiplier, then the checks.
+            with m.State("CONFIG_1"):
+                m.d.comb += [multiplier_a.eq(f.m), multiplier_b.eq(f.k_tiles)]
+                m.next = "CONFIG_2"
+            with m.State("CONFIG_2"):
+                m.d.comb += [multiplier_a.eq(f.n_tiles), multiplier_b.eq(f.tile_words)]
+                m.d.sync += act_words_calc.eq(product)
+                m.next = "CONFIG_3"
+            with m.State("CONFIG_3"):
+                m.d.comb += [multiplier_a.eq(f.m), multiplier_b.eq(f.n)]
+                m.d.sync += compute_words_calc.eq(product)
+                m.next = "CONFIG_CHECK"
+            with m.State("CONFIG_CHECK"):
+                items = product[:32]
+                result_words = f.result_words(items)
+                error = Signal(8)
+                which = Signal(8)
+                with m.If(~f.mode_ok):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.MODE)]
+                with m.Elif(~f.out_ok):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.OUT_KIND)]
+                with m.Elif(~f.zero_point_ok):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.ZERO_POINT)]
+                with m.Elif(f.m == 0):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.M)]
+                with m.Elif(~f.k_ok):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.K)]
+                with m.Elif(~f.n_ok):
+                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.N)]
+                with m.Elif(act_words_calc > act_half):
+                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.ACTIVATIONS)]
+                with m.Elif(f.m > (acc_half >> f.group_log2)):
+                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.ACCUMULATORS)]
+                with m.Elif(f.requant & (f.n > config.requant_depth)):
+                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.REQUANT)]
+                with m.Elif((compute_words_calc > MAX_LENGTH)
+                            | (result_words + 1 > MAX_LENGTH)):
+                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.LENGTH)]
+                with m.If(error != Status.OK):
+                    m.d.sync += respond(error, field=which, discard=~final_last)
+                with m.Else():
+                    m.d.sync += [
+                        configured.eq(1),
+                        *c.apply(f, act_words_calc, compute_words_calc, items, result_words),
+                        *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
+                                 discard=~final_last),
+                    ]
+                m.next = "RESPOND"
+
+            with m.State("RESPOND"):
+                with m.If(response_fifo.w_rdy):
+                    m.d.comb += response_fifo.w_en.eq(1)
+                    with m.If(discard_after):
+                        m.next = "DISCARD"
+                    with m.Else():
+                        m.next = "HEADER"
+
+            with m.State("DISCARD"):
+                m.d.comb += i.ready.eq(1)
+                with m.If(transfer & i.payload.last):
+                    m.next = "HEADER"
+
+        # ======================================================================================
+        # Sequencer: jobs -> activation vectors for the array
+        # ======================================================================================
+        running = Signal()
+        job_bank = Signal()
+        row = Signal(16)            # i: row of the M-tile (>= M: a bubble)
+        k_tile = Signal(16)
+        tile = Signal(range(max(2, block // cols + 1)))   # N-tile within the group
+        group = Signal(16)
+        pass_base = Signal(range(act_half + 1))           # k_tile * M
+        tile_base = Signal(range(acc_half + 1))           # tile * M
+        acc_select = Signal()
+        block_pass = Signal(range(max(2, ppb)))
+        first_block = Signal()
+        code_base = Signal(range(scale_bank * 8 + 1))     # block * M
+
+        s1_valid = Signal()
+        s1_swap = Signal()
+        s1_meta = Signal(self._meta_layout())
+        s1_byte = Signal(3)
+        advance = Signal()
+        m.d.comb += advance.eq(~s1_valid | array.a.ready)
+
+        group_start = (tile == 0) & (k_tile == 0) & (row == 0)
+        waiting_bank = Signal()
+        m.d.comb += waiting_bank.eq(running & group_start & acc_busy.bit_select(acc_select, 1))
+        step = Signal()
+        m.d.comb += step.eq(running & advance & ~waiting_bank)
+        last_row = row == c.pass_rows - 1
+        last_k = k_tile == c.k_tiles - 1
+        last_tile = tile == c.group - 1
+        last_group = group == c.groups - 1
+
+        with m.If(~running & job_fifo.r_rdy):
+            m.d.comb += job_fifo.r_en.eq(1)
+            m.d.sync += [
+                running.eq(1), job_bank.eq(job_fifo.r_data[0]), row.eq(0), k_tile.eq(0),
+                tile.eq(0), group.eq(0), pass_base.eq(0), tile_base.eq(0), block_pass.eq(0),
+                first_block.eq(1), code_base.eq(0),
+            ]
+
+        m.d.comb += [
+            act_read.addr.eq(job_bank * act_half + pass_base + row),
+            act_read.en.eq(advance),
+        ]
+        if has_mx:
+            code_index = Signal(range(2 * scale_bank * 8))
+            m.d.comb += [
+                code_index.eq(job_bank * (scale_bank * 8) + code_base + row),
+                scale_read.addr.eq(code_index[3:]),
+                scale_read.en.eq(advance),
+            ]
+        with m.If(advance):
+            m.d.sync += s1_valid.eq(step & (row < c.m))
+        with m.If(step):
+            meta = s1_meta
+            m.d.sync += [
+                s1_swap.eq(row == 0),
+                meta.addr.eq(acc_select * acc_half + tile_base + row),
+                meta.first.eq(Mux(c.mx, block_pass == 0, k_tile == 0)),
+                meta.group_end.eq(last_tile & last_k & (row == c.m - 1)),
+            ]
+            if has_mx:
+                last_pass = block_pass == ppb - 1
+                m.d.sync += [
+                    meta.last_pass.eq(last_pass),
+                    meta.first_block.eq(first_block),
+                    meta.pop_scale.eq(last_pass & (row == c.m - 1)),
+                    s1_byte.eq(code_index[:3]),
+                ]
+            with m.If(group_start):
+                m.d.sync += [
+                    acc_busy.bit_select(acc_select, 1).eq(1),
+                    acc_last.bit_select(acc_select, 1).eq(last_group),
+                ]
+            # Advance i -> k_tile -> tile -> group.
+            with m.If(~last_row):
+                m.d.sync += row.eq(row + 1)
+            with m.Else():
+                m.d.sync += row.eq(0)
+                if has_mx:
+                    with m.If(block_pass == ppb - 1):
+                        m.d.sync += [block_pass.eq(0), first_block.eq(0),
+                                     code_base.eq(code_base + c.m)]
+                    with m.Else():
+                        m.d.sync += block_pass.eq(block_pass + 1)
+                with m.If(~last_k):
+                    m.d.sync += [k_tile.eq(k_tile + 1), pass_base.eq(pass_base + c.m)]
+                with m.Else():
+                    m.d.sync += [k_tile.eq(0), pass_base.eq(0), block_pass.eq(0),
+                                 first_block.eq(1), code_base.eq(0)]
+                    with m.If(~last_tile):
+                        m.d.sync += [tile.eq(tile + 1), tile_base.eq(tile_base + c.m)]
+                    with m.Else():
+                        m.d.sync += [tile.eq(0), tile_base.eq(0), acc_select.eq(~acc_select)]
+                        with m.If(~last_group):
+                            m.d.sync += group.eq(group + 1)
+                        with m.Else():
+                            m.d.sync += running.eq(0)
+                            m.d.comb += bank_use_dec.eq(Mux(job_bank, 0b10, 0b01))
+
+        m.d.comb += [
+            array.a.valid.eq(s1_valid),
+            array.a.payload.data.eq(act_read.data),
+            array.a.payload.swap.eq(s1_swap),
+            array.a.payload.meta.eq(s1_meta),
+            array.w.valid.eq(weight_fifo.r_rdy),
+            array.w.payload.data.eq(weight_fifo.r_data),
+            array.w.payload.mode.eq(c.mode),
+            weight_fifo.r_en.eq(array.w.ready),
+            array.out.ready.eq(1),
+        ]
+        if has_mx:
+            m.d.comb += array.a.payload.meta.ca.eq(scale_read.data.word_select(s1_byte, 8))
+
+        # ======================================================================================
+        # Accumulation: read-modify-write of the accumulator SRAM (never stalls)
+        # ======================================================================================
+        out = array.out.payload
+        a1_valid = Signal()
+        a1_meta = Signal(self._meta_layout())
+        a1_psum = Signal.like(out.data)
+        m.d.sync += [a1_valid.eq(array.out.valid), a1_meta.eq(out.meta), a1_psum.eq(out.data)]
+        m.d.comb += [acc_read.addr.eq(out.meta.addr), acc_read.en.eq(1)]
+        a2_valid = Signal()
+        a2_meta = Signal(self._meta_layout())
+        m.d.sync += [a2_valid.eq(a1_valid), a2_meta.eq(a1_meta)]
+        int_accs = []
+        for lane in range(lc_max):
+            unit = IntAccumulator()
+            m.submodules[f"int_acc_{lane}"] = unit
+            int_accs.append(unit)
+            m.d.comb += [
+                unit.i_stream.valid.eq(a1_valid),
+                unit.i_stream.payload.acc.eq(acc_read.data[lane]),
+                unit.i_stream.payload.partial.eq(a1_psum[lane]),
+                unit.i_stream.payload.first.eq(a1_meta.first),
+                unit.o_stream.ready.eq(1),
+                acc_write.data[lane].eq(unit.o_stream.payload.acc),
+            ]
+        m.d.comb += [acc_write.addr.eq(a2_meta.addr), acc_write.en.eq(a2_valid)]
+        group_written = Signal()
+        group_bank = Signal()
+        m.d.comb += [
+            group_written.eq(a2_valid & a2_meta.group_end & ~c.mx),
+            group_bank.eq(a2_meta.addr[-1]),
+        ]
+        bfp_busy = Signal()
+        if has_mx:
+            m.d.comb += [bfp_read.addr.eq(a1_meta.addr), bfp_read.en.eq(1)]
+            fraction = Mux(c.mode == Mode.MXINT8,
+                           2 * MX_FORMATS["mxint8"].fraction_bits,
+                           2 * MX_FORMATS["mxint4"].fraction_bits)
+            bfp_in = a2_valid & a2_meta.last_pass
+            codes_b = bscale_fifo.r_data
+            m.d.comb += bscale_fifo.r_en.eq(a2_valid & a2_meta.pop_scale)
+            bfp_units = []
+            for lane in range(lc_max):
+                unit = BfpAccumulator(config)
+                m.submodules[f"bfp_acc_{lane}"] = unit
+                bfp_units.append(unit)
+                exponent = (a2_meta.ca + codes_b[8 * lane:8 * lane + 8]
+                            - (2 * SCALE_BIAS) - fraction)
+                m.d.comb += [
+                    unit.i_stream.valid.eq(bfp_in),
+                    unit.i_stream.payload.acc.eq(bfp_read.data[lane]),
+                    unit.i_stream.payload.partial.eq(int_accs[lane].o_stream.payload.acc),
+                    unit.i_stream.payload.partial_exponent.eq(exponent[:BLOCK_EXPONENT_BITS]),
+                    unit.i_stream.payload.first.eq(a2_meta.first_block),
+                    unit.o_stream.ready.eq(1),
+                    bfp_write.data[lane].eq(unit.o_stream.payload),
+                ]
+            # The row address and group end travel alongside the BFP pipeline.
+            delayed_valid, delayed_addr, delayed_end = bfp_in, a2_meta.addr, a2_meta.group_end
+            pending = []
+            for stage_index in range(bfp_units[0].latency):
+                v = Signal(name=f"bfp_valid_{stage_index}")
+                a = Signal(len(a2_meta.addr), name=f"bfp_addr_{stage_index}")
+                e = Signal(name=f"bfp_end_{stage_index}")
+                m.d.sync += [v.eq(delayed_valid), a.eq(delayed_addr), e.eq(delayed_end)]
+                delayed_valid, delayed_addr, delayed_end = v, a, e
+                pending.append(v)
+            m.d.comb += [
+                bfp_write.addr.eq(delayed_addr),
+                bfp_write.en.eq(delayed_valid),
+                bfp_busy.eq(Cat(pending) != 0),
+            ]
+            with m.If(delayed_valid & delayed_end):
+                m.d.comb += [group_written.eq(1), group_bank.eq(delayed_addr[-1])]
+
+        # ======================================================================================
+        # Drain: a full accumulator bank -> output unit -> packer, row by row
+        # ======================================================================================
+        draining = Signal()
+        drain_select = Signal()
+        drain_last = Signal()
+        d_row = Signal(16)
+        d_tile = Signal(range(max(2, block // cols + 1)))
+        d_lane = Signal(range(lc_max))
+        d_tile_base = Signal(range(acc_half + 1))
+        channel = Signal(range(config.requant_depth + lc_max * 4 + 1))
+        channel_base = Signal(range(config.requant_depth + lc_max * 4 + 1))
+        d1_valid = Signal()
+        d1_lane = Signal(range(lc_max))
+        d1_block_end = Signal()
+        d1_ready = Signal()
+        d_advance = Signal()
+        m.d.comb += d_advance.eq(~d1_valid | d1_ready)
+        d_step = Signal()
+        m.d.comb += d_step.eq(draining & d_advance)
+
+        with m.If(~draining & acc_full.bit_select(drain_select, 1)):
+            m.d.sync += [
+                draining.eq(1), drain_last.eq(acc_last.bit_select(drain_select, 1)),
+                d_row.eq(0), d_tile.eq(0), d_lane.eq(0), d_tile_base.eq(0),
+                channel.eq(channel_base),
+            ]
+        drain_address = drain_select * acc_half + d_tile_base + d_row
+        m.d.comb += [acc_drain.addr.eq(drain_address), acc_drain.en.eq(d_advance)]
+        if has_mx:
+            m.d.comb += [bfp_drain.addr.eq(drain_address), bfp_drain.en.eq(d_advance)]
+        if has_int:
+            m.d.comb += [requant_read.addr.eq(channel), requant_read.en.eq(d_advance)]
+        with m.If(d_advance):
+            m.d.sync += d1_valid.eq(d_step)
+        with m.If(d_step):
+            lane_end = d_lane == c.lc - 1
+            tile_end = d_tile == c.group - 1
+            m.d.sync += [d1_lane.eq(d_lane), d1_block_end.eq(lane_end & tile_end)]
+            with m.If(~lane_end):
+                m.d.sync += [d_lane.eq(d_lane + 1), channel.eq(channel + 1)]
+            with m.Else():
+                m.d.sync += d_lane.eq(0)
+                with m.If(~tile_end):
+                    m.d.sync += [d_tile.eq(d_tile + 1), d_tile_base.eq(d_tile_base + c.m),
+                                 channel.eq(channel + 1)]
+                with m.Else():
+                    m.d.sync += [d_tile.eq(0), d_tile_base.eq(0), channel.eq(channel_base)]
+                    with m.If(d_row != c.m - 1):
+                        m.d.sync += d_row.eq(d_row + 1)
+                    with m.Else():
+                        # Last read issued: the bank may be refilled (the data is latched).
+                        m.d.sync += [
+                            draining.eq(0),
+                            drain_select.eq(~drain_select),
+                            acc_busy.bit_select(drain_select, 1).eq(0),
+                            acc_full.bit_select(drain_select, 1).eq(0),
+                            channel_base.eq(Mux(drain_last, 0,
+                                                channel_base + (c.lc << c.group_log2))),
+                        ]
+        with m.If(group_written):
+            m.d.sync += acc_full.bit_select(group_bank, 1).eq(1)
+
+        # Output units and the packer.
+        packer = ResultPacker()
+        m.submodules.packer = packer
+        item = packer.i_stream
+        item_count = Signal(32)
+        m.d.comb += item.payload.last.eq(item_count == c.items - 1)
+        with m.If(item.valid & item.ready):
+            m.d.sync += item_count.eq(Mux(item.payload.last, 0, item_count + 1))
+        int_value = acc_drain.data[d1_lane]
+        units_busy = Signal()
+        busy_terms = [d1_valid, packer.busy]
+        if has_int:
+            requantizer = Requantizer()
+            m.submodules.requantizer = requantizer
+            busy_terms.append(requantizer.busy)
+            lo, hi = c.requant_bounds
+            m.d.comb += [
+                requantizer.config.rounding.eq(Mux(c.rounding, RequantRounding.GEMMLOWP,
+                                                   RequantRounding.FP32)),
+                requantizer.config.zero_point.eq(c.zero_point),
+                requantizer.config.lo.eq(lo),
+                requantizer.config.hi.eq(hi),
+                requantizer.i_stream.payload.acc.eq(int_value),
+                requantizer.i_stream.payload.bias.eq(requant_read.data.bias),
+                requantizer.i_stream.payload.multiplier.eq(requant_read.data.multiplier),
+                requantizer.i_stream.payload.shift.eq(requant_read.data.shift),
+            ]
+        if has_mx:
+            to_float = BfpToFloat32(config)
+            quantizer = MxQuantizer(config)
+            m.submodules.to_float = to_float
+            m.submodules.mx_quantizer = quantizer
+            busy_terms += [to_float.busy, quantizer.busy]
+            bfp_value_d = bfp_drain.data[d1_lane]
+            m.d.comb += [
+                to_float.i_stream.payload.eq(bfp_value_d),
+                quantizer.i_stream.payload.value.eq(bfp_value_d),
+                quantizer.i_stream.payload.last.eq(d1_block_end),
+                quantizer.format.eq(Mux(c.out_kind == _KIND["mxint8"],
+                                        MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
+            ]
+        with m.Switch(c.out_kind):
+            if has_int:
+                with m.Case(_KIND["uint8"], _KIND["int8"], _KIND["int4"]):
+                    int4 = c.out_kind == _KIND["int4"]
+                    m.d.comb += [
+                        requantizer.i_stream.valid.eq(d1_valid),
+                        d1_ready.eq(requantizer.i_stream.ready),
+                        item.valid.eq(requantizer.o_stream.valid),
+                        requantizer.o_stream.ready.eq(item.ready),
+                        item.payload.value.eq(requantizer.o_stream.payload.value[:8]
+                                              & Mux(int4, 0xF, 0xFF)),
+                        item.payload.nibbles.eq(Mux(int4, 1, 2)),
+                    ]
+                with m.Case(_KIND["int32"]):
+                    m.d.comb += [
+                        d1_ready.eq(item.ready),
+                        item.valid.eq(d1_valid),
+                        item.payload.value.eq(int_value),
+                        item.payload.nibbles.eq(8),
+                    ]
+            if has_mx:
+                with m.Case(_KIND["fp32"]):
+                    m.d.comb += [
+                        to_float.i_stream.valid.eq(d1_valid),
+                        d1_ready.eq(to_float.i_stream.ready),
+                        item.valid.eq(to_float.o_stream.valid),
+                        to_float.o_stream.ready.eq(item.ready),
+                        item.payload.value.eq(to_float.o_stream.payload.bits),
+                        item.payload.nibbles.eq(8),
+                    ]
+                with m.Case(_KIND["mxint8"], _KIND["mxint4"]):
+                    q = quantizer.o_stream.payload
+                    int8 = c.out_kind == _KIND["mxint8"]
+                    element = Mux(int8, q.element.as_unsigned(), q.element[:4])
+                    m.d.comb += [
+                        quantizer.i_stream.valid.eq(d1_valid),
+                        d1_ready.eq(quantizer.i_stream.ready),
+                        item.valid.eq(quantizer.o_stream.valid),
+                        quantizer.o_stream.ready.eq(item.ready),
+                        item.payload.value.eq(Mux(q.first, Cat(q.scale, element),
+                                                  element)),
+                        item.payload.nibbles.eq(Mux(int8, 2, 1) + Mux(q.first, 2, 0)),
+                    ]
+        m.d.comb += units_busy.eq(Cat(busy_terms) != 0)
+        m.d.comb += [
+            result_fifo.w_data.eq(packer.o_stream.payload.data),
+            result_fifo.w_en.eq(packer.o_stream.valid),
+            packer.o_stream.ready.eq(result_fifo.w_rdy),
+        ]
+
+        # ======================================================================================
+        # Output engine: responses in request order
+        # ======================================================================================
+        o = self.o_stream
+        entry = Signal(_RESPONSE_LAYOUT)
+        out_index = Signal(LENGTH_BITS)
+        counters = {name: Signal(64, name=f"counter_{name}") for name in COUNTER_NAMES}
+        snapshot = Array(Signal(64, name=f"snapshot_{name}") for name in COUNTER_NAMES)
+        identity = Array(Const(w, 64) for w in identify_words(config))
+        header_word = Cat(entry.opcode, entry.tag, entry.length, Const(0, 24))
+        status_word = Cat(entry.code, entry.opcode, entry.field, Const(0, 8), entry.value)
+        out_idle = Signal()
+        o_transfer = o.valid & o.ready
+        with m.FSM(name="output"):
+            with m.State("IDLE"):
+                m.d.comb += out_idle.eq(response_fifo.level == 0)
+                with m.If(response_fifo.r_rdy):
+                    m.d.comb += response_fifo.r_en.eq(1)
+                    m.d.sync += [entry.eq(response_fifo.r_data), out_index.eq(0)]
+                    with m.If(response_fifo.r_data[:3] == _Response.COMPUTE_STATUS):
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += [o.valid.eq(1), o.payload.data.eq(header_word)]
+                with m.If(o.ready):
+                    with m.Switch(entry.kind):
+                        with m.Case(_Response.IDENTIFY):
+                            m.next = "IDENTIFY"
+                        with m.Case(_Response.COUNTERS):
+                            m.next = "COUNTERS"
+                        with m.Case(_Response.COMPUTE_START):
+                            m.next = "RESULTS"
+                        with m.Default():
+                            m.next = "STATUS"
+            with m.State("IDENTIFY"):
+                m.d.comb += [o.valid.eq(1), o.payload.data.eq(identity[out_index[:2]])]
+                with m.If(o.ready):
+                    m.d.sync += out_index.eq(out_index + 1)
+                    with m.If(out_index == len(identify_words(config)) - 1):
+                        m.next = "STATUS"
+            with m.State("COUNTERS"):
+                m.d.comb += [o.valid.eq(1), o.payload.data.eq(snapshot[out_index[:3]])]
+                with m.If(o.ready):
+                    m.d.sync += out_index.eq(out_index + 1)
+                    with m.If(out_index == len(COUNTER_NAMES) - 1):
+                        m.next = "STATUS"
+            with m.State("RESULTS"):
+                m.d.comb += [
+                    o.valid.eq(result_fifo.r_rdy),
+                    o.payload.data.eq(result_fifo.r_data),
+                    result_fifo.r_en.eq(o.ready),
+                ]
+                with m.If(o_transfer):
+                    m.d.sync += out_index.eq(out_index + 1)
+                    with m.If(out_index == entry.length - 2):
+                        m.next = "IDLE"
+            with m.State("STATUS"):
+                m.d.comb += [o.valid.eq(1), o.payload.data.eq(status_word),
+                             o.payload.last.eq(1)]
+                with m.If(o.ready):
+                    m.next = "IDLE"
+
+        m.d.comb += all_idle.eq(
+            ~running & (job_fifo.level == 0) & (acc_busy == 0) & ~units_busy & ~bfp_busy
+            & (result_fifo.level == 0) & out_idle)
+
+        # ======================================================================================
+        # Performance counters
+        # ======================================================================================
+        accepted = array.a.valid & array.a.ready
+        increments = {
+            "cycles": Const(1, 1),
+            "busy": accepted,
+            "input_stall": s1_valid & ~array.a.ready,
+            "output_stall": waiting_bank,
+            "macs": Mux(accepted, Mux(c.lanes2, 2 * rows * cols, rows * cols), 0),
+        }
+        for index, name in enumerate(COUNTER_NAMES):
+            with m.If(clear_counters):
+                m.d.sync += counters[name].eq(0)
+            with m.Else():
+                m.d.sync += counters[name].eq(counters[name] + increments[name])
+            with m.If(snapshot_counters):
+                m.d.sync += snapshot[index].eq(counters[name])
+        return m
+
+    def _meta_layout(self) -> data.StructLayout:
+        """Tag carried by every activation vector through the array to the accumulators."""
+        fields = {
+            "addr": unsigned(ceil_log2(self._config.accumulator_depth)),
+            "first": unsigned(1),       # overwrite instead of add (first pass of K / block)
+            "group_end": unsigned(1),   # last vector of an accumulator bank's group
+        }
+        if self._config.has_mx:
+            fields.update({
+                "last_pass": unsigned(1),    # last pass of a K-block: update the BFP acc
+                "first_block": unsigned(1),  # the BFP accumulator starts from zero
+                "pop_scale": unsigned(1),    # last vector of the block: next weight scales
+                "ca": unsigned(8),           # the row's activation scale code for the block
+            })
+        return data.StructLayout(fields)
+
+
+class _ConfigFields:
+    """The fields of a staged CONFIGURE payload and what follows from them (combinational)."""
+
+    def __init__(self, m: Module, config: ArrayConfig, word0: Signal, word1: Signal,
+                 lc_max: int) -> None:
+        rows, cols, block = config.rows, config.cols, config.block_size
+        self.mode = word0[0:3]
+        self.rounding = word0[4]
+        self.relu = word0[5]
+        self.out_kind = word0[8:11]
+        self.zero_point = word0[16:25].as_signed()
+        self.m = word1[0:16]
+        self.k = word1[16:32]
+        self.n = word1[32:48]
+        built = [Mode.from_name(name).value for name in config.modes]
+        self.mode_ok = Signal()
+        self.mx = Signal()
+        self.lanes2 = Signal()
+        m.d.comb += [
+            self.mode_ok.eq(self.mode.matches(*built)),
+            self.mx.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
+                                            if MODE_INFO[n].mx))),
+            self.lanes2.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
+                                                if MODE_INFO[n].lanes == 2))),
+        ]
+        kinds = _KIND
+        self.requant = self.out_kind.matches(kinds["uint8"], kinds["int8"], kinds["int4"])
+        self.mx_out = self.out_kind.matches(kinds["mxint8"], kinds["mxint4"])
+        self.out_ok = Mux(self.mx, self.out_kind.matches(kinds["fp32"], kinds["mxint8"],
+                                                         kinds["mxint4"]),
+                          self.out_kind.matches(kinds["uint8"], kinds["int8"], kinds["int4"],
+                                                kinds["int32"]))
+        zp = self.zero_point
+        with_range = Mux(self.out_kind == kinds["uint8"], (zp >= 0) & (zp <= 255),
+                         Mux(self.out_kind == kinds["int8"], (zp >= -128) & (zp <= 127),
+                             (zp >= -8) & (zp <= 7)))
+        self.zero_point_ok = ~self.requant | with_range
+        log_rows, log_cols, log_block = exact_log2(rows), exact_log2(cols), exact_log2(block)
+        k_granule_bits = Mux(self.mx, log_block, log_rows)
+        self.k_ok = (self.k != 0) & ((self.k & ((Const(1, 17) << k_granule_bits) - 1)) == 0)
+        lc_log2 = log_cols + self.lanes2
+        n_granule_bits = Mux(self.mx_out, log_block, lc_log2)
+        self.n_ok = (self.n != 0) & ((self.n & ((Const(1, 17) << n_granule_bits) - 1)) == 0)
+        self.k_tiles = self.k >> log_rows
+        self.n_tiles = self.n >> lc_log2
+        self.k_blocks = self.k >> log_block
+        # group = BK / lc N-tiles for MX outputs (lc <= 16 <= BK), else 1.
+        self.group_log2 = Mux(self.mx_out, log_block - lc_log2, 0)[:3]
+        # Words per N-tile of the COMPUTE payload: K weight rows (+ scale words per block).
+        scale_words = Mux(self.lanes2 & (lc_max > 8), 2, 1)
+        self.tile_words = self.k + Mux(self.mx, self.k_blocks * scale_words, 0)
+        self.lc = Mux(self.lanes2, 2 * cols, cols)
+        self._nibble_log2 = Mux(self.out_kind.matches(kinds["int32"], kinds["fp32"]), 3,
+                                Mux(self.out_kind.matches(kinds["int4"], kinds["mxint4"]),
+                                    0, 1))
+        self._log_block = log_block
+
+    def result_words(self, items: object) -> Signal:
+        """Words of one COMPUTE's results for `items` = M * N elements."""
+        nibbles = (items << self._nibble_log2) \
+            + Mux(self.mx_out, (items >> self._log_block) << 1, 0)
+        return ((nibbles + 15) >> 4)[:36]
+
+
+class _ConfigRegisters:
+    """The applied configuration, as registers the engines read."""
+
+    def __init__(self, config: ArrayConfig, lc_max: int, accelerator: Accelerator) -> None:
+        self._config = config
+        self._accelerator = accelerator
+        self.mode = Signal(Mode)
+        self.out_kind = Signal(3)
+        self.rounding = Signal()
+        self.relu = Signal()
+        self.zero_point = Signal(signed(9))
+        self.m = Signal(16)
+        self.k_tiles = Signal(16)
+        self.groups = Signal(16)
+        self.group = Signal(range(max(2, config.block_size // config.cols + 1)))
+        self.group_log2 = Signal(3)
+        self.lc = Signal(range(lc_max + 1))
+        self.pass_rows = Signal(16)
+        self.mx = Signal()
+        self.lanes2 = Signal()
+        self.requant = Signal()
+        self.act_words = Signal(LENGTH_BITS)
+        self.scale_words = Signal(LENGTH_BITS)
+        self.requant_words = Signal(LENGTH_BITS)
+        self.compute_words = Signal(LENGTH_BITS)
+        self.result_words = Signal(LENGTH_BITS)
+        self.items = Signal(32)
+        self.lo = Signal(signed(9))
+        self.hi = Signal(signed(9))
+
+    @property
+    def requant_bounds(self) -> tuple[Signal, Signal]:
+        return self.lo, self.hi
+
+    def apply(self, f: _ConfigFields, act_words: Signal, compute_words: Signal,
+              items: object, result_words: Signal) -> list:
+        config = self._config
+        int_min, mx_min = self._accelerator._pass_mins()
+        pass_min = Mux(f.mx, mx_min, int_min)
+        ppb_log2 = exact_log2(config.passes_per_block) if config.has_mx else 0
+        kinds = _KIND
+        lo = Mux(f.out_kind == kinds["uint8"], 0,
+                 Mux(f.out_kind == kinds["int8"], -128, -8))
+        hi = Mux(f.out_kind == kinds["uint8"], 255, Mux(f.out_kind == kinds["int8"], 127, 7))
+        return [
+            self.mode.eq(f.mode),
+            self.out_kind.eq(f.out_kind),
+            self.rounding.eq(f.rounding),
+            self.relu.eq(f.relu),
+            self.zero_point.eq(f.zero_point),
+            self.m.eq(f.m),
+            self.k_tiles.eq(f.k_tiles),
+            self.groups.eq(f.n_tiles >> f.group_log2),
+            self.group.eq(Const(1, 8) << f.group_log2),
+            self.group_log2.eq(f.group_log2),
+            self.lc.eq(f.lc),
+            self.pass_rows.eq(Mux(f.m > pass_min, f.m, pass_min)),
+            self.mx.eq(f.mx),
+            self.lanes2.eq(f.lanes2),
+            self.requant.eq(f.requant),
+            self.act_words.eq(act_words),
+            self.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
+            self.requant_words.eq(f.n << 1),
+            self.compute_words.eq(compute_words),
+            self.result_words.eq(result_words),
+            self.items.eq(items),
+            self.lo.eq(Mux(f.relu & (f.zero_point > lo), f.zero_point, lo)),
+            self.hi.eq(hi),
+        ]
+

@@ -1,0 +1,347 @@
+"""GEMM cases and malformed-packet cases for the accelerator tests.
+
+Pure Python: the cocotb tests run them on the RTL, tests/accel/test_protocol.py runs them on
+the reference executor alone. A `GemmCase` holds the packets (built by `host.tiling`) and the
+golden result, computed directly with `golden.qlinear`, `golden.matmul` or
+`golden.mx_matmul`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import golden
+from golden.config import MODE_INFO, ArrayConfig
+from host import tiling
+from host.protocol import (
+    Beat,
+    ConfigureFields,
+    Header,
+    Opcode,
+    Packet,
+    encode_configure,
+    mode_code,
+    out_kind_code,
+)
+
+CORNERS = np.array([-128, 127, -127, -8, 7, -7, 8, -1, 1, 0])
+SHAPE = (37, 115, 29)      # M x K x N, a multiple of nothing
+
+
+@dataclass
+class GemmCase:
+    name: str
+    program: tiling.GemmProgram
+    expected: Any
+    mismatches: Callable[[Any, Any], int]
+
+
+def _operands(rng: np.random.Generator, low: int, high: int, shape: tuple[int, ...],
+              corner_fraction: float = 0.2) -> np.ndarray:
+    values = rng.integers(low, high + 1, size=shape)
+    corners = CORNERS[(CORNERS >= low) & (CORNERS <= high)]
+    mask = rng.random(shape) < corner_fraction
+    values[mask] = rng.choice(corners, size=int(mask.sum()))
+    return values
+
+
+def _count(expected: np.ndarray, got: np.ndarray) -> int:
+    return int(np.count_nonzero(expected != got))
+
+
+def _count_bits(expected: np.ndarray, got: np.ndarray) -> int:
+    return int(np.count_nonzero(expected.view(np.uint32) != got.view(np.uint32)))
+
+
+def _count_mx(expected: tuple, got: tuple) -> int:
+    return _count(expected[0], got[0]) + _count(expected[1], got[1])
+
+
+def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, rounding: str,
+                 out_dtype: str, shape: tuple[int, int, int] = SHAPE, uint8: bool = True,
+                 relu: bool | None = None) -> GemmCase:
+    """A quantized linear layer with random zero points, per-channel scales, a bias, and
+    an output scale that makes some outputs saturate."""
+    m, k, n = shape
+    info = MODE_INFO[mode]
+    w_range = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+    w_q = _operands(rng, *w_range, (n, k)).astype(np.int8)
+    if info.activation_bits == 4:
+        uint8 = False
+        x_q = _operands(rng, -8, 7, (m, k)).astype(np.int8)   # sent as they are
+        x_zero = int(rng.integers(-8, 8))
+    elif uint8:
+        x_q = rng.integers(0, 256, (m, k)).astype(np.uint8)
+        x_q[rng.random((m, k)) < 0.1] = 255
+        x_zero = int(rng.integers(0, 256))
+    else:
+        x_q = _operands(rng, -128, 127, (m, k)).astype(np.int8)
+        x_zero = int(rng.integers(-128, 128))
+    lo, hi = {"uint8": (0, 255), "int8": (-128, 127), "int4": (-8, 7)}[out_dtype]
+    typical = np.sqrt(k) * 60 * (8 if info.weight_bits == 8 else 0.5) \
+        * (1 if info.activation_bits == 8 else 0.06)
+    kwargs = dict(
+        x_scale=float(rng.uniform(0.005, 0.05)), x_zero_point=x_zero,
+        w_scale=rng.uniform(0.002, 0.02, n).astype(np.float32),
+        y_zero_point=int(rng.integers(lo, hi + 1)),
+        bias=rng.integers(-5000, 5000, n).astype(np.int32),
+        relu=bool(rng.integers(0, 2)) if relu is None else relu,
+        rounding=rounding, out_dtype=out_dtype)
+    kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4)
+    program = tiling.qlinear_program(config, x_q, w_q, mode=mode, **kwargs)
+    expected = golden.qlinear(x_q, w_q, **kwargs)
+    name = f"qlinear_{mode}_{rounding}_{out_dtype}_{m}x{k}x{n}"
+    return GemmCase(name, program, expected, _count)
+
+
+def matmul_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str,
+                shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+    m, k, n = shape
+    info = MODE_INFO[mode]
+    a_range = (-8, 7) if info.activation_bits == 4 else (-128, 127)
+    w_range = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+    a = _operands(rng, *a_range, (m, k))
+    b = _operands(rng, *w_range, (k, n))
+    program = tiling.matmul_program(config, a, b, mode=mode)
+    return GemmCase(f"matmul_{mode}_{m}x{k}x{n}", program, golden.matmul(a, b), _count)
+
+
+def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: str,
+            shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+    """MX GEMM of floats whose rows and columns span many binades, with zero blocks."""
+    m, k, n = shape
+    a = rng.standard_normal((m, k)) * np.exp2(rng.integers(-30, 30, (m, 1)))
+    b = rng.standard_normal((k, n)) * np.exp2(rng.integers(-30, 30, (1, n)))
+    a[rng.random((m, k)) < 0.05] = 0.0
+    a[: max(1, m // 8), : config.block_size] = 0.0          # all-zero blocks
+    b[:, : max(1, n // 8)] *= 2.0 ** 90                      # large exponents
+    a, b = a.astype(np.float32), b.astype(np.float32)
+    program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out)
+    expected = golden.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, block=config.block_size,
+                                acc_bits=config.acc_bits, out=out,
+                                acc_rounding=config.acc_rounding)
+    compare = _count_bits if out == "fp32" else _count_mx
+    return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, compare)
+
+
+def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
+               names: Sequence[str]) -> list[GemmCase]:
+    """Cases by group name:
+
+    a8w8_small   one A8W8 uint8-activation layer, 37 x 115 x 29
+    qlinear      every integer mode x both roundings x uint8 / int8 / int4 outputs
+    matmul       int32 outputs in every integer mode
+    mx           MXINT8 and MXINT4 with FP32, MXINT8 and MXINT4 outputs
+    shapes       1 x 1 x 1, 3 x 8 x 16, 130 x 40 x 70 (several M-tiles) and an N of 300
+                 (two N-chunks of the requantization memory), int8 activations
+    same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each
+                 LOAD_ACTIVATIONS must wait for the COMPUTE before it to finish reading
+    random       24 GEMMs of random shapes (M, N up to 90, K up to 300), modes and outputs
+    """
+    cases: list[GemmCase] = []
+    int_modes = [mode for mode in config.modes if not MODE_INFO[mode].mx]
+    mx_modes = [mode for mode in config.modes if MODE_INFO[mode].mx]
+    for name in names:
+        if name == "a8w8_small":
+            cases.append(qlinear_case(config, rng, mode="a8w8", rounding="fp32",
+                                      out_dtype="uint8"))
+        elif name == "qlinear":
+            for mode in int_modes:
+                for rounding in ("fp32", "gemmlowp"):
+                    for out_dtype in ("uint8", "int8", "int4"):
+                        cases.append(qlinear_case(config, rng, mode=mode, rounding=rounding,
+                                                  out_dtype=out_dtype))
+        elif name == "matmul":
+            cases += [matmul_case(config, rng, mode=mode) for mode in int_modes]
+        elif name == "mx":
+            for mode in mx_modes:
+                for out in ("fp32", "mxint8", "mxint4"):
+                    cases.append(mx_case(config, rng, mode=mode, out=out))
+        elif name == "shapes":
+            for shape in ((1, 1, 1), (3, 8, 16), (130, 40, 70), (20, 64, 300)):
+                cases.append(qlinear_case(config, rng, mode="a8w8", rounding="gemmlowp",
+                                          out_dtype="int8", shape=shape, uint8=False))
+            if "a8w4" in int_modes:
+                cases.append(qlinear_case(config, rng, mode="a8w4", rounding="fp32",
+                                          out_dtype="uint8", shape=(5, 300, 17)))
+            for mode in mx_modes[:1]:
+                cases.append(mx_case(config, rng, mode=mode, out="mxint8", shape=(2, 33, 40)))
+        elif name == "same_bank":
+            case = qlinear_case(config, rng, mode=int_modes[0], rounding="fp32",
+                                out_dtype="uint8", shape=(60, 256, 24))
+            case.program.packets = [_bank_zero(packet) for packet in case.program.packets]
+            case.name += "_same_bank"
+            cases.append(case)
+        elif name == "random":
+            for _ in range(24):
+                mode = str(rng.choice(list(config.modes)))
+                shape = (int(rng.integers(1, 91)), int(rng.integers(1, 301)),
+                         int(rng.integers(1, 91)))
+                if MODE_INFO[mode].mx:
+                    out = str(rng.choice(["fp32", "mxint8", "mxint4"]))
+                    cases.append(mx_case(config, rng, mode=mode, out=out, shape=shape))
+                elif rng.random() < 0.2:
+                    cases.append(matmul_case(config, rng, mode=mode, shape=shape))
+                else:
+                    cases.append(qlinear_case(
+                        config, rng, mode=mode, shape=shape,
+                        rounding=str(rng.choice(["fp32", "gemmlowp"])),
+                        out_dtype=str(rng.choice(["uint8", "int8", "int4"])),
+                        uint8=bool(rng.integers(0, 2))))
+        elif name:
+            raise ValueError(f"unknown case group {name!r}")
+    return cases
+
+
+def _bank_zero(packet: Packet) -> Packet:
+    if packet.header.opcode in (Opcode.LOAD_ACTIVATIONS, Opcode.LOAD_SCALES, Opcode.COMPUTE):
+        return Packet(Header(packet.header.opcode, packet.header.tag, packet.header.length, 0),
+                      packet.payload)
+    return packet
+
+
+async def run_case(harness: Any, case: GemmCase) -> int:
+    """Run `case` on the harness (responses checked against the reference); mismatches of
+    the decoded result against golden."""
+    got = await harness.run_program(case.program)
+    return case.mismatches(case.expected, got)
+
+
+# --- Malformed input ---------------------------------------------------------------------
+
+def _packet(opcode: int, payload: Sequence[int] = (), *, tag: int = 0x5A, args: int = 0,
+            length: int | None = None, cut: int | None = None, extra: int = 0) -> list[Beat]:
+    """Beats of a packet whose header says `length` (default: the payload's), cut after
+    `cut` payload words (last arrives early) or followed by `extra` words (no last in time)."""
+    payload = list(payload) + [0x1111_2222_3333_4444 + index for index in range(extra)]
+    header = Header(opcode, tag, len(payload) - extra if length is None else length, args)
+    words = [header.encode(), *payload]
+    if cut is not None:
+        words = words[:cut + 1]
+    return [(word, index == len(words) - 1) for index, word in enumerate(words)]
+
+
+def _configure(config: ArrayConfig, **overrides: int) -> list[Beat]:
+    fields = encode_configure(mode="a8w8", out_kind="uint8", m=4, k=16, n=8)
+    values = {**fields.__dict__, **overrides}
+    return _packet(Opcode.CONFIGURE, ConfigureFields(**values).encode())
+
+
+def malformed_cases(config: ArrayConfig,
+                    rng: np.random.Generator) -> list[tuple[str, list[Beat]]]:
+    """(name, beats): each is followed by a correct GEMM in the tests. The reference
+    executor says what the response must be."""
+    good = _configure(config)   # M 4, K 16, N 8 in A8W8 -> 8 activation words
+    act = [int(x) for x in rng.integers(0, 2**63, 8)]
+    cases = [
+        ("illegal opcode with payload", _packet(0x00, [1, 2, 3])),
+        ("illegal opcode 0xff", _packet(0xFF)),
+        ("unconfigured LOAD_ACTIVATIONS", _configure(config, mode=7)
+         + _packet(Opcode.LOAD_ACTIVATIONS, act)),
+        ("bank out of range", good + _packet(Opcode.LOAD_ACTIVATIONS, act, args=2)),
+        ("output kind of another mode", _configure(config, out_kind=out_kind_code("fp32"))),
+        ("zero point out of range", _configure(config, out_kind=out_kind_code("int4"),
+                                               zero_point=9)),
+        ("M = 0", _configure(config, m=0)),
+        ("K not a multiple of R", _configure(config, k=12)),
+        ("N not a multiple of C", _configure(config, n=12)),
+        ("tile larger than the activation bank", _configure(config, m=600, k=8)),
+        ("tile larger than the accumulator bank", _configure(config, m=200, k=8)),
+        ("N larger than the requantization memory",
+         _configure(config, n=config.requant_depth + 8)),
+        ("CONFIGURE with a wrong length", _packet(Opcode.CONFIGURE, [0, 0, 0])),
+        ("CONFIGURE cut short", _packet(Opcode.CONFIGURE, [good[1][0], good[2][0]], cut=1)),
+        ("LOAD_ACTIVATIONS cut short", good + _packet(Opcode.LOAD_ACTIVATIONS, act, cut=5)),
+        ("LOAD_ACTIVATIONS too long", good + _packet(Opcode.LOAD_ACTIVATIONS, act, extra=3)),
+        ("IDENTIFY too long", _packet(Opcode.IDENTIFY, extra=2)),
+        ("LOAD_SCALES in an integer mode", good + _packet(Opcode.LOAD_SCALES, [0])),
+        ("LOAD_REQUANT with int32 outputs",
+         _configure(config, out_kind=out_kind_code("int32")) + _packet(Opcode.LOAD_REQUANT,
+                                                                        [0] * 16)),
+        ("COMPUTE cut short in its weights",
+         good + _packet(Opcode.LOAD_ACTIVATIONS, act)
+         + _packet(Opcode.COMPUTE, [int(x) for x in rng.integers(0, 2**63, 16)], cut=7)),
+        ("COMPUTE header only", good + _packet(Opcode.COMPUTE, [0] * 16, cut=0)),
+        ("COMPUTE with a wrong length", good + _packet(Opcode.COMPUTE, [0] * 5)),
+        ("COMPUTE too long", good + _packet(Opcode.COMPUTE, [0] * 16, extra=4)),
+    ]
+    if config.has_mx:
+        mx = [mode for mode in config.modes if MODE_INFO[mode].mx][0]
+        cases.append(("LOAD_SCALES cut short",
+                      _configure(config, mode=mode_code(mx), out_kind=out_kind_code("fp32"),
+                                 k=config.block_size * 2, m=8)
+                      + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
+    return cases
+
+
+
+def mutate(beats: list[Beat], rng: np.random.Generator) -> tuple[list[Beat], str]:
+    """One random corruption of one packet of `beats`: cut it short, drop its `last`
+    (merging it with the next packet), change its length field, its opcode (to an illegal
+    one) or its bank field. Returns the beats and a description of the change."""
+    starts = [0] + [index + 1 for index, (_, last) in enumerate(beats[:-1]) if last]
+    start = int(rng.choice(starts))
+    end = next(index for index in range(start, len(beats)) if beats[index][1]) + 1
+    packet = list(beats[start:end])
+    header = Header.decode(packet[0][0])
+    kind = str(rng.choice(["cut", "no_last", "length", "opcode", "bank"]))
+    what = f"{kind} of packet {len(starts[:starts.index(start)])} ({header})"
+    if kind == "cut" and len(packet) > 1:
+        cut = int(rng.integers(1, len(packet)))
+        packet = packet[:cut - 1] + [(packet[cut - 1][0], True)]
+        what += f" after {cut - 1} payload words"
+    elif kind == "no_last" and end < len(beats):
+        packet[-1] = (packet[-1][0], False)
+    elif kind == "length":
+        length = max(0, header.length + int(rng.choice([-3, -2, -1, 1, 2, 3])))
+        packet[0] = (Header(header.opcode, header.tag, length, header.args).encode(),
+                     packet[0][1])
+        what += f" to {length}"
+    elif kind == "opcode":
+        opcode = int(rng.choice([0, *range(9, 256)]))
+        packet[0] = (Header(opcode, header.tag, header.length, header.args).encode(),
+                     packet[0][1])
+        what += f" to {opcode:#x}"
+    else:
+        packet[0] = (Header(header.opcode, header.tag, header.length,
+                            int(rng.integers(2, 256))).encode(), packet[0][1])
+    return beats[:start] + packet + beats[end:], what
+
+
+def fuzz_streams(config: ArrayConfig, rng: np.random.Generator, count: int,
+                 mx: bool) -> list[tuple[list[Beat], str]]:
+    """`count` small GEMM programs (one MX mode, or the integer modes), each with one or
+    two random corruptions and followed by an IDENTIFY (so the stream always ends with a
+    complete packet), each with a description of its corruptions. A corrupted load leaves
+    stale buffer contents for the next COMPUTE; they stay specified because the MX fuzz
+    uses one format only (MXINT8 elements in an MXINT4 COMPUTE would not be) and the
+    integer modes accept any int8 values. Run the MX fuzz before any integer traffic for
+    the same reason."""
+    modes = [mode for mode in config.modes if MODE_INFO[mode].mx == mx]
+    if mx:
+        modes = modes[:1]
+    streams = []
+    for _ in range(count):
+        mode = str(rng.choice(modes))
+        shape = (int(rng.integers(1, 24)), int(rng.integers(1, 70)), int(rng.integers(1, 40)))
+        if mx:
+            case = mx_case(config, rng, mode=mode, shape=shape,
+                           out=str(rng.choice(["fp32", "mxint8", "mxint4"])))
+        elif rng.random() < 0.5:
+            case = matmul_case(config, rng, mode=mode, shape=shape)
+        else:
+            case = qlinear_case(config, rng, mode=mode, shape=shape,
+                                rounding=str(rng.choice(["fp32", "gemmlowp"])),
+                                out_dtype=str(rng.choice(["uint8", "int8", "int4"])))
+        beats = case.program.beats()
+        changes = []
+        for _ in range(int(rng.integers(1, 3))):
+            beats, what = mutate(beats, rng)
+            changes.append(what)
+        streams.append((beats + Packet.make(Opcode.IDENTIFY, 0xEE).beats(),
+                        f"{case.name}: {'; '.join(changes)}"))
+    return streams

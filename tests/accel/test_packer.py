@@ -1,0 +1,28 @@
+"""ResultPacker in the Amaranth simulator against host.protocol's nibble-stream packing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from host.protocol import nibbles_to_words
+from hw.packer import ResultPacker
+from tests.hw.streams import run_stream_test
+
+
+def test_packer_matches_the_protocol_packing(sim_seed: int) -> None:
+    rng = np.random.default_rng(sim_seed)
+    items, expected = [], []
+    for result in range(12):
+        widths = rng.choice([1, 2, 3, 4, 8], size=int(rng.integers(1, 40)))
+        if result % 3 == 0:       # uniform widths, as in the integer outputs
+            widths[:] = widths[0]
+        nibbles = []
+        for index, width in enumerate(widths):
+            value = int(rng.integers(0, 1 << (4 * int(width))))
+            items.append({"value": value, "nibbles": int(width),
+                          "last": int(index == len(widths) - 1)})
+            nibbles += [(value >> (4 * n)) & 0xF for n in range(int(width))]
+        expected += nibbles_to_words(np.array(nibbles, dtype=np.uint8))
+    got = run_stream_test(ResultPacker(), items, len(expected), seed=sim_seed,
+                          convert=lambda payload: int(payload.data))
+    assert got == expected
