@@ -22,6 +22,7 @@ import golden
 from golden.config import ArrayConfig
 from golden.mx import MX_FORMATS
 from golden.requant import RequantParams
+from golden.rounding import wrap_int32
 
 from .protocol import (
     COUNTER_NAMES,
@@ -272,18 +273,31 @@ class ReferenceAccelerator:
     def _requantize(self, geometry: Geometry, acc: np.ndarray) -> np.ndarray:
         n = geometry.n
         bits = self.requant_multiplier[:n]
+        bias = self.requant_bias[:n]
+        special = np.zeros(n, dtype=bool)
         if geometry.rounding == "fp32":
-            multiplier = bits.astype(np.uint32).view(np.float32)
+            # The hardware has no infinities or NaNs: a multiplier whose exponent field is
+            # 255 is the finite value +-2^128 * 1.m, so every non-zero x saturates and x = 0
+            # gives the zero point (docs/protocol.md, LOAD_REQUANT). golden.requantize would
+            # compute NaN there; those channels get a harmless multiplier and are fixed below.
+            special = ((bits >> 23) & 0xFF) == 0xFF
+            multiplier = np.where(special, 0, bits).astype(np.uint32).view(np.float32)
             shift = None
         else:
             multiplier = bits.astype(np.uint32).view(np.int32).astype(np.int64)
             shift = self.requant_shift[:n]
-        params = RequantParams(geometry.rounding, multiplier, shift, self.requant_bias[:n],
-                               geometry.zero_point, geometry.out_kind, geometry.relu)
-        with np.errstate(over="ignore", invalid="ignore"):
-            y = golden.requantize(acc, params)
+        params = RequantParams(geometry.rounding, multiplier, shift, bias, geometry.zero_point,
+                               geometry.out_kind, geometry.relu)
+        y = golden.requantize(acc, params).astype(np.int64)
+        if special.any():
+            x = wrap_int32(acc.astype(np.int64) + bias)
+            negative = (x < 0) ^ ((bits >> 31) == 1)
+            lo, hi = params.bounds
+            saturated = np.where(x == 0, min(max(geometry.zero_point, lo), hi),
+                                 np.where(negative, lo, hi))
+            y = np.where(special, saturated, y)
         mask = 0xF if geometry.out_kind == "int4" else 0xFF
-        return y.astype(np.int64) & mask
+        return y & mask
 
 
 def compare_responses(expected: list[ExpectedBeat], got: list[Beat]) -> list[str]:

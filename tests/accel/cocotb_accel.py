@@ -203,19 +203,3 @@ async def fuzz(dut):
         assert await run_case(harness, case) == 0
     await harness.finish()
 
-
-@cocotb.test()
-async def fuzz_replay(dut):
-    """(temporary debugging) replay chosen integer fuzz streams, then stream `probe`."""
-    harness = Harness(dut, seed=0)
-    await harness.start()
-    seed, count, upto, probe = (int(x) for x in os.environ["LPMAC_REPLAY"].split(":"))
-    rng = np.random.default_rng(seed)
-    fuzz_streams(harness.config, rng, count, True)
-    streams = fuzz_streams(harness.config, rng, count, False)
-    for index in [*range(upto), probe]:
-        beats, what = streams[index]
-        try:
-            await harness.transact(beats)
-        except AssertionError as error:
-            raise AssertionError(f"stream {index} ({what}): {str(error)[:300]}") from None
