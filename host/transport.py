@@ -1,0 +1,69 @@
+"""How the host driver talks to an accelerator: one small interface, several transports.
+
+A transport moves protocol beats (`host.protocol.Beat`: a 64-bit word and the stream's
+`last` flag) to the accelerator's input stream and brings back the beats of its output
+stream. It knows nothing of GEMMs: `host.tiling` builds the packets and decodes the
+responses, so the same tiling and protocol code runs over every transport.
+
+The accelerator answers every request packet with exactly one response packet (also for
+malformed packets, docs/protocol.md "Errors"), so `exchange` knows when it is done: when as
+many response packets (beats with `last`) came back as request packets went out.
+
+Transports:
+
+* ``golden``: `host.reference.ReferenceAccelerator`, the protocol executed in Python on the
+  golden model (no RTL; no cycle counts).
+* ``verilator``: a compiled Verilator C++ harness around the accelerator's Verilog, fed
+  through pipes (`sim.fastsim`).
+* ``cocotb``: the cocotb testbench on Verilator, one simulator run per exchange (slow; the
+  path the tests use).
+* ``serial``: a UART link with framing and retries (`host.serial_transport`), to a board or
+  to the board-top simulation through a pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from .protocol import Beat
+
+__all__ = ["Transport", "TransportError"]
+
+
+class TransportError(RuntimeError):
+    """The link failed: the accelerator did not answer, the simulation died, a frame could
+    not be delivered after the retries. The message is one sentence saying which."""
+
+
+class Transport(abc.ABC):
+    """A link to one accelerator. Use as a context manager or call `close()`."""
+
+    name: str = "transport"
+    """The backend name (`golden`, `verilator`, `cocotb`, `serial`)."""
+
+    @abc.abstractmethod
+    def exchange(self, beats: Sequence[Beat]) -> list[Beat]:
+        """Send `beats` (whole request packets, each ending with `last`) and return every
+        beat of the responses, in order: one response packet per request packet.
+
+        Raises `TransportError` when the answers do not come (a hang is reported, never
+        waited for forever)."""
+
+    def reset(self) -> None:  # noqa: B027 - optional: transports without a reset line
+        """Pulse the accelerator's reset (where the transport has one)."""
+
+    @property
+    def simulated_cycles(self) -> int | None:
+        """Clock cycles simulated so far by this transport (None where there is no clock
+        to count: the golden transport, a real board)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional: transports that hold nothing
+        """Release the process, port or files behind the transport."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
