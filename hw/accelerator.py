@@ -723,7 +723,7 @@ class Accelerator(wiring.Component):
             fraction = Mux(c.mode == Mode.MXINT8,
                            2 * MX_FORMATS["mxint8"].fraction_bits,
                            2 * MX_FORMATS["mxint4"].fraction_bits)
-            bfp_in = a2_valid & a2_meta.last_pass
+            bfp_in = a2_valid & a2_meta.last_pass & c.mx   # the MX modes only
             codes_b = bscale_fifo.r_data
             m.d.comb += bscale_fifo.r_en.eq(a2_valid & a2_meta.pop_scale)
             bfp_units = []

@@ -140,6 +140,9 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  (two N-chunks of the requantization memory), int8 activations
     same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each
                  LOAD_ACTIVATIONS must wait for the COMPUTE before it to finish reading
+    one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
+                 (short drains that finish before the accumulation pipeline has emptied;
+                 they once left stale results behind in the integer modes)
     random       24 GEMMs of random shapes (M, N up to 90, K up to 300), modes and outputs
     """
     cases: list[GemmCase] = []
@@ -176,6 +179,16 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             case.program.packets = [_bank_zero(packet) for packet in case.program.packets]
             case.name += "_same_bank"
             cases.append(case)
+        elif name == "one_row":
+            r, c = config.rows, config.cols
+            for mode in int_modes:
+                cases.append(matmul_case(config, rng, mode=mode, shape=(1, 8 * r, 4 * c + 3)))
+                cases.append(qlinear_case(config, rng, mode=mode, rounding="gemmlowp",
+                                          out_dtype="int8", shape=(2, 4 * r, 2 * c),
+                                          uint8=False))
+            for mode in mx_modes:
+                cases.append(mx_case(config, rng, mode=mode, out="fp32",
+                                     shape=(1, 2 * config.block_size, 3 * c)))
         elif name == "random":
             for _ in range(24):
                 mode = str(rng.choice(list(config.modes)))

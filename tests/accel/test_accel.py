@@ -7,29 +7,18 @@ the `sim_seed` fixture (printed; replay with --sim-seed).
 
 from __future__ import annotations
 
-import functools
 import json
 
 import pytest
 
 from golden.config import ArrayConfig
 from hw.accelerator import Accelerator
-from sim.build import config_build_name, generate_verilog, run_cocotb
+from sim.build import config_build_name, run_cocotb
+from sim.cocotb_transport import COCOTB_BUILD_ARGS as BUILD_ARGS  # shared with the transport
+from sim.fastsim import accelerator_verilog  # cached on disk: about 10 s saved per process
 from tests.accel.harness import config_to_env
 
 COCOTB_MODULE = "tests.accel.cocotb_accel"
-# Only the top level public (cocotb's runner asks for --public-flat-rw, which keeps every
-# internal signal and makes this model 3-4x slower) and -O1: about 45 s to build on two
-# cores, ~50k cycles/s bare, ~30k cycles/s with a stream source and sink (-O0 with every
-# signal public: 3,400 cycles/s).
-BUILD_ARGS = ("--no-public-flat-rw", "--public-depth", "1", "-CFLAGS", "-O1")
-
-
-@functools.cache
-def accelerator_verilog(config: ArrayConfig) -> str:
-    """The accelerator's Verilog, generated once per test process (about 10 s; run_cocotb
-    would otherwise regenerate it for every test just to find the cached build)."""
-    return generate_verilog(Accelerator(config), "accelerator")
 
 
 def run(testcase: str, seed: int, config: ArrayConfig | None = None, **env: object) -> None:
@@ -46,7 +35,7 @@ def test_identify(sim_seed: int) -> None:
     run("identify", sim_seed, LPMAC_ACCEL_COMMAND_LATENCY=latency)
 
 
-@pytest.mark.parametrize("cases", ["qlinear", "matmul,mx,shapes,same_bank"])
+@pytest.mark.parametrize("cases", ["qlinear", "one_row,matmul,mx,shapes,same_bank"])
 def test_gemms_match_golden(cases: str, sim_seed: int) -> None:
     """Every mode, both roundings, every output kind, shapes that are multiples of nothing:
     0 mismatches against golden, every response word equal to the reference."""
