@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo"]
+__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -43,6 +43,9 @@ MODES: tuple[str, ...] = tuple(MODE_INFO)
 ACC_ROUNDINGS = ("nearest", "truncate")
 STREAM_WIDTHS = (32, 64, 128)
 BLOCK_SIZES = (16, 32)
+# PE multiplier implementations (see hw/pe.py): two behavioural ones that any synthesis
+# tool maps to LUTs or infers DSP blocks for, and one that instantiates iCE40 DSP blocks.
+MULTIPLIERS = ("split", "packed", "ice40-sb-mac16")
 
 
 def _is_power_of_two(value: object) -> bool:
@@ -71,11 +74,23 @@ class ArrayConfig:
     requant_depth
         Entries of the per-output-channel requantization parameter memory (bias,
         multiplier, shift): the largest N of one accelerator configuration with an 8- or
-        4-bit output (the host splits wider GEMMs); a power of two.
+        4-bit output (the host splits wider GEMMs); a power of two. 0 builds the
+        accelerator without the requantization unit: it offers int32 outputs only (a
+        CONFIGURE asking for an 8- or 4-bit output is refused like any N above
+        `requant_depth`), and `host.tiling.qlinear_program` computes int32 on the
+        accelerator and requantizes on the host with `golden.requantize`.
     stream_width
         Bits per beat of the host input and output streams: 32, 64 or 128.
     modes
         Compute modes the hardware is built with (a subset of `MODES`).
+    multiplier
+        How each PE multiplies (`hw.pe`). Behavioural, for any target: "split" (two 8x4
+        partial products sharing one 8x8 array; smallest on LUT fabric) or "packed" (one
+        8x16 product per PE; one inferred DSP block per PE). "ice40-sb-mac16": every PE
+        uses one half of an iCE40 UltraPlus SB_MAC16 in its dual 8x8 mode (two PEs per
+        block, so an R x C array takes R * C / 2 blocks) plus a small LUT multiplier for
+        the second 4-bit-weight lane; it only builds for iCE40 UltraPlus parts and
+        simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth simulator.
     """
 
     rows: int = 8
@@ -89,6 +104,7 @@ class ArrayConfig:
     requant_depth: int = 256
     stream_width: int = 64
     modes: tuple[str, ...] = MODES
+    multiplier: str = "split"
 
     def __post_init__(self) -> None:
         self._modes()
@@ -107,13 +123,20 @@ class ArrayConfig:
         if self.acc_rounding not in ACC_ROUNDINGS:
             raise ValueError(
                 f"acc_rounding must be 'nearest' or 'truncate', not {self.acc_rounding!r}")
-        for name in ("weight_buffer_depth", "activation_buffer_depth", "accumulator_depth",
-                     "requant_depth"):
+        for name in ("weight_buffer_depth", "activation_buffer_depth", "accumulator_depth"):
             value = getattr(self, name)
             if not _is_power_of_two(value) or value < 2:
                 raise ValueError(f"{name} must be a power of two of at least 2, not {value!r}")
+        if self.requant_depth != 0 and (not _is_power_of_two(self.requant_depth)
+                                        or self.requant_depth < 2):
+            raise ValueError("requant_depth must be a power of two of at least 2, or 0 (no "
+                             f"requantization unit), not {self.requant_depth!r}")
         if self.stream_width not in STREAM_WIDTHS:
             raise ValueError(f"stream_width must be 32, 64 or 128, not {self.stream_width!r}")
+        if self.multiplier not in MULTIPLIERS:
+            raise ValueError(
+                f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "
+                f"not {self.multiplier!r}")
 
     def _modes(self) -> tuple[str, ...]:
         modes = self.modes
@@ -148,6 +171,11 @@ class ArrayConfig:
     def passes_per_block(self) -> int:
         """Array passes (groups of `rows` K-elements) per MX K-block."""
         return self.block_size // self.rows
+
+    @property
+    def has_requantizer(self) -> bool:
+        """The hardware requantizes (an integer mode is built and `requant_depth` > 0)."""
+        return self.requant_depth > 0 and any(not MODE_INFO[m].mx for m in self._modes())
 
     @property
     def stream_bytes(self) -> int:

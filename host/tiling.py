@@ -151,6 +151,9 @@ class GemmProgram:
     packets: list[Packet] = field(default_factory=list)
     # (packet index, geometry, row offset, column offset) of every COMPUTE
     computes: list[tuple[int, Geometry, int, int]] = field(default_factory=list)
+    host_requant: golden.RequantParams | None = None
+    """Requantization `decode` applies to the int32 result on the host (`qlinear_program`
+    on an accelerator built without the requantization unit)."""
     _tag: int = 0
 
     def add(self, opcode: Opcode, payload: Sequence[int] = (), args: int = 0) -> int:
@@ -204,6 +207,9 @@ class GemmProgram:
         [M, N] or (elements int8 [M, N], codes uint8) (`mx_matmul_program`)."""
         values, codes = self.decode_raw(responses)
         kind = self.plan.out_kind
+        if self.host_requant is not None:
+            return golden.requantize(values.astype(np.uint32).view(np.int32),
+                                     self.host_requant)
         if kind == "uint8":
             return values.astype(np.uint8)
         if kind == "int8":
@@ -383,6 +389,15 @@ def qlinear_program(config: ArrayConfig, x_q: np.ndarray, w_q: np.ndarray, *,
                                    rounding=rounding, out_dtype=out_dtype,
                                    channels=w_q.shape[0])
     channels = w_q.shape[0]
+    if config.requant_depth == 0:
+        # No requantization unit: int32 on the accelerator, `golden.requantize` on the host
+        # (the function the hardware requantizer is verified against, so the result is
+        # bit-identical to an accelerator with the unit; docs/protocol.md, CONFIGURE).
+        plan = plan_gemm(config, m=x.shape[0], k=x.shape[1], n=channels, mode=mode,
+                         out_kind="int32")
+        program = _build(plan, x, w_q.T.astype(np.int64))
+        program.host_requant = params
+        return program
     if rounding == "fp32":
         bits = np.asarray(params.multiplier, np.float32).view(np.uint32).astype(np.int64)
         shift = np.zeros(channels, np.int64)

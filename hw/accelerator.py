@@ -107,7 +107,7 @@ class Accelerator(wiring.Component):
     config
         The `ArrayConfig`; protocol 1.0 needs stream_width 64 and rows, cols <= 8.
     multiplier
-        PE multiplier variant ("split" or "packed", see `hw.pe`).
+        PE multiplier variant (see `hw.pe`); `config.multiplier` when not given.
 
     Ports
     -----
@@ -124,7 +124,7 @@ class Accelerator(wiring.Component):
     is accepted, when nothing is queued before it.
     """
 
-    def __init__(self, config: ArrayConfig, *, multiplier: str = "split") -> None:
+    def __init__(self, config: ArrayConfig, *, multiplier: str | None = None) -> None:
         check_accelerator_config(config)
         self._config = config
         self._multiplier = multiplier
@@ -170,6 +170,7 @@ class Accelerator(wiring.Component):
         rows, cols = config.rows, config.cols
         has_mx = config.has_mx
         has_int = any(not MODE_INFO[mode].mx for mode in config.modes)
+        has_requant = config.has_requantizer   # requant_depth 0: int32 outputs only
         array = SystolicArray(config, multiplier=self._multiplier,
                               meta_shape=self._meta_layout())
         m.submodules.array = array
@@ -208,7 +209,7 @@ class Accelerator(wiring.Component):
         acc_read = acc_mem.read_port()
         acc_drain = acc_mem.read_port()
 
-        if has_int:
+        if has_requant:
             requant_layout = data.StructLayout({
                 "bias": signed(32), "multiplier": unsigned(32), "shift": signed(6)})
             requant_mem = Memory(shape=requant_layout, depth=config.requant_depth, init=[])
@@ -455,7 +456,7 @@ class Accelerator(wiring.Component):
                         with m.Case(Opcode.LOAD_REQUANT):
                             with m.If(~count[0]):
                                 m.d.sync += stage.eq(word)
-                            if has_int:
+                            if has_requant:
                                 m.d.comb += [
                                     requant_write.addr.eq(count[1:]),
                                     requant_write.en.eq(count[0]),
@@ -791,7 +792,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [acc_drain.addr.eq(drain_address), acc_drain.en.eq(d_advance)]
         if has_mx:
             m.d.comb += [bfp_drain.addr.eq(drain_address), bfp_drain.en.eq(d_advance)]
-        if has_int:
+        if has_requant:
             m.d.comb += [requant_read.addr.eq(channel), requant_read.en.eq(d_advance)]
         with m.If(d_advance):
             m.d.sync += d1_valid.eq(d_step)
@@ -834,7 +835,7 @@ class Accelerator(wiring.Component):
         int_value = acc_drain.data[d1_lane]
         units_busy = Signal()
         busy_terms = [d1_valid, packer.busy]
-        if has_int:
+        if has_requant:
             requantizer = Requantizer()
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
@@ -865,7 +866,7 @@ class Accelerator(wiring.Component):
                                         MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
             ]
         with m.Switch(c.out_kind):
-            if has_int:
+            if has_requant:
                 with m.Case(_KIND["uint8"], _KIND["int8"], _KIND["int4"]):
                     int4 = c.out_kind == _KIND["int4"]
                     m.d.comb += [
@@ -877,6 +878,7 @@ class Accelerator(wiring.Component):
                                               & Mux(int4, 0xF, 0xFF)),
                         item.payload.nibbles.eq(Mux(int4, 1, 2)),
                     ]
+            if has_int:
                 with m.Case(_KIND["int32"]):
                     m.d.comb += [
                         d1_ready.eq(item.ready),

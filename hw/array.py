@@ -26,13 +26,32 @@ the weight registers: load and swap a tile before the first vector.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, EnableInserter, Module, Shape, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import (
+    Cat,
+    EnableInserter,
+    Module,
+    Shape,
+    ShapeLike,
+    Signal,
+    Value,
+    signed,
+    unsigned,
+)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import ArrayConfig
+from golden.config import MODE_INFO, ArrayConfig
 
-from .pe import MULTIPLIERS, Mode, ProcessingElement, WeightLayout, mode_lanes, psum_shape
+from .pe import (
+    DSP_MULTIPLIERS,
+    Ice40Mac16Pair,
+    Mode,
+    ProcessingElement,
+    WeightLayout,
+    check_multiplier,
+    mode_lanes,
+    psum_shape,
+)
 
 __all__ = ["SystolicArray"]
 
@@ -48,8 +67,9 @@ class SystolicArray(wiring.Component):
         Shape of a user field carried from each input vector to its output beat unchanged
         (for tags such as "last pass of a K-block"); none by default (no `meta` field).
     multiplier
-        PE multiplier variant, "split" (LUT fabric) or "packed" (one DSP per PE); see
-        `hw.pe`.
+        PE multiplier variant (see `hw.pe`); `config.multiplier` when not given. With
+        "ice40-sb-mac16" the array instantiates ceil(R * C / 2) SB_MAC16 blocks, one per
+        two PEs (row-major pairs).
 
     Ports
     -----
@@ -85,11 +105,11 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, config: ArrayConfig, *, meta_shape: ShapeLike = 0,
-                 multiplier: str = "split") -> None:
+                 multiplier: str | None = None) -> None:
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"config must be an ArrayConfig, not {config!r}")
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be 'split' or 'packed', not {multiplier!r}")
+        multiplier = config.multiplier if multiplier is None else multiplier
+        check_multiplier(multiplier)
         self._config = config
         self._multiplier = multiplier
         self._lanes = mode_lanes(config.modes)
@@ -181,6 +201,9 @@ class SystolicArray(wiring.Component):
         row_swap: list[Signal] = []
         row_mode: list[Signal] = []
         row_activation: list[Signal] = []
+        row_shadow_two_lanes: list[Value] = []    # for the DSP PEs, see `hw.pe`
+        four_bit_modes = [Mode.from_name(name) for name in self._config.modes
+                          if MODE_INFO[name].lanes == 2]
         swap = Signal(name="swap_0")
         m.d.comb += swap.eq(a_transfer & self.a.payload.swap)
         for row in range(rows):
@@ -197,6 +220,7 @@ class SystolicArray(wiring.Component):
             with grid.If(swap):
                 grid.d.sync += active_mode.eq(shadow_mode)
             row_mode.append(active_mode)
+            row_shadow_two_lanes.append(Value.cast(shadow_mode).matches(*four_bit_modes))
 
             # r + 1 registers: the input register and the skew of row r.
             stage = self.a.payload.data[row]
@@ -239,8 +263,21 @@ class SystolicArray(wiring.Component):
                 ]
                 if row > 0:
                     grid.d.comb += pe.psum_in.eq(pes[row - 1][col].psum_out)
+                if self._multiplier in DSP_MULTIPLIERS:
+                    grid.d.comb += pe.shadow_two_lanes.eq(row_shadow_two_lanes[row])
                 pe_row.append(pe)
             pes.append(pe_row)
+        if self._multiplier in DSP_MULTIPLIERS:
+            flat = [pe for pe_row in pes for pe in pe_row]
+            for index in range(0, len(flat), 2):
+                pair = Ice40Mac16Pair()
+                grid.submodules[f"mac16_{index // 2}"] = pair
+                for half, pe in enumerate(flat[index:index + 2]):
+                    grid.d.comb += [
+                        pair.a[half].eq(pe.dsp_a),
+                        pair.b[half].eq(pe.dsp_b),
+                        pe.dsp_product.eq(pair.product[half]),
+                    ]
 
         bottom = Signal(self.output_layout)
         for lane in range(lanes):

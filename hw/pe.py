@@ -31,20 +31,30 @@ the lane-0 adder. In 8-bit modes the same multiplier computes a * w. One DSP blo
 (SB_MAC16, MULT18X18D) per PE in every mode, like an int8-only PE, plus a few dozen LUTs
 of lane logic; on LUT fabric it is about 1.5 times the split variant.
 
-`hw.resources` reports the cells of both variants.
+multiplier="ice40-sb-mac16" targets the iCE40 UltraPlus, whose 8 SB_MAC16 blocks Yosys
+only infers as 16x16 multipliers. Each block holds two signed 8x8 multipliers (MODE_8x8,
+A_SIGNED = B_SIGNED = 1, both products combinational: TOPOUTPUT_SELECT =
+BOTOUTPUT_SELECT = 2); `Ice40Mac16Pair` instantiates one and serves two PEs, which hand it
+their operands through `dsp_a`/`dsp_b` and take the product back on `dsp_product`. The
+DSP half computes lane 0: a * w in 8-bit modes, a * l (signed low nibble) in 4-bit modes;
+a small LUT multiplier computes lane 1, a * h. So 16 PEs (a 4 x 4 array) use all 8
+blocks for 16 int8 MACs or 32 4-bit MACs per cycle.
+
+`hw.resources` reports the cells of the behavioural variants (`MULTIPLIERS`).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Const, Instance, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.config import MODE_INFO, MODES
+from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 
 __all__ = [
-    "Mode", "WeightLayout", "ProcessingElement", "MULTIPLIERS", "product_range",
-    "psum_shape", "mode_lanes",
+    "Mode", "WeightLayout", "ProcessingElement", "Ice40Mac16Pair", "MULTIPLIERS",
+    "DSP_MULTIPLIERS", "check_multiplier", "product_range", "psum_shape", "mode_lanes",
 ]
 
 
@@ -75,6 +85,17 @@ WeightLayout = data.UnionLayout({
 low nibble, the ONNX packing order)."""
 
 MULTIPLIERS = ("split", "packed")
+"""The behavioural multipliers (written as `*`): any synthesis tool, and the Amaranth
+simulator."""
+DSP_MULTIPLIERS = ("ice40-sb-mac16",)
+"""Multipliers that instantiate vendor DSP primitives (Verilator with the primitive's
+simulation model, or the vendor's synthesis)."""
+
+
+def check_multiplier(multiplier: object) -> None:
+    if multiplier not in ALL_MULTIPLIERS:
+        raise ValueError(f"multiplier must be one of {', '.join(map(repr, ALL_MULTIPLIERS))}, "
+                         f"not {multiplier!r}")
 
 
 def mode_lanes(modes: tuple[str, ...]) -> int:
@@ -121,7 +142,8 @@ class ProcessingElement(wiring.Component):
         the exact widths of `psum_in` and `psum_out`.
     multiplier
         "split" (two 8x4 products sharing one 8x8 partial-product array; best on LUT
-        fabric) or "packed" (one 8x16 product, one DSP block); see the module docstring.
+        fabric), "packed" (one 8x16 product, one DSP block) or "ice40-sb-mac16" (lane 0
+        from half an external SB_MAC16, see `Ice40Mac16Pair`); see the module docstring.
 
     Ports
     -----
@@ -143,6 +165,13 @@ class ProcessingElement(wiring.Component):
         Registered: psum_out(t+1) = psum_in(t) + activation(t) * active_weight(t), per
         lane. In single-lane modes lane 1 passes psum_in.lane1 through unchanged (zero in
         an array), so no stale product leaks in.
+    shadow_two_lanes : In(1)
+        Only with multiplier="ice40-sb-mac16": the *shadow* weight is in a 4-bit-weight
+        mode (sampled at `swap`, with the shadow weight; `mode` is then not used).
+    dsp_a, dsp_b : Out(signed(8)); dsp_product : In(signed(16))
+        Only with multiplier="ice40-sb-mac16": the operands of the PE's 8x8 DSP half
+        (`dsp_b` comes from a register) and its combinational product (connect them to
+        one half of an `Ice40Mac16Pair`).
 
     Latency `latency` = 1 cycle from `activation`/`psum_in` to `psum_out`; a `swap` in
     cycle t makes the new weight active from cycle t+1; throughput one (or two, in 4-bit
@@ -157,8 +186,7 @@ class ProcessingElement(wiring.Component):
         if not isinstance(accumulated, int) or accumulated < 0:
             raise ValueError(
                 f"accumulated must be a non-negative integer, not {accumulated!r}")
-        if multiplier not in MULTIPLIERS:
-            raise ValueError(f"multiplier must be 'split' or 'packed', not {multiplier!r}")
+        check_multiplier(multiplier)
         self._modes = tuple(modes)
         self._accumulated = accumulated
         self._multiplier = multiplier
@@ -173,6 +201,11 @@ class ProcessingElement(wiring.Component):
         }
         if accumulated > 0:  # the first row has no partial sums to add
             members["psum_in"] = In(_psum_layout(accumulated, self._lanes))
+        if multiplier in DSP_MULTIPLIERS:
+            members["shadow_two_lanes"] = In(1)
+            members["dsp_a"] = Out(signed(8))
+            members["dsp_b"] = Out(signed(8))
+            members["dsp_product"] = In(signed(16))
         super().__init__(members)
 
     @property
@@ -205,12 +238,12 @@ class ProcessingElement(wiring.Component):
             m.d.sync += active.eq(shadow)
 
         a = self.activation
-        if self._lanes == 1:
+        if self._multiplier in DSP_MULTIPLIERS:
+            products = self._dsp_products(m, a, shadow)
+        elif self._lanes == 1:
             products = [a * active.int8]
         else:
-            two_lanes = Signal()
-            m.d.comb += two_lanes.eq(Value.cast(self.mode).matches(
-                *(Mode.from_name(name) for name in self._modes if MODE_INFO[name].lanes == 2)))
+            two_lanes = self._two_lanes(m)
             if self._multiplier == "split":
                 products = self._split_products(m, a, active, two_lanes)
             else:
@@ -225,6 +258,34 @@ class ProcessingElement(wiring.Component):
         # 0.70's abc9 trips over port bits aliased by lib.data field names.
         m.d.comb += self.psum_out.eq(psum_next)
         return m
+
+    def _two_lanes(self, m: Module) -> Value:
+        """High while the active tile is in a 4-bit-weight mode (constant 0 without one)."""
+        if self._lanes == 1:
+            return Const(0)
+        two_lanes = Signal()
+        m.d.comb += two_lanes.eq(Value.cast(self.mode).matches(
+            *(Mode.from_name(name) for name in self._modes if MODE_INFO[name].lanes == 2)))
+        return two_lanes
+
+    def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> list[Value]:
+        # The operands are formed when the tile swaps in, from the shadow weight and the
+        # shadow tile's mode, so no mode logic sits between the registers and the
+        # multipliers: the DSP operand is the int8 weight or the sign-extended low nibble,
+        # the LUT multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
+        dsp_operand = Signal(signed(8), reset_less=True)
+        with m.If(self.swap):
+            m.d.sync += dsp_operand.eq(Mux(self.shadow_two_lanes, shadow.int4[0],
+                                           shadow.int8))
+        m.d.comb += [self.dsp_a.eq(a), self.dsp_b.eq(dsp_operand)]
+        if self._lanes == 1:
+            return [self.dsp_product]
+        high = Signal(signed(4), reset_less=True)
+        with m.If(self.swap):
+            m.d.sync += high.eq(Mux(self.shadow_two_lanes, shadow.int4[1], 0))
+        product_high = Signal(signed(12))
+        m.d.comb += product_high.eq(a * high)
+        return [self.dsp_product, product_high]
 
     @staticmethod
     def _split_products(m: Module, a: Value, weight: data.View,
@@ -263,3 +324,52 @@ class ProcessingElement(wiring.Component):
             Mux(two_lanes, low_part - (a << 3), product),
             Mux(two_lanes, high_part, 0),
         ]
+
+
+class Ice40Mac16Pair(wiring.Component):
+    """Two signed 8x8 multipliers in one iCE40 UltraPlus SB_MAC16 block.
+
+    `product[i]` = `a[i]` * `b[i]`, combinational (the block's input, pipeline and output
+    registers are bypassed, so the products follow the PE's registers in the same cycle).
+    Element 0 uses the bottom half (A[7:0] x B[7:0] -> O[15:0]), element 1 the top half
+    (A[15:8] x B[15:8] -> O[31:16]). In MODE_8x8 the block's A_SIGNED/B_SIGNED make both
+    halves signed (Yosys's `cells_sim.v` sign-extends A[7:0] and B[7:0] only when
+    MODE_8x8 is set, A[15:8] and B[15:8] always), so every product is the exact int8 x
+    int8 product in 16 bits.
+
+    Only synthesis for iCE40 UltraPlus parts and simulation with a SB_MAC16 model
+    (`fpga.build.primitive_model("SB_MAC16")`) accept the design; the Amaranth simulator does not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__({
+            "a": In(data.ArrayLayout(signed(8), 2)),
+            "b": In(data.ArrayLayout(signed(8), 2)),
+            "product": Out(data.ArrayLayout(signed(16), 2)),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        output = Signal(32)
+        zero16 = Const(0, 16)
+        m.submodules.mac = Instance(
+            "SB_MAC16",
+            p_MODE_8x8=Const(1, 1),
+            p_A_SIGNED=Const(1, 1),
+            p_B_SIGNED=Const(1, 1),
+            p_TOPOUTPUT_SELECT=Const(2, 2),    # the top 8x8 product, not registered
+            p_BOTOUTPUT_SELECT=Const(2, 2),    # the bottom 8x8 product, not registered
+            i_CLK=Const(0), i_CE=Const(0),
+            i_A=Value.cast(self.a), i_B=Value.cast(self.b), i_C=zero16, i_D=zero16,
+            i_AHOLD=Const(0), i_BHOLD=Const(0), i_CHOLD=Const(0), i_DHOLD=Const(0),
+            i_IRSTTOP=Const(0), i_IRSTBOT=Const(0), i_ORSTTOP=Const(0), i_ORSTBOT=Const(0),
+            i_OLOADTOP=Const(0), i_OLOADBOT=Const(0), i_ADDSUBTOP=Const(0),
+            i_ADDSUBBOT=Const(0), i_OHOLDTOP=Const(0), i_OHOLDBOT=Const(0),
+            i_CI=Const(0), i_ACCUMCI=Const(0), i_SIGNEXTIN=Const(0),
+            o_O=output,
+            # Unused carry and sign-extension outputs, connected so no pin dangles.
+            o_CO=Signal(name="unused_co"), o_ACCUMCO=Signal(name="unused_accumco"),
+            o_SIGNEXTOUT=Signal(name="unused_signextout"),
+        )
+        m.d.comb += Value.cast(self.product).eq(output)
+        return m

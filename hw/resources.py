@@ -32,8 +32,11 @@ from golden.config import MODES, ArrayConfig
 
 from .pe import MULTIPLIERS, ProcessingElement
 
-__all__ = ["TARGETS", "VARIANTS", "pe_resources", "array_resources", "unit_resources",
-           "resource_table", "main"]
+__all__ = ["ABC9_WORKAROUND", "TARGETS", "VARIANTS", "pe_resources", "array_resources",
+           "unit_resources", "resource_table", "main"]
+
+# Run after `proc` on the top level and before `synth_*` (see the module docstring).
+ABC9_WORKAROUND = "proc; flatten; opt_clean -purge"
 
 # Target name -> (Yosys synthesis command, cell types reported).
 TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -61,7 +64,7 @@ def _synthesize(rtlil_text: str, command: str) -> dict[str, int]:
     """Cell counts of the design `top` in `rtlil_text` after `command`."""
     with tempfile.TemporaryDirectory(prefix="lpmac-resources-") as scratch:
         Path(scratch, "top.il").write_text(rtlil_text)
-        script = (f"read_rtlil top.il; hierarchy -top top; proc; flatten; opt_clean -purge; "
+        script = (f"read_rtlil top.il; hierarchy -top top; {ABC9_WORKAROUND}; "
                   f"{command} -top top; tee -q -o stat.json stat -json")
         result = subprocess.run([_yosys(), "-q", "-l", "yosys.log", "-p", script],
                                 cwd=scratch, capture_output=True, text=True, check=False)

@@ -34,6 +34,10 @@ def test_defaults_and_derived_quantities():
     (dict(modes="a8w8"), "modes must be a non-empty tuple"),
     (dict(modes=()), "modes must be a non-empty tuple"),
     (dict(modes=("a8w8", "a8w8")), "modes lists a mode twice"),
+    (dict(multiplier="dsp"),
+     "multiplier must be one of 'split', 'packed', 'ice40-sb-mac16', not 'dsp'"),
+    (dict(requant_depth=1), "requant_depth must be a power of two of at least 2, or 0"),
+    (dict(requant_depth=48), "requant_depth must be a power of two"),
 ])
 def test_invalid_configs_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -51,3 +55,14 @@ def test_mode_not_built_is_refused():
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         ArrayConfig().rows = 4  # type: ignore[misc]
+
+
+def test_multiplier_and_requantizer_fields():
+    assert ArrayConfig().multiplier == "split"
+    config = ArrayConfig(rows=4, cols=4, multiplier="ice40-sb-mac16", requant_depth=0,
+                         modes=("a8w8", "a8w4", "a4w4"))
+    assert config.multiplier == "ice40-sb-mac16" and config.as_dict()["multiplier"] == \
+        "ice40-sb-mac16"
+    # requant_depth 0: no requantization unit; an MX-only build has none either.
+    assert not config.has_requantizer and ArrayConfig().has_requantizer
+    assert not ArrayConfig(modes=("mxint8",)).has_requantizer
