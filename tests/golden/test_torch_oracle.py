@@ -21,7 +21,8 @@ def engine(request):
     torch.backends.quantized.engine = previous
 
 
-def _weights(rng, n, k, per_channel, bits=8):
+def quantized_weights(rng, n, k, per_channel, bits=8):
+    """Random int8 / int4-valued weights [N, K], their scale(s) and the torch tensor."""
     lo, hi = (-128, 127) if bits == 8 else (-8, 7)
     w_q = rng.integers(lo, hi + 1, (n, k), dtype=np.int8)
     if per_channel:
@@ -71,7 +72,7 @@ def test_qlinear_matches_quantized_linear(engine, case):
     seed = zlib.crc32(repr((engine, case)).encode())
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
-    w_q, w_scale, w_t = _weights(rng, n, k, per_channel)
+    w_q, w_scale, w_t = quantized_weights(rng, n, k, per_channel)
     x_zero_point = int(rng.integers(0, 256))
     y_zero_point = int(rng.integers(0, 256))
     x_q = rng.integers(0, 256, (m, k), dtype=np.uint8)
@@ -126,7 +127,7 @@ def test_qlinear_matches_ao_quantized_linear_module(engine, per_channel):
     print(f"seed={seed}")
     rng = np.random.default_rng(seed)
     m, k, n = 41, 150, 23
-    w_q, w_scale, w_t = _weights(rng, n, k, per_channel)
+    w_q, w_scale, w_t = quantized_weights(rng, n, k, per_channel)
     x_scale = float(np.float32(0.0173))
     bias_int, bias_f = _bias_for_fbgemm(rng, x_scale, w_scale, n)
     module = torch.ao.nn.quantized.Linear(k, n, dtype=torch.qint8)
