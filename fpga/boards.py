@@ -1,0 +1,101 @@
+"""The boards lpmac builds for: the part, its capacity, the accelerator configuration that
+fits it and the clock it runs at.
+
+Every board is one `Board`; `BOARDS` maps the names `lpmac build --board` accepts.
+`board.config` is the `ArrayConfig` the bitstream is built with (the command line may
+override fields) and `board.clock_hz` the accelerator clock the build asks timing for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from golden.config import ArrayConfig
+
+__all__ = ["Board", "BOARDS", "board"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """One FPGA board.
+
+    name
+        What `lpmac build --board` takes.
+    family
+        "ice40" or "ecp5": selects the toolchain (nextpnr-ice40 + icepack, nextpnr-ecp5 +
+        ecppack) and the cell names of the report.
+    device, package
+        The FPGA part, as nextpnr names it.
+    capacity
+        Cells of the part, by report name: "logic" (LUT4s), "dsp" (multiplier blocks),
+        "block_ram" (block RAMs).
+    config
+        The accelerator built by default.
+    clock_hz
+        Default accelerator clock (a PLL derives it from the board oscillator).
+    baudrate
+        Default UART baud rate of the board's host link.
+    """
+
+    name: str
+    description: str
+    family: str
+    device: str
+    package: str
+    capacity: dict[str, int]
+    config: ArrayConfig
+    clock_hz: int
+    baudrate: int = 115200
+
+    def platform(self) -> Any:
+        """A fresh amaranth-boards platform object of this board."""
+        from .top import make_platform
+
+        return make_platform(self.name)
+
+
+# iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SPRAM (unused).
+# A 4 x 4 array uses all 8 SB_MAC16 blocks in their dual 8x8 mode: 16 int8 MACs or 32
+# 4-bit MACs per cycle. The MX modes (BFP accumulator, FP32 and MX output units, about
+# 2,700 LUT4s) do not fit next to the array, so the integer modes only. Buffers are sized
+# for block RAM: a 32-bit activation row x 256 fills two SB_RAM40_4K. The requantization
+# unit (about 1,400 LUT4s and 4 SB_MAC16 of its own, far more in LUTs once the array holds
+# every SB_MAC16) is left out: requant_depth=0, int32 outputs, requantization on the host
+# (`host.tiling.qlinear_program`), bit-identical.
+ICEBREAKER = Board(
+    name="icebreaker",
+    description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
+    family="ice40",
+    device="iCE40UP5K",
+    package="SG48",
+    capacity={"logic": 5280, "dsp": 8, "block_ram": 30},
+    config=ArrayConfig(
+        rows=4, cols=4, block_size=16, modes=("a8w8", "a8w4", "a4w4"),
+        multiplier="ice40-sb-mac16", weight_buffer_depth=64, activation_buffer_depth=256,
+        accumulator_depth=64, requant_depth=0),
+    clock_hz=36_000_000,
+)
+
+# ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). Protocol 1.0
+# carries one activation vector or weight row per 64-bit word, so rows and cols are at
+# most 8; the board builds the largest such array with every mode.
+ULX3S_85F = Board(
+    name="ulx3s-85f",
+    description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
+    family="ecp5",
+    device="LFE5U-85F",
+    package="BG381",
+    capacity={"logic": 83640, "dsp": 156, "block_ram": 208},
+    config=ArrayConfig(rows=8, cols=8),
+    clock_hz=100_000_000,
+)
+
+BOARDS: dict[str, Board] = {board.name: board for board in (ICEBREAKER, ULX3S_85F)}
+
+
+def board(name: str) -> Board:
+    """The `Board` called `name`, refusing unknown names with the known ones."""
+    if name not in BOARDS:
+        raise ValueError(f"board must be one of {', '.join(BOARDS)}, not {name!r}")
+    return BOARDS[name]

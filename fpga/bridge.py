@@ -1,0 +1,400 @@
+"""The link-layer bridge between a byte stream (the UART) and the accelerator's word streams.
+
+`FrameBridge` speaks the frame protocol of docs/protocol.md, "Serial link" (`host.framing`
+is the Python side and the source of every constant): it answers every host frame with one
+board frame; good DATA frames with a new sequence number are stored in a receive ring and
+forwarded to the accelerator only after their CRC has been checked; the accelerator's
+response words are collected in a transmit ring and sent in numbered chunks, each kept until
+the host acknowledges it, so a lost chunk is sent again and never twice to the accelerator.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from host.framing import CRC_INIT, CRC_POLY, MAX_FRAME_WORDS, SYNC, FrameType
+from hw.accelerator import WORD_LAYOUT
+
+__all__ = ["FrameBridge", "crc16_update"]
+
+
+def crc16_update(crc: Value, byte: Value) -> Value:
+    """CRC-16/CCITT-FALSE register after shifting in `byte`, most significant bit first
+    (combinational; the same computation as `host.framing.crc16_bitwise`)."""
+    bits = [crc[i] for i in range(16)]
+    for position in range(7, -1, -1):
+        feedback = bits[15] ^ byte[position]
+        bits = [feedback if i == 0 else
+                (bits[i - 1] ^ feedback if (CRC_POLY >> i) & 1 else bits[i - 1])
+                for i in range(16)]
+    return Cat(*bits)
+
+
+class FrameBridge(wiring.Component):
+    """Frames, CRC, sequence numbers and retransmission between bytes and protocol words.
+
+    Parameters
+    ----------
+    timeout_cycles
+        Silence (cycles without a received byte) after which a partly received frame is
+        abandoned and answered with NAK; also how long the bridge waits for the line to go
+        quiet after a frame with damaged length bytes before it answers NAK.
+    ring_words
+        Depth of the receive and the transmit ring, a power of two of at least
+        2 * `MAX_FRAME_WORDS` (one chunk kept for retransmission while the next fills).
+
+    Ports
+    -----
+    rx_byte : In(stream.Signature(8))
+        Bytes from the host (always taken; bytes arriving while a reply is sent are
+        dropped: the host sends nothing until it has the reply).
+    tx_byte : Out(stream.Signature(8))
+        Bytes to the host.
+    to_accel : Out(stream.Signature(WORD_LAYOUT))
+        Request words (with `last`) for the accelerator, in order, each exactly once.
+    from_accel : In(stream.Signature(WORD_LAYOUT))
+        Response words from the accelerator (taken while the transmit ring has room).
+    accel_reset : Out(1)
+        High for one cycle when a RESET frame is accepted: reset the accelerator with it.
+    frame_good, frame_bad : Out(1)
+        One-cycle pulses: a host frame passed its CRC / was answered with NAK.
+
+    Latency: the reply to a frame starts the cycle after its last CRC byte is received
+    (NAK after `timeout_cycles` of silence for an incomplete frame). Throughput: a word is
+    forwarded every 11 cycles and collected every 9, far more than the UART needs (a word
+    is 90 bit times on the line).
+    """
+
+    def __init__(self, *, timeout_cycles: int, ring_words: int = 64) -> None:
+        self.check_parameters(timeout_cycles=timeout_cycles, ring_words=ring_words)
+        self._timeout_cycles = timeout_cycles
+        self._ring_words = ring_words
+        super().__init__({
+            "rx_byte": In(stream.Signature(8)),
+            "tx_byte": Out(stream.Signature(8)),
+            "to_accel": Out(stream.Signature(WORD_LAYOUT)),
+            "from_accel": In(stream.Signature(WORD_LAYOUT)),
+            "accel_reset": Out(1),
+            "frame_good": Out(1),
+            "frame_bad": Out(1),
+        })
+
+    @staticmethod
+    def check_parameters(*, timeout_cycles: int, ring_words: int = 64) -> None:
+        """Raise ValueError for parameters `FrameBridge` refuses."""
+        if isinstance(timeout_cycles, bool) or not isinstance(timeout_cycles, int) \
+                or timeout_cycles < 16:
+            raise ValueError(f"timeout_cycles must be an integer of at least 16, not "
+                             f"{timeout_cycles!r}")
+        if isinstance(ring_words, bool) or not isinstance(ring_words, int) \
+                or ring_words < 2 * MAX_FRAME_WORDS or ring_words & (ring_words - 1):
+            raise ValueError(f"ring_words must be a power of two of at least "
+                             f"{2 * MAX_FRAME_WORDS}, not {ring_words!r}")
+
+    @property
+    def timeout_cycles(self) -> int:
+        return self._timeout_cycles
+
+    @property
+    def ring_words(self) -> int:
+        return self._ring_words
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        ring = self._ring_words
+        address_bits = exact_log2(ring)
+        pointer = address_bits + 1          # one more bit tells a full ring from an empty one
+
+        # The rings hold bytes, in block RAM: word slot s is bytes 16 s .. 16 s + 8, the
+        # word least significant byte first and then its flag byte (bit 0 = `last`), as on
+        # the line. (A separate `last` register per slot would cost more logic than the
+        # unused bytes cost RAM.)
+        m.submodules.rx_ring = rx_ring = Memory(shape=8, depth=16 * ring, init=[])
+        m.submodules.tx_ring = tx_ring = Memory(shape=8, depth=16 * ring, init=[])
+        rx_write = rx_ring.write_port()
+        rx_read = rx_ring.read_port()
+        tx_write_port = tx_ring.write_port()
+        tx_read = tx_ring.read_port()
+
+        rx_head = Signal(pointer)   # end of the accepted words
+        rx_tail = Signal(pointer)   # next word for the accelerator
+        tx_ack = Signal(pointer)    # first word of the chunk waiting for acknowledgement
+        tx_seal = Signal(pointer)   # end of that chunk
+        tx_fill = Signal(pointer)   # end of the words collected from the accelerator
+        last_seq = Signal(8)        # sequence number of the last accepted DATA frame
+        chunk_seq = Signal(8)       # sequence number of the chunk [tx_ack, tx_seal)
+        clear = Signal()            # RESET frame accepted: empty everything
+
+        # Differences of ring pointers are taken modulo 2 ** pointer (signal widths).
+        rx_used = Signal(pointer)
+        rx_free = Signal(pointer + 1)
+        sealed = Signal(pointer)            # words in the chunk waiting for acknowledgement
+        waiting = Signal(pointer)           # words collected and not yet acknowledged
+        next_chunk_seq = Signal(8)
+        m.d.comb += [rx_used.eq(rx_head - rx_tail), rx_free.eq(ring - rx_used),
+                     sealed.eq(tx_seal - tx_ack), waiting.eq(tx_fill - tx_ack),
+                     next_chunk_seq.eq(chunk_seq + 1)]
+        free_info = rx_free if ring <= 255 else Mux(rx_free > 255, 255, rx_free)
+
+        # --- Forwarder: receive ring -> accelerator --------------------------------------
+        forward_word = Signal(64)
+        forward_last = Signal()
+        fetch = Signal(4)                   # byte being read (the data arrives a cycle later)
+        m.d.comb += [rx_read.addr.eq(Cat(fetch, rx_tail[:address_bits])),
+                     self.to_accel.payload.data.eq(forward_word),
+                     self.to_accel.payload.last.eq(forward_last)]
+        with m.FSM(name="forward"):
+            with m.State("WAIT"):
+                m.d.sync += fetch.eq(0)
+                with m.If((rx_tail != rx_head) & ~clear):
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.d.sync += fetch.eq(fetch + 1)
+                with m.If((fetch != 0) & (fetch != 9)):
+                    m.d.sync += forward_word.eq(Cat(forward_word[8:], rx_read.data))
+                with m.If(clear):
+                    m.next = "WAIT"
+                with m.Elif(fetch == 9):
+                    m.d.sync += forward_last.eq(rx_read.data[0])
+                    m.next = "SHOW"
+            with m.State("SHOW"):
+                m.d.comb += self.to_accel.valid.eq(~clear)
+                with m.If(clear):
+                    m.next = "WAIT"
+                with m.Elif(self.to_accel.ready):
+                    m.d.sync += rx_tail.eq(rx_tail + 1)
+                    m.next = "WAIT"
+
+        # --- Collector: accelerator -> transmit ring --------------------------------------
+        # A word is written one byte per cycle straight from the payload (which the stream
+        # rules hold steady while `ready` is low), then its flag byte; `ready` rises with
+        # the flag byte.
+        collect = Signal(4)
+        writing = self.from_accel.valid & (waiting < ring) & ~clear
+        m.d.comb += [
+            tx_write_port.addr.eq(Cat(collect, tx_fill[:address_bits])),
+            tx_write_port.data.eq(Mux(collect == 8, self.from_accel.payload.last,
+                                      self.from_accel.payload.data.word_select(collect[:3],
+                                                                               8))),
+            tx_write_port.en.eq(writing),
+            self.from_accel.ready.eq(writing & (collect == 8)),
+        ]
+        with m.If(clear):
+            m.d.sync += collect.eq(0)
+        with m.Elif(writing):
+            m.d.sync += collect.eq(Mux(collect == 8, 0, collect + 1))
+            with m.If(collect == 8):
+                m.d.sync += tx_fill.eq(tx_fill + 1)
+
+        # --- Frame receiver and replier -------------------------------------------------
+        crc = Signal(16)
+        crc_next = Signal(16)
+        m.d.comb += crc_next.eq(crc16_update(crc, self.rx_byte.payload))
+        frame_type = Signal(8)
+        frame_seq = Signal(8)
+        frame_ack = Signal(8)
+        count = Signal(8)
+        header_index = Signal(range(8))
+        word_index = Signal(8)
+        byte_index = Signal(range(9))
+        store = Signal()
+        silence = Signal(range(self._timeout_cycles + 1))
+
+        reply_type = Signal(8)
+        reply_count = Signal(8)
+        reply_info = Signal(8)
+        tx_byte = Signal(8)
+        tx_crc = Signal(16)
+        m.d.comb += [self.tx_byte.payload.eq(tx_byte),
+                     tx_read.addr.eq(Cat(byte_index, (tx_ack + word_index)[:address_bits]))]
+        sent = Signal()
+        m.d.comb += sent.eq(self.tx_byte.valid & self.tx_byte.ready)
+        got = Signal()
+        m.d.comb += got.eq(self.rx_byte.valid & self.rx_byte.ready)
+
+        with m.If(got):
+            m.d.sync += silence.eq(0)
+        with m.Else():
+            m.d.sync += silence.eq(silence + (silence != self._timeout_cycles))
+        timed_out = silence == self._timeout_cycles
+
+        def nak() -> None:
+            m.d.sync += [reply_type.eq(FrameType.NAK), reply_count.eq(0),
+                         reply_info.eq(free_info),
+                         header_index.eq(0), tx_crc.eq(CRC_INIT)]
+            m.d.comb += self.frame_bad.eq(1)
+            m.next = "REPLY_HEADER"
+
+        with m.FSM(name="link"):
+            with m.State("HUNT"):
+                m.d.comb += self.rx_byte.ready.eq(1)
+                with m.If(got & (self.rx_byte.payload == SYNC)):
+                    m.d.sync += [crc.eq(CRC_INIT), header_index.eq(0), silence.eq(0)]
+                    m.next = "HEADER"
+
+            with m.State("HEADER"):
+                m.d.comb += self.rx_byte.ready.eq(1)
+                byte = self.rx_byte.payload
+                with m.If(got):
+                    m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
+                    with m.Switch(header_index):
+                        with m.Case(0):
+                            m.d.sync += frame_type.eq(byte)
+                        with m.Case(1):
+                            m.d.sync += frame_seq.eq(byte)
+                        with m.Case(2):
+                            m.d.sync += frame_ack.eq(byte)
+                        with m.Case(4):
+                            m.d.sync += count.eq(byte)
+                        with m.Case(5):
+                            good_header = (((count ^ byte) == 0xFF)
+                                           & (count <= MAX_FRAME_WORDS)
+                                           & ((frame_type == FrameType.DATA)
+                                              | (frame_type == FrameType.RESET)))
+                            m.d.sync += [
+                                word_index.eq(0), byte_index.eq(0), header_index.eq(0),
+                                store.eq((frame_type == FrameType.DATA)
+                                         & (frame_seq != last_seq) & (count <= rx_free)),
+                            ]
+                            with m.If(~good_header):
+                                m.next = "DISCARD"
+                            with m.Elif(count == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                with m.Elif(timed_out):
+                    nak()
+
+            with m.State("PAYLOAD"):
+                m.d.comb += self.rx_byte.ready.eq(1)
+                slot = (rx_head + word_index)[:address_bits]
+                m.d.comb += [rx_write.addr.eq(Cat(byte_index, slot)),
+                             rx_write.data.eq(self.rx_byte.payload)]
+                with m.If(got):
+                    m.d.comb += rx_write.en.eq(store)
+                    m.d.sync += crc.eq(crc_next)
+                    with m.If(byte_index != 8):
+                        m.d.sync += byte_index.eq(byte_index + 1)
+                    with m.Else():
+                        m.d.sync += [byte_index.eq(0), word_index.eq(word_index + 1)]
+                        with m.If(word_index == count - 1):
+                            m.d.sync += header_index.eq(0)
+                            m.next = "CRC"
+                with m.Elif(timed_out):
+                    nak()
+
+            with m.State("CRC"):
+                m.d.comb += self.rx_byte.ready.eq(1)
+                with m.If(got):
+                    m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
+                    with m.If(header_index == 1):
+                        with m.If(crc_next != 0):
+                            nak()
+                        with m.Elif(frame_type == FrameType.RESET):
+                            m.d.comb += self.frame_good.eq(1)
+                            m.next = "RESET"
+                        with m.Else():
+                            m.d.comb += self.frame_good.eq(1)
+                            # The host has the chunk it acknowledges: release it.
+                            with m.If((frame_ack == next_chunk_seq) & (sealed != 0)):
+                                m.d.sync += [tx_ack.eq(tx_seal), chunk_seq.eq(next_chunk_seq)]
+                            with m.If((count != 0) & (frame_seq != last_seq) & ~store):
+                                m.d.sync += reply_type.eq(FrameType.BUSY)
+                            with m.Else():
+                                m.d.sync += reply_type.eq(FrameType.ACK)
+                            with m.If((count != 0) & store):
+                                m.d.sync += [rx_head.eq(rx_head + count),
+                                             last_seq.eq(frame_seq)]
+                            m.next = "SEAL"
+                with m.Elif(timed_out):
+                    nak()
+
+            with m.State("DISCARD"):            # damaged length: wait for silence, then NAK
+                m.d.comb += self.rx_byte.ready.eq(1)
+                with m.If(timed_out):
+                    nak()
+
+            with m.State("RESET"):
+                m.d.comb += [clear.eq(1), self.accel_reset.eq(1)]
+                m.d.sync += [rx_head.eq(0), rx_tail.eq(0), tx_ack.eq(0), tx_seal.eq(0),
+                             tx_fill.eq(0), last_seq.eq(frame_seq), chunk_seq.eq(frame_ack),
+                             reply_type.eq(FrameType.ACK)]
+                m.next = "SEAL"
+
+            with m.State("SEAL"):
+                # Choose the words of the reply: the unacknowledged chunk again, or a new
+                # chunk of whatever the accelerator has sent so far.
+                with m.If(sealed != 0):
+                    m.d.sync += reply_count.eq(sealed)
+                with m.Elif(waiting > MAX_FRAME_WORDS):
+                    m.d.sync += [tx_seal.eq(tx_ack + MAX_FRAME_WORDS),
+                                 reply_count.eq(MAX_FRAME_WORDS)]
+                with m.Else():
+                    m.d.sync += [tx_seal.eq(tx_fill), reply_count.eq(waiting)]
+                m.d.sync += [reply_info.eq(free_info),
+                             header_index.eq(0), tx_crc.eq(CRC_INIT)]
+                m.next = "REPLY_HEADER"
+
+            with m.State("REPLY_HEADER"):
+                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1)]
+                with m.Switch(header_index):
+                    with m.Case(0):
+                        m.d.comb += tx_byte.eq(SYNC)
+                    with m.Case(1):
+                        m.d.comb += tx_byte.eq(reply_type)
+                    with m.Case(2):
+                        m.d.comb += tx_byte.eq(chunk_seq)
+                    with m.Case(3):
+                        m.d.comb += tx_byte.eq(last_seq)
+                    with m.Case(4):
+                        m.d.comb += tx_byte.eq(reply_info)
+                    with m.Case(5):
+                        m.d.comb += tx_byte.eq(reply_count)
+                    with m.Default():
+                        m.d.comb += tx_byte.eq(~reply_count)
+                with m.If(sent):
+                    m.d.sync += header_index.eq(header_index + 1)
+                    with m.If(header_index != 0):
+                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, tx_byte))
+                    with m.If(header_index == 6):
+                        m.d.sync += [word_index.eq(0), header_index.eq(0), byte_index.eq(0)]
+                        m.next = "REPLY_NEXT"
+
+            with m.State("REPLY_NEXT"):
+                m.d.comb += self.rx_byte.ready.eq(1)
+                with m.If(word_index == reply_count):
+                    m.next = "REPLY_CRC"
+                with m.Else():
+                    m.next = "REPLY_LOAD"
+
+            with m.State("REPLY_LOAD"):         # tx_read.addr is the byte's address
+                m.d.comb += [self.rx_byte.ready.eq(1), tx_read.en.eq(1)]
+                m.next = "REPLY_BYTE"
+
+            with m.State("REPLY_BYTE"):         # the read data is valid (and held: en low)
+                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1),
+                             tx_read.en.eq(0),
+                             tx_byte.eq(tx_read.data)]
+                with m.If(sent):
+                    m.d.sync += tx_crc.eq(crc16_update(tx_crc, tx_byte))
+                    with m.If(byte_index == 8):
+                        m.d.sync += [word_index.eq(word_index + 1), byte_index.eq(0)]
+                        m.next = "REPLY_NEXT"
+                    with m.Else():
+                        m.d.sync += byte_index.eq(byte_index + 1)
+                        m.next = "REPLY_LOAD"
+
+            with m.State("REPLY_CRC"):
+                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1),
+                             tx_byte.eq(Mux(header_index == 0, tx_crc[8:], tx_crc[:8]))]
+                with m.If(sent):
+                    m.d.sync += header_index.eq(header_index + 1)
+                    with m.If(header_index == 1):
+                        m.next = "HUNT"
+
+        return m
+

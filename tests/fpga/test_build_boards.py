@@ -1,0 +1,141 @@
+# amaranth: UnusedElaboratable=no
+"""Board configurations (fpga/boards.py) and the accelerator without the requantization
+unit (`requant_depth=0`), which the iCEBreaker build uses to fit the iCE40UP5K.
+
+Without the unit the hardware offers int32 outputs only; CONFIGURE with an 8- or 4-bit
+output is refused (TOO_LARGE, field REQUANT) and `host.tiling.qlinear_program` computes
+int32 on the accelerator and requantizes on the host. The host-side checks run on the
+protocol reference (`host.reference.ReferenceAccelerator`); the slow test runs the
+iCEBreaker accelerator (SB_MAC16 multipliers, no requantizer) on Verilator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import golden
+from fpga.boards import BOARDS, ICEBREAKER, ULX3S_85F, board
+from golden.config import ArrayConfig
+from host.protocol import (
+    ConfigureFields,
+    Field,
+    Status,
+    check_configure,
+    out_kind_code,
+    parse_responses,
+)
+from host.reference import ReferenceAccelerator
+from host.tiling import qlinear_program
+from hw.accelerator import Accelerator
+
+NO_REQUANT = ICEBREAKER.config
+WITH_REQUANT = ICEBREAKER.config.replace(requant_depth=64)
+
+
+def test_board_table() -> None:
+    assert set(BOARDS) == {"icebreaker", "ulx3s-85f"}
+    assert board("icebreaker") is ICEBREAKER and board("ulx3s-85f") is ULX3S_85F
+    with pytest.raises(ValueError, match="board must be one of icebreaker, ulx3s-85f, not 'x'"):
+        board("x")
+    # iCEBreaker: 16 int8 and 32 4-bit MACs per cycle on 8 SB_MAC16 blocks, at >= 36 MHz.
+    config = ICEBREAKER.config
+    assert config.peak_macs_per_cycle("a8w8") == 16
+    assert config.peak_macs_per_cycle("a8w4") == config.peak_macs_per_cycle("a4w4") == 32
+    assert config.rows * config.cols // 2 == ICEBREAKER.capacity["dsp"] == 8
+    assert config.multiplier == "ice40-sb-mac16" and not config.has_mx
+    assert ICEBREAKER.clock_hz >= 36_000_000 and ULX3S_85F.clock_hz >= 100_000_000
+    assert set(ULX3S_85F.config.modes) == set(golden.config.MODES)
+
+
+def test_requant_depth_zero_is_a_config_without_requantizer() -> None:
+    assert NO_REQUANT.requant_depth == 0
+    assert not NO_REQUANT.has_requantizer and WITH_REQUANT.has_requantizer
+    assert not ArrayConfig(modes=("mxint8",)).has_requantizer
+    with pytest.raises(ValueError, match="requant_depth must be a power of two of at least 2, "
+                                         "or 0"):
+        ArrayConfig(requant_depth=1)
+
+
+def test_accelerator_elaborates_without_requantizer() -> None:
+    from amaranth.hdl import Fragment
+
+    def submodule_names(config: ArrayConfig) -> set[str]:
+        fragment = Fragment.get(Accelerator(config), None)
+        return {name for _, name, _ in fragment.subfragments}
+
+    assert "requantizer" in submodule_names(WITH_REQUANT.replace(multiplier="split"))
+    names = submodule_names(NO_REQUANT.replace(multiplier="split"))
+    assert "requantizer" not in names and "requant_mem" not in names
+    # No MX mode: no BFP accumulators, scale memory or MX output units either.
+    assert not {"to_float", "mx_quantizer", "scale_mem", "bfp_mem"} & names
+    assert not any(name.startswith("bfp_acc") for name in names)
+    mx_names = submodule_names(NO_REQUANT.replace(multiplier="split",
+                                                  modes=("a8w8", "mxint8")))
+    assert {"to_float", "mx_quantizer", "bfp_acc_0"} <= mx_names
+
+
+@pytest.mark.parametrize("out_kind", ["uint8", "int8", "int4"])
+def test_configure_refuses_8_and_4_bit_outputs(out_kind: str) -> None:
+    fields = ConfigureFields(mode=0, out_kind=out_kind_code(out_kind), rounding=0, relu=0,
+                             zero_point=0, m=4, k=4, n=4)
+    assert check_configure(NO_REQUANT, fields)[:2] == (Status.TOO_LARGE, Field.REQUANT)
+    assert check_configure(WITH_REQUANT, fields)[0] == Status.OK
+    int32 = ConfigureFields(mode=0, out_kind=out_kind_code("int32"), rounding=0, relu=0,
+                            zero_point=0, m=4, k=4, n=4)
+    assert check_configure(NO_REQUANT, int32)[0] == Status.OK
+
+
+@pytest.mark.parametrize("mode,out_dtype,rounding", [
+    ("a8w8", "uint8", "fp32"), ("a8w4", "int8", "gemmlowp"), ("a4w4", "int4", "fp32"),
+    ("a8w8", "int8", "gemmlowp")])
+def test_qlinear_requantizes_on_the_host(mode: str, out_dtype: str, rounding: str) -> None:
+    """On the protocol reference of a requant_depth=0 accelerator, qlinear_program equals
+    golden.qlinear bit for bit (ties included: small scales make many exact halves)."""
+    seed = 20261122
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    m, k, n = 21, 36, 19
+    four = mode != "a8w8"
+    x_q = rng.integers(-8, 8, (m, k)).astype(np.int8) if mode == "a4w4" \
+        else rng.integers(0, 256, (m, k)).astype(np.uint8)
+    w_q = rng.integers(-8, 8, (n, k)).astype(np.int8) if four \
+        else rng.integers(-128, 128, (n, k)).astype(np.int8)
+    x_q[0, :] = -8 if mode == "a4w4" else 0
+    w_q[0, :] = -8 if four else -128
+    kwargs = dict(x_scale=0.02, x_zero_point=0 if mode == "a4w4" else 131,
+                  w_scale=rng.uniform(0.002, 0.02, n).astype(np.float32), y_scale=0.5,
+                  y_zero_point=-3 if out_dtype != "uint8" else 100,
+                  bias=rng.integers(-5000, 5000, n).astype(np.int32), relu=False,
+                  rounding=rounding, out_dtype=out_dtype)
+    program = qlinear_program(NO_REQUANT, x_q, w_q, mode=mode, **kwargs)
+    assert program.plan.out_kind == "int32" and program.host_requant is not None
+    reference = ReferenceAccelerator(NO_REQUANT)
+    responses = parse_responses((beat.word, beat.last)
+                                for beat in reference.run(program.beats()))
+    got = program.decode(responses)
+    expected = golden.qlinear(x_q, w_q, **kwargs)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.slow
+def test_icebreaker_accelerator_on_verilator(sim_seed: int) -> None:
+    """The iCEBreaker accelerator (SB_MAC16 multipliers with Yosys's model, no requantizer)
+    on Verilator: int32 GEMMs in every mode and qlinear layers requantized on the host, 0
+    mismatches against golden, every response word equal to the protocol reference."""
+    from fpga.build import primitive_model
+    from sim.build import config_build_name, generate_verilog, run_cocotb
+    from tests.accel.harness import config_to_env
+    from tests.accel.test_accel import BUILD_ARGS, COCOTB_MODULE
+
+    verilog = generate_verilog(Accelerator(NO_REQUANT), "accelerator") \
+        + primitive_model("SB_MAC16")
+    result = run_cocotb(
+        verilog, "accelerator", COCOTB_MODULE, testcase="gemms", seed=sim_seed,
+        build_name=config_build_name("accelerator-icebreaker", NO_REQUANT),
+        build_args=BUILD_ARGS,
+        extra_env={"LPMAC_ACCEL_CONFIG": config_to_env(NO_REQUANT),
+                   "LPMAC_ACCEL_CASES": "qlinear,matmul,a8w8_small",
+                   "LPMAC_ACCEL_GAPS": "0.3", "LPMAC_ACCEL_STALLS": "0.3"})
+    assert result.tests == (f"{COCOTB_MODULE}.gemms",)
