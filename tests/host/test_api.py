@@ -237,6 +237,30 @@ def test_cocotb_backend_small_gemms():
                                       golden.mx_matmul(af, bf).view(np.int32))
 
 
+@pytest.mark.xdist_group("cocotb")
+@pytest.mark.parametrize("mode", ["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"])
+def test_cocotb_backend_every_mode(mode):
+    """The cocotb path in every mode on a non-multiple shape: int32 and a requantized
+    layer (integer modes), FP32 and MX outputs (MX modes)."""
+    from host import Accelerator
+
+    rng = _rng("cocotb-mode", mode)
+    with Accelerator(backend="cocotb") as accelerator:
+        if mode.startswith("mx"):
+            a = rng.standard_normal((7, 50)).astype(np.float32)
+            b = rng.standard_normal((50, 19)).astype(np.float32)
+            got = accelerator.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, out="mxint8")
+            expected = golden.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, out="mxint8")
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
+        else:
+            x, w, kwargs = _qlinear_inputs(rng, mode, "uint8", "int8", True, True, False,
+                                           (7, 50, 19), "gemmlowp")
+            np.testing.assert_array_equal(accelerator.qlinear(x, w, mode=mode, **kwargs),
+                                          golden.qlinear(x, w, **kwargs))
+        assert accelerator.last_stats.mode == mode and accelerator.last_stats.cycles > 0
+
+
 def test_matmul_beyond_one_activation_bank_splits_k(accelerator):
     """K = 9000 > the 4096 one activation bank holds: three K-slices summed modulo 2^32."""
     rng = _rng("k-split")

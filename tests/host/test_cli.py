@@ -31,20 +31,44 @@ def test_no_command_is_bad_usage(capsys):
     assert "COMMAND" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("mode, out_dtype", [
+GEMM_MODES = [
     ("a8w8", None), ("a8w4", None), ("a4w4", None), ("a8w8", "uint8"), ("a8w4", "int8"),
-    ("a4w4", "int4"), ("mxint8", None), ("mxint4", "mxint8"), ("mxint8", "mxint4")])
-def test_gemm_json_on_the_golden_backend(mode, out_dtype, capsys):
-    argv = ["gemm", "--m", "37", "--k", "100", "--n", "29", "--mode", mode, "--backend",
-            "golden", "--check", "--json", "--seed", "5"]
+    ("a4w4", "int4"), ("mxint8", None), ("mxint4", "mxint8"), ("mxint8", "mxint4")]
+
+
+def _gemm_json(capsys, backend: str, mode: str, out_dtype: str | None,
+               shape: tuple[int, int, int]) -> dict:
+    m, k, n = shape
+    argv = ["gemm", "--m", str(m), "--k", str(k), "--n", str(n), "--mode", mode, "--backend",
+            backend, "--check", "--json", "--seed", "5", "--quiet"]
     if out_dtype:
         argv += ["--out-dtype", out_dtype]
     assert main(argv) == 0
     payload = json.loads(capsys.readouterr().out)
+    print(payload, file=sys.stderr)        # shown on failure, not part of the next stdout
     assert payload["mismatches"] == 0 and payload["checked"] is True
-    assert (payload["m"], payload["k"], payload["n"], payload["mode"]) == (37, 100, 29, mode)
+    assert (payload["m"], payload["k"], payload["n"], payload["mode"]) == (m, k, n, mode)
     for key in ("cycles", "utilization", "macs", "wall_s", "sim_cycles_per_s"):
         assert key in payload
+    if backend != "golden":       # a simulated clock: the counters and the speed are real
+        assert payload["cycles"] > 0 and 0 < payload["utilization"] <= 1
+        assert payload["sim_cycles_per_s"] > 0
+    return payload
+
+
+@pytest.mark.parametrize("backend", ["golden", "verilator"])
+@pytest.mark.parametrize("mode, out_dtype", GEMM_MODES)
+def test_gemm_json(backend, mode, out_dtype, capsys):
+    """`lpmac gemm --check --json` on a non-multiple shape, every mode and output kind."""
+    _gemm_json(capsys, backend, mode, out_dtype, (37, 100, 29))
+
+
+@pytest.mark.xdist_group("cocotb")
+def test_gemm_json_on_the_cocotb_backend(capsys):
+    """The same through the cocotb testbench (one simulator run per exchange), every mode
+    and output kind on a smaller non-multiple shape."""
+    for mode, out_dtype in GEMM_MODES:
+        _gemm_json(capsys, "cocotb", mode, out_dtype, (11, 40, 19))
 
 
 def test_gemm_operands_from_files_and_result_to_a_file(tmp_path, capsys):
