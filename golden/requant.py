@@ -167,7 +167,10 @@ def requantize(acc: np.ndarray, params: RequantParams) -> np.ndarray:
         raise ValueError(f"acc must have an integer dtype, not {acc.dtype}")
     x = wrap_int32(acc.astype(np.int64) + params.bias)
     if params.rounding == "fp32":
-        scaled = round_half_even(to_float32(x) * params.multiplier)
+        # A product beyond float32 becomes +-inf and clamps to the bound below, as the
+        # hardware saturates: an intended overflow, not a warning.
+        with np.errstate(over="ignore"):
+            scaled = round_half_even(to_float32(x) * params.multiplier)
         # The product may exceed int64; clamp in float64 first (exact for integer bounds).
         lo, hi = params.bounds
         shifted = scaled.astype(np.float64) + params.zero_point
