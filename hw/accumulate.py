@@ -9,15 +9,21 @@ clearing.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.utils import bits_for
 
 from golden.config import ArrayConfig
 from golden.mx import MX_FORMATS
 
-from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding, zero_extend
+from .arith import (
+    StalledPipeline,
+    count_leading_zeros,
+    register,
+    shift_right_rounding,
+    unit_members,
+    zero_extend,
+)
 
 __all__ = [
     "ACC_EXPONENT_BITS", "BLOCK_EXPONENT_BITS", "BfpAccumulator", "IntAccumulator",
@@ -65,11 +71,7 @@ class IntAccumulator(wiring.Component):
     output_layout = data.StructLayout({"acc": signed(32)})
 
     def __init__(self) -> None:
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.output_layout)),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.output_layout))
 
     @property
     def latency(self) -> int:
@@ -78,13 +80,11 @@ class IntAccumulator(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dp = Module()
-        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
-        m.d.comb += self.busy.eq(pipe.busy)
+        dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         payload = self.i_stream.payload
         base = Mux(payload.first, 0, payload.acc)
         dp.d.sync += self.o_stream.payload.acc.eq((base + payload.partial)[:32])
-        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        pipe.insert_datapath(m, dp)
         return m
 
 
@@ -145,11 +145,7 @@ class BfpAccumulator(wiring.Component):
             "partial_exponent": signed(partial_exponent_bits),
             "first": unsigned(1),
         })
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.value_layout)),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.value_layout))
 
     @property
     def rounding(self) -> str:
@@ -162,9 +158,7 @@ class BfpAccumulator(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dp = Module()
-        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
-        m.d.comb += self.busy.eq(pipe.busy)
+        dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         W = self.acc_bits
         # Magnitudes are normalised into a frame of F bits, then extended by two zero bits
         # below (T bits): one so that alignment by one place is exact, one so that the
@@ -270,5 +264,5 @@ class BfpAccumulator(wiring.Component):
         with dp.Else():
             dp.d.sync += [o.mantissa.eq(-rounded), o.exponent.eq(result_exp)]
 
-        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        pipe.insert_datapath(m, dp)
         return m

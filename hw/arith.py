@@ -4,12 +4,13 @@ registers and the flow control of a pipeline that stalls as a whole."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value
 from amaranth.lib import stream
+from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["StalledPipeline", "count_leading_zeros", "register", "shift_right_rounding",
-           "zero_extend"]
+__all__ = ["StalledPipeline", "unit_members", "count_leading_zeros", "register",
+           "shift_right_rounding", "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -98,3 +99,30 @@ class StalledPipeline:
         module.d.comb += o_stream.valid.eq(valid)
         self.busy = Signal(name="busy")
         module.d.comb += self.busy.eq(Cat(self.valid) != 0)
+
+    @classmethod
+    def for_unit(cls, module: Module, unit: object, depth: int
+                 ) -> tuple[Module, StalledPipeline]:
+        """The pipeline between `unit.i_stream` and `unit.o_stream`, driving `unit.busy`:
+        (the datapath module to fill with the stages, the pipeline). Finish with
+        `insert_datapath`."""
+        datapath = Module()
+        pipe = cls(module, datapath, unit.i_stream, unit.o_stream, depth)
+        module.d.comb += unit.busy.eq(pipe.busy)
+        return datapath, pipe
+
+    def insert_datapath(self, module: Module, datapath: Module) -> None:
+        """Add `datapath` to `module` as submodule `datapath`, its registers enabled by
+        `advance`."""
+        module.submodules.datapath = EnableInserter(self.advance)(datapath)
+
+
+def unit_members(input_layout: object, output_layout: object, **extra: object) -> dict:
+    """The signature members of a streaming unit: `i_stream`, `o_stream`, the unit's own
+    `extra` members, then `busy`."""
+    return {
+        "i_stream": In(stream.Signature(input_layout)),
+        "o_stream": Out(stream.Signature(output_layout)),
+        **extra,
+        "busy": Out(1),
+    }

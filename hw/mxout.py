@@ -12,16 +12,22 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 from amaranth.utils import bits_for, ceil_log2
 
 from golden.config import ArrayConfig
 from golden.mx import MX_FORMATS, SCALE_BIAS, SHARED_EXP_MAX, SHARED_EXP_MIN
 
 from .accumulate import ACC_EXPONENT_BITS, bfp_layout
-from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding
+from .arith import (
+    StalledPipeline,
+    count_leading_zeros,
+    register,
+    shift_right_rounding,
+    unit_members,
+)
 
 __all__ = ["BfpToFloat32", "MxElementFormat", "MxQuantizer"]
 
@@ -76,11 +82,7 @@ class BfpToFloat32(wiring.Component):
         self.acc_bits = config.acc_bits
         self.exponent_bits = exponent_bits
         self.input_layout = bfp_layout(config.acc_bits, exponent_bits)
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.output_layout)),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.output_layout))
 
     @property
     def latency(self) -> int:
@@ -89,9 +91,7 @@ class BfpToFloat32(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dp = Module()
-        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
-        m.d.comb += self.busy.eq(pipe.busy)
+        dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         W = self.acc_bits
         # Frame of at least 26 bits, so that 24 kept bits leave a round bit and a sticky bit.
         frame = max(W, 26)
@@ -126,7 +126,7 @@ class BfpToFloat32(wiring.Component):
         magnitude_bits = Mux(zero, 0, Mux(overflow, FLOAT32_INFINITY, magnitude_bits))
         dp.d.sync += self.o_stream.payload.bits.eq(Cat(magnitude_bits, negative))
 
-        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        pipe.insert_datapath(m, dp)
         return m
 
 
@@ -175,12 +175,8 @@ class MxQuantizer(wiring.Component):
             "sticky": unsigned(1),
             "lead": self._lead_shape,
         })
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.output_layout)),
-            "format": In(MxElementFormat),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.output_layout,
+                                      format=In(MxElementFormat)))
 
     @property
     def latency(self) -> int:

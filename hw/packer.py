@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data, wiring
+
+from .arith import unit_members
 
 __all__ = ["ResultPacker"]
 
@@ -31,11 +32,7 @@ class ResultPacker(wiring.Component):
     output_layout = data.StructLayout({"data": unsigned(64)})
 
     def __init__(self) -> None:
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.output_layout)),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.output_layout))
 
     @property
     def latency(self) -> int:

@@ -19,13 +19,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Cat, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In
 
 from golden.requant import RequantParams
 
-from .arith import StalledPipeline, count_leading_zeros, register, shift_right_rounding
+from .arith import (
+    StalledPipeline,
+    count_leading_zeros,
+    register,
+    shift_right_rounding,
+    unit_members,
+)
 
 __all__ = ["RequantRounding", "Requantizer", "requant_config", "requant_inputs"]
 
@@ -79,12 +85,8 @@ class Requantizer(wiring.Component):
     output_layout = data.StructLayout({"value": signed(9)})
 
     def __init__(self) -> None:
-        super().__init__({
-            "i_stream": In(stream.Signature(self.input_layout)),
-            "o_stream": Out(stream.Signature(self.output_layout)),
-            "config": In(self.config_layout),
-            "busy": Out(1),
-        })
+        super().__init__(unit_members(self.input_layout, self.output_layout,
+                                      config=In(self.config_layout)))
 
     @property
     def latency(self) -> int:
@@ -93,9 +95,7 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        dp = Module()
-        pipe = StalledPipeline(m, dp, self.i_stream, self.o_stream, self.latency)
-        m.d.comb += self.busy.eq(pipe.busy)
+        dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         fp32 = Signal()
         m.d.comb += fp32.eq(self.config.rounding == RequantRounding.FP32)
         i = self.i_stream.payload
@@ -208,7 +208,7 @@ class Requantizer(wiring.Component):
         dp.d.sync += self.o_stream.payload.value.eq(
             Mux(shifted < lo, lo, Mux(shifted > hi, hi, shifted)))
 
-        m.submodules.datapath = EnableInserter(pipe.advance)(dp)
+        pipe.insert_datapath(m, dp)
         return m
 
 
