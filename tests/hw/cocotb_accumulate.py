@@ -15,20 +15,16 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from golden.config import ArrayConfig
 from golden.mx import bfp_accumulate, bfp_add
 from hw.accumulate import BfpAccumulator, IntAccumulator, block_partial_bits
 from sim.cocotb_streams import (
-    StreamMonitor,
-    StreamSink,
-    StreamSource,
+    StreamBench,
     random_pauses,
     reset_dut,
     start_clock,
 )
-from sim.scoreboard import Scoreboard
 from tests.hw.payloads import StructCodec
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -101,29 +97,9 @@ def _config() -> ArrayConfig:
                        acc_rounding=os.environ.get("LPMAC_ACC_ROUNDING", "nearest"))
 
 
-class _Bench:
-    """Source, sink and monitors of one run, with an in-order scoreboard."""
-
-    def __init__(self, dut, decode, *, name: str, seed: int) -> None:
-        self.scoreboard = Scoreboard(name=name)
-        self.inputs = StreamMonitor(dut, "i_stream", dut.clk, reset=dut.rst)
-        callback = None if decode is None else lambda p: self.scoreboard.add_output(decode(p))
-        self.outputs = StreamMonitor(dut, "o_stream", dut.clk, reset=dut.rst, callback=callback)
-        self.source = StreamSource(dut, "i_stream", dut.clk,
-                                   pauses=random_pauses(0.25, seed + 1))
-        self.sink = StreamSink(dut, "o_stream", dut.clk, pauses=random_pauses(0.3, seed + 2))
-        self.components = (self.inputs, self.outputs, self.source, self.sink)
-        for component in self.components:
-            component.start()
-
-    async def finish(self, dut) -> None:
-        await ClockCycles(dut.clk, 30)
-        for component in self.components:
-            component.stop()
-        self.inputs.check()
-        self.outputs.check()
-        dut._log.info("%s", self.scoreboard.summary())
-        self.scoreboard.check()
+def _bench(dut, decode, *, name: str, seed: int) -> StreamBench:
+    return StreamBench(dut, decode, name=name, source_pauses=random_pauses(0.25, seed + 1),
+                       sink_pauses=random_pauses(0.3, seed + 2))
 
 
 @cocotb.test()
@@ -138,13 +114,13 @@ async def bfp_matches_golden(dut):
     codec, out = StructCodec(unit.input_layout), StructCodec(unit.value_layout)
     vectors = bfp_vectors(seed, count, config)
     mantissa, exponent = bfp_expected(vectors, config, config.acc_rounding)
-    bench = _Bench(dut, lambda p: tuple(out.unpack(p).values()), name="bfp_add", seed=seed)
+    bench = _bench(dut, lambda p: tuple(out.unpack(p).values()), name="bfp_add", seed=seed)
     for n in range(count):
         bench.scoreboard.add_expected((int(mantissa[n]), int(exponent[n])),
                                       inputs=bfp_payload(vectors, n))
     bench.source.send_all(codec.pack(bfp_payload(vectors, n)) for n in range(count))
     await bench.sink.wait_for(count, timeout_cycles=20 * count + 200)
-    await bench.finish(dut)
+    await bench.finish(dut, 30)
 
 
 @cocotb.test()
@@ -166,7 +142,7 @@ async def bfp_chains_match_golden(dut):
     expected_m, expected_e = bfp_accumulate(partials, exponents, acc_bits=config.acc_bits,
                                             rounding=config.acc_rounding)
     # Only the final accumulators are compared; intermediate outputs feed the next block.
-    bench = _Bench(dut, None, name="bfp_chains", seed=seed)
+    bench = _bench(dut, None, name="bfp_chains", seed=seed)
     state = [(0, 0)] * outputs
     for block in range(blocks):
         for row in range(outputs):
@@ -180,7 +156,7 @@ async def bfp_chains_match_golden(dut):
         bench.scoreboard.add_expected((int(expected_m[row]), int(expected_e[row])),
                                       inputs=f"accumulator {row}")
         bench.scoreboard.add_output(state[row])
-    await bench.finish(dut)
+    await bench.finish(dut, 30)
 
 
 @cocotb.test()
@@ -200,11 +176,11 @@ async def int_matches_golden(dut):
     partial = np.where(rng.random(count) < 0.3, rng.choice(corners, count), partial)
     first = rng.random(count) < 0.1
     expected = (np.where(first, 0, acc) + partial).astype(np.int32)
-    bench = _Bench(dut, lambda p: out.unpack(p)["acc"], name="int_accumulate", seed=seed)
+    bench = _bench(dut, lambda p: out.unpack(p)["acc"], name="int_accumulate", seed=seed)
     for n in range(count):
         bench.scoreboard.add_expected(int(expected[n]), inputs=(int(acc[n]), int(partial[n]),
                                                                bool(first[n])))
     bench.source.send_all(codec.pack({"acc": int(acc[n]), "partial": int(partial[n]),
                                       "first": int(first[n])}) for n in range(count))
     await bench.sink.wait_for(count, timeout_cycles=20 * count + 200)
-    await bench.finish(dut)
+    await bench.finish(dut, 30)

@@ -13,20 +13,16 @@ import os
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from golden.config import ArrayConfig
 from golden.mx import bfp_normalize, bfp_to_float32, bfp_to_float64, mx_quantize
 from hw.mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from sim.cocotb_streams import (
-    StreamMonitor,
-    StreamSink,
-    StreamSource,
+    StreamBench,
     random_pauses,
     reset_dut,
     start_clock,
 )
-from sim.scoreboard import Scoreboard
 from tests.hw.payloads import StructCodec
 
 
@@ -143,25 +139,13 @@ def _config() -> ArrayConfig:
 
 async def _run(dut, items: list[int], expected: list, decode, *, name: str,
                seed: int) -> None:
-    scoreboard = Scoreboard(name=name)
+    bench = StreamBench(dut, decode, name=name, source_pauses=random_pauses(0.25, seed + 1),
+                        sink_pauses=random_pauses(0.3, seed + 2))
     for value in expected:
-        scoreboard.add_expected(value)
-    inputs = StreamMonitor(dut, "i_stream", dut.clk, reset=dut.rst)
-    outputs = StreamMonitor(dut, "o_stream", dut.clk, reset=dut.rst,
-                            callback=lambda p: scoreboard.add_output(decode(p)))
-    source = StreamSource(dut, "i_stream", dut.clk, pauses=random_pauses(0.25, seed + 1))
-    sink = StreamSink(dut, "o_stream", dut.clk, pauses=random_pauses(0.3, seed + 2))
-    for component in (inputs, outputs, source, sink):
-        component.start()
-    source.send_all(items)
-    await sink.wait_for(len(expected), timeout_cycles=20 * len(expected) + 500)
-    await ClockCycles(dut.clk, 40)
-    for component in (inputs, outputs, source, sink):
-        component.stop()
-    inputs.check()
-    outputs.check()
-    dut._log.info("%s", scoreboard.summary())
-    scoreboard.check()
+        bench.scoreboard.add_expected(value)
+    bench.source.send_all(items)
+    await bench.sink.wait_for(len(expected), timeout_cycles=20 * len(expected) + 500)
+    await bench.finish(dut, 40)
 
 
 @cocotb.test()

@@ -16,20 +16,16 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles
 
 from golden.requant import RequantParams, output_range, requantize
 from hw.requant import Requantizer, RequantRounding
 from sim.cocotb_streams import (
-    StreamMonitor,
-    StreamSink,
-    StreamSource,
+    StreamBench,
     random_pauses,
     reset_dut,
     start_clock,
 )
 from sim.lanes import to_signed
-from sim.scoreboard import Scoreboard
 from tests.hw.payloads import StructCodec
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -229,27 +225,15 @@ async def requant_matches_golden(dut):
         expected = requant_expected(vectors, rounding, out_dtype, zero_point, relu)
         dut.config.value = config.pack(requant_config_value(rounding, out_dtype, zero_point,
                                                             relu))
-        scoreboard = Scoreboard(name=f"requant-{rounding}-{out_dtype}-{zero_point}-{relu}")
         names = list(vectors)  # inputs are reported as (acc, bias, multiplier, shift)
         rows = list(zip(*(vectors[name].tolist() for name in names), strict=True))
         items = [payload.pack(dict(zip(names, row, strict=True))) for row in rows]
+        bench = StreamBench(dut, lambda p: to_signed(p, out_width),
+                            name=f"requant-{rounding}-{out_dtype}-{zero_point}-{relu}",
+                            source_pauses=random_pauses(0.2, seed * 7 + index),
+                            sink_pauses=random_pauses(0.2, seed * 11 + index))
         for row, value in zip(rows, expected.tolist(), strict=True):
-            scoreboard.add_expected(value, inputs=row)
-        inputs = StreamMonitor(dut, "i_stream", dut.clk, reset=dut.rst)
-        outputs = StreamMonitor(
-            dut, "o_stream", dut.clk, reset=dut.rst,
-            callback=lambda p, board=scoreboard: board.add_output(to_signed(p, out_width)))
-        source = StreamSource(dut, "i_stream", dut.clk,
-                              pauses=random_pauses(0.2, seed * 7 + index))
-        sink = StreamSink(dut, "o_stream", dut.clk, pauses=random_pauses(0.2, seed * 11 + index))
-        for component in (inputs, outputs, source, sink):
-            component.start()
-        source.send_all(items)
-        await sink.wait_for(per_setting, timeout_cycles=20 * per_setting + 200)
-        await ClockCycles(dut.clk, 20)
-        for component in (inputs, outputs, source, sink):
-            component.stop()
-        inputs.check()
-        outputs.check()
-        dut._log.info("%s", scoreboard.summary())
-        scoreboard.check()
+            bench.scoreboard.add_expected(value, inputs=row)
+        bench.source.send_all(items)
+        await bench.sink.wait_for(per_setting, timeout_cycles=20 * per_setting + 200)
+        await bench.finish(dut, 20)
