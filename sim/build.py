@@ -163,19 +163,25 @@ def verilog_fingerprint(verilog: str) -> str:
     return hashlib.sha256(_SRC_ATTRIBUTE.sub("", verilog).encode()).hexdigest()
 
 
+def work_root(variable: str, name: str) -> Path:
+    """A directory for generated files: `$<variable>` if set, else `<repo>/build/<name>` in a
+    source checkout, else `~/.cache/lpmac/<name>` (an installed package)."""
+    override = os.environ.get(variable)
+    if override:
+        return Path(override).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file():
+        return repo / "build" / name
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache_home / "lpmac" / name
+
+
 def cache_dir() -> Path:
     """Root of the build cache: `$LPMAC_BUILD_DIR`, else `<repo>/build/sim-cache`.
 
     Outside a source checkout (an installed package) it is `~/.cache/lpmac/sim-cache`.
     """
-    override = os.environ.get("LPMAC_BUILD_DIR")
-    if override:
-        return Path(override).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").is_file():
-        return repo / "build" / "sim-cache"
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache_home / "lpmac" / "sim-cache"
+    return work_root("LPMAC_BUILD_DIR", "sim-cache")
 
 
 def config_build_name(prefix: str, config: ArrayConfig | None = None) -> str:

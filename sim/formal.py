@@ -54,6 +54,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import Assert, Assume, Cover, Fragment, Module, Signal, Value
 from amaranth.lib import stream, wiring
 
+from .build import work_root
+
 __all__ = [
     "FormalToolError", "FormalFailure", "FormalResult", "FormalTools", "Mode",
     "formal_tools", "formal_dir", "formal_rtlil", "sby_config", "run_formal", "check_formal",
@@ -189,14 +191,7 @@ def formal_tools() -> FormalTools:
 def formal_dir() -> Path:
     """Root of the formal work directories: `$LPMAC_FORMAL_DIR`, else `<repo>/build/formal`
     in a source checkout, else `~/.cache/lpmac/formal`."""
-    override = os.environ.get("LPMAC_FORMAL_DIR")
-    if override:
-        return Path(override).expanduser().resolve()
-    repo = Path(__file__).resolve().parent.parent
-    if (repo / "pyproject.toml").is_file():
-        return repo / "build" / "formal"
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache_home / "lpmac" / "formal"
+    return work_root("LPMAC_FORMAL_DIR", "formal")
 
 
 # --- Harness construction helpers -----------------------------------------------------------
