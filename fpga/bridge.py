@@ -65,7 +65,7 @@ class FrameBridge(wiring.Component):
 
     Latency: the reply to a frame starts the cycle after its last CRC byte is received
     (NAK after `timeout_cycles` of silence for an incomplete frame). Throughput: a word is
-    forwarded every 11 cycles and collected every 9, far more than the UART needs (a word
+    forwarded every 11 cycles and collected every 10, far more than the UART needs (a word
     is 90 bit times on the line).
     """
 
@@ -135,7 +135,11 @@ class FrameBridge(wiring.Component):
         sealed = Signal(pointer)            # words in the chunk waiting for acknowledgement
         waiting = Signal(pointer)           # words collected and not yet acknowledged
         next_chunk_seq = Signal(8)
-        m.d.comb += [rx_used.eq(rx_head - rx_tail), rx_free.eq(ring - rx_used),
+        # rx_free is registered (one cycle behind the pointers): it is read when a frame's
+        # header arrives and when a reply's header goes out, never in the cycle after a
+        # pointer moves.
+        m.d.sync += rx_free.eq(ring - rx_used)
+        m.d.comb += [rx_used.eq(rx_head - rx_tail),
                      sealed.eq(tx_seal - tx_ack), waiting.eq(tx_fill - tx_ack),
                      next_chunk_seq.eq(chunk_seq + 1)]
         free_info = rx_free if ring <= 255 else Mux(rx_free > 255, 255, rx_free)
@@ -162,7 +166,9 @@ class FrameBridge(wiring.Component):
                     m.d.sync += forward_last.eq(rx_read.data[0])
                     m.next = "SHOW"
             with m.State("SHOW"):
-                m.d.comb += self.to_accel.valid.eq(~clear)
+                # (Not gated by `clear`: a word taken in a RESET cycle is dropped by the
+                # accelerator's reset in that same cycle.)
+                m.d.comb += self.to_accel.valid.eq(1)
                 with m.If(clear):
                     m.next = "WAIT"
                 with m.Elif(self.to_accel.ready):
@@ -170,25 +176,40 @@ class FrameBridge(wiring.Component):
                     m.next = "WAIT"
 
         # --- Collector: accelerator -> transmit ring --------------------------------------
-        # A word is written one byte per cycle straight from the payload (which the stream
-        # rules hold steady while `ready` is low), then its flag byte; `ready` rises with
-        # the flag byte.
-        collect = Signal(4)
-        writing = self.from_accel.valid & (waiting < ring) & ~clear
+        # A word is taken into a register (nothing of the accelerator's output logic then
+        # reaches the block RAM in the same cycle), written one byte per cycle, then its
+        # flag byte.
+        room = Signal()
+        take = Signal()
+        held = Signal(64)
+        held_last = Signal()
+        holding = Signal()
+        collect = Signal(4)                 # byte of the held word being written
         m.d.comb += [
             tx_write_port.addr.eq(Cat(collect, tx_fill[:address_bits])),
-            tx_write_port.data.eq(Mux(collect == 8, self.from_accel.payload.last,
-                                      self.from_accel.payload.data.word_select(collect[:3],
-                                                                               8))),
-            tx_write_port.en.eq(writing),
-            self.from_accel.ready.eq(writing & (collect == 8)),
+            tx_write_port.data.eq(Mux(collect == 8, held_last, held.word_select(collect[:3], 8))),
+            tx_write_port.en.eq(holding & ~clear),
+            self.from_accel.ready.eq(take),
         ]
+        # The next word is taken as the flag byte of the held one is written, while the
+        # ring has room for both. `room` and `take` are registered (the accelerator's output
+        # logic sees neither ring arithmetic nor the byte counter): `room` is one cycle
+        # late, so it keeps a slot to spare, and `take` is set for the cycle it applies to.
+        m.d.sync += room.eq(waiting < ring - 2)
         with m.If(clear):
-            m.d.sync += collect.eq(0)
-        with m.Elif(writing):
-            m.d.sync += collect.eq(Mux(collect == 8, 0, collect + 1))
-            with m.If(collect == 8):
-                m.d.sync += tx_fill.eq(tx_fill + 1)
+            m.d.sync += [holding.eq(0), collect.eq(0), take.eq(0)]
+        with m.Else():
+            with m.If(holding):
+                m.d.sync += [collect.eq(collect + 1), take.eq((collect == 7) & room)]
+                with m.If(collect == 8):
+                    m.d.sync += [holding.eq(0), collect.eq(0), tx_fill.eq(tx_fill + 1),
+                                 take.eq(room)]
+            with m.Else():
+                m.d.sync += take.eq(room)
+            with m.If(self.from_accel.valid & self.from_accel.ready):
+                m.d.sync += [held.eq(self.from_accel.payload.data),
+                             held_last.eq(self.from_accel.payload.last),
+                             holding.eq(1), collect.eq(0), take.eq(0)]
 
         # --- Frame receiver and replier -------------------------------------------------
         crc = Signal(16)
@@ -198,6 +219,12 @@ class FrameBridge(wiring.Component):
         frame_seq = Signal(8)
         frame_ack = Signal(8)
         count = Signal(8)
+        count_last = Signal(8)      # count - 1: the index of the frame's last word
+        type_data = Signal()        # the header's type is DATA
+        type_ok = Signal()          # ... DATA or RESET
+        seq_new = Signal()          # its sequence number differs from the last accepted one
+        count_ok = Signal()         # its word count is at most MAX_FRAME_WORDS
+        count_fits = Signal()       # ... and fits the receive ring
         header_index = Signal(range(8))
         word_index = Signal(8)
         byte_index = Signal(range(9))
@@ -206,7 +233,6 @@ class FrameBridge(wiring.Component):
 
         reply_type = Signal(8)
         reply_count = Signal(8)
-        reply_info = Signal(8)
         tx_byte = Signal(8)
         tx_crc = Signal(16)
         m.d.comb += [self.tx_byte.payload.eq(tx_byte),
@@ -224,10 +250,21 @@ class FrameBridge(wiring.Component):
 
         def nak() -> None:
             m.d.sync += [reply_type.eq(FrameType.NAK), reply_count.eq(0),
-                         reply_info.eq(free_info),
                          header_index.eq(0), tx_crc.eq(CRC_INIT)]
             m.d.comb += self.frame_bad.eq(1)
             m.next = "REPLY_HEADER"
+
+        # A sent byte enters the reply's CRC one cycle later (off the byte multiplexer's
+        # path); REPLY_NEXT lies between the last data byte and the CRC bytes.
+        crc_byte = Signal(8)
+        crc_take = Signal()
+        verdict_bad = Signal()
+        verdict_release = Signal()
+        verdict_busy = Signal()
+        verdict_accept = Signal()
+        m.d.sync += crc_take.eq(0)
+        with m.If(crc_take):
+            m.d.sync += tx_crc.eq(crc16_update(tx_crc, crc_byte))
 
         with m.FSM(name="link"):
             with m.State("HUNT"):
@@ -242,23 +279,26 @@ class FrameBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
                     with m.Switch(header_index):
+                        # What the header decides is worked out byte by byte, so that
+                        # the last header byte only combines registered flags.
                         with m.Case(0):
-                            m.d.sync += frame_type.eq(byte)
+                            m.d.sync += [frame_type.eq(byte),
+                                         type_data.eq(byte == FrameType.DATA),
+                                         type_ok.eq((byte == FrameType.DATA)
+                                                    | (byte == FrameType.RESET))]
                         with m.Case(1):
-                            m.d.sync += frame_seq.eq(byte)
+                            m.d.sync += [frame_seq.eq(byte), seq_new.eq(byte != last_seq)]
                         with m.Case(2):
                             m.d.sync += frame_ack.eq(byte)
                         with m.Case(4):
-                            m.d.sync += count.eq(byte)
+                            m.d.sync += [count.eq(byte), count_last.eq(byte - 1),
+                                         count_ok.eq(byte <= MAX_FRAME_WORDS),
+                                         count_fits.eq(byte <= rx_free)]
                         with m.Case(5):
-                            good_header = (((count ^ byte) == 0xFF)
-                                           & (count <= MAX_FRAME_WORDS)
-                                           & ((frame_type == FrameType.DATA)
-                                              | (frame_type == FrameType.RESET)))
+                            good_header = ((count ^ byte) == 0xFF) & count_ok & type_ok
                             m.d.sync += [
                                 word_index.eq(0), byte_index.eq(0), header_index.eq(0),
-                                store.eq((frame_type == FrameType.DATA)
-                                         & (frame_seq != last_seq) & (count <= rx_free)),
+                                store.eq(type_data & seq_new & count_fits),
                             ]
                             with m.If(~good_header):
                                 m.next = "DISCARD"
@@ -281,7 +321,7 @@ class FrameBridge(wiring.Component):
                         m.d.sync += byte_index.eq(byte_index + 1)
                     with m.Else():
                         m.d.sync += [byte_index.eq(0), word_index.eq(word_index + 1)]
-                        with m.If(word_index == count - 1):
+                        with m.If(word_index == count_last):
                             m.d.sync += header_index.eq(0)
                             m.next = "CRC"
                 with m.Elif(timed_out):
@@ -292,26 +332,35 @@ class FrameBridge(wiring.Component):
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
                     with m.If(header_index == 1):
-                        with m.If(crc_next != 0):
-                            nak()
-                        with m.Elif(frame_type == FrameType.RESET):
-                            m.d.comb += self.frame_good.eq(1)
-                            m.next = "RESET"
-                        with m.Else():
-                            m.d.comb += self.frame_good.eq(1)
-                            # The host has the chunk it acknowledges: release it.
-                            with m.If((frame_ack == next_chunk_seq) & (sealed != 0)):
-                                m.d.sync += [tx_ack.eq(tx_seal), chunk_seq.eq(next_chunk_seq)]
-                            with m.If((count != 0) & (frame_seq != last_seq) & ~store):
-                                m.d.sync += reply_type.eq(FrameType.BUSY)
-                            with m.Else():
-                                m.d.sync += reply_type.eq(FrameType.ACK)
-                            with m.If((count != 0) & store):
-                                m.d.sync += [rx_head.eq(rx_head + count),
-                                             last_seq.eq(frame_seq)]
-                            m.next = "SEAL"
+                        m.next = "VERIFY"
                 with m.Elif(timed_out):
                     nak()
+
+            # VERIFY registers the decisions about the received frame, COMMIT applies them.
+            with m.State("VERIFY"):             # the frame's CRC, over all its bytes, is 0
+                m.d.sync += [
+                    verdict_bad.eq(crc != 0),
+                    verdict_release.eq((frame_ack == next_chunk_seq) & (sealed != 0)),
+                    verdict_busy.eq((count != 0) & (frame_seq != last_seq) & ~store),
+                    verdict_accept.eq((count != 0) & store),
+                ]
+                m.next = "COMMIT"
+
+            with m.State("COMMIT"):
+                with m.If(verdict_bad):
+                    nak()
+                with m.Elif(frame_type == FrameType.RESET):
+                    m.d.comb += self.frame_good.eq(1)
+                    m.next = "RESET"
+                with m.Else():
+                    m.d.comb += self.frame_good.eq(1)
+                    # The host has the chunk it acknowledges: release it.
+                    with m.If(verdict_release):
+                        m.d.sync += [tx_ack.eq(tx_seal), chunk_seq.eq(next_chunk_seq)]
+                    m.d.sync += reply_type.eq(Mux(verdict_busy, FrameType.BUSY, FrameType.ACK))
+                    with m.If(verdict_accept):
+                        m.d.sync += [rx_head.eq(rx_head + count), last_seq.eq(frame_seq)]
+                    m.next = "SEAL"
 
             with m.State("DISCARD"):            # damaged length: wait for silence, then NAK
                 m.d.comb += self.rx_byte.ready.eq(1)
@@ -335,8 +384,7 @@ class FrameBridge(wiring.Component):
                                  reply_count.eq(MAX_FRAME_WORDS)]
                 with m.Else():
                     m.d.sync += [tx_seal.eq(tx_fill), reply_count.eq(waiting)]
-                m.d.sync += [reply_info.eq(free_info),
-                             header_index.eq(0), tx_crc.eq(CRC_INIT)]
+                m.d.sync += [header_index.eq(0), tx_crc.eq(CRC_INIT)]
                 m.next = "REPLY_HEADER"
 
             with m.State("REPLY_HEADER"):
@@ -351,15 +399,14 @@ class FrameBridge(wiring.Component):
                     with m.Case(3):
                         m.d.comb += tx_byte.eq(last_seq)
                     with m.Case(4):
-                        m.d.comb += tx_byte.eq(reply_info)
+                        m.d.comb += tx_byte.eq(free_info)
                     with m.Case(5):
                         m.d.comb += tx_byte.eq(reply_count)
                     with m.Default():
                         m.d.comb += tx_byte.eq(~reply_count)
                 with m.If(sent):
                     m.d.sync += header_index.eq(header_index + 1)
-                    with m.If(header_index != 0):
-                        m.d.sync += tx_crc.eq(crc16_update(tx_crc, tx_byte))
+                    m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(header_index != 0)]
                     with m.If(header_index == 6):
                         m.d.sync += [word_index.eq(0), header_index.eq(0), byte_index.eq(0)]
                         m.next = "REPLY_NEXT"
@@ -380,7 +427,7 @@ class FrameBridge(wiring.Component):
                              tx_read.en.eq(0),
                              tx_byte.eq(tx_read.data)]
                 with m.If(sent):
-                    m.d.sync += tx_crc.eq(crc16_update(tx_crc, tx_byte))
+                    m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(1)]
                     with m.If(byte_index == 8):
                         m.d.sync += [word_index.eq(word_index + 1), byte_index.eq(0)]
                         m.next = "REPLY_NEXT"

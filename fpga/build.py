@@ -286,6 +286,16 @@ def _top(board: Board, config: ArrayConfig, clock_hz: int, baudrate: int, top: s
     return top, f"BoardTop ({top.describe()})", int(top.achieved_clock_hz)
 
 
+# Amaranth's read ports that are not transparent return the old word when their address is
+# written in the same cycle, and Yosys emulates that around every block RAM (a register and
+# a multiplexer per data bit, and the write address and data registered). The accelerator
+# and the bridge never use a word read in the cycle it is written (FIFOs and rings read
+# only filled slots, the accumulator read-modify-write keeps a row's write before its next
+# read, and the banks being loaded are not the banks being read), so the build tells Yosys
+# that such a collision gives an undefined word and the block RAMs are used as they are.
+NO_COLLISION = "setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:TRANSPARENCY_MASK=0"
+
+
 def _tool_versions(family: str) -> dict[str, str]:
     versions = {}
     for package in ("amaranth", *dict.fromkeys(TOOLS[t][2] for t in FAMILY_TOOLS[family])):
@@ -375,7 +385,7 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
     platform = board.platform()
     plan = platform.prepare(
         design, name="top",
-        script_after_read=f"hierarchy -top top\n{ABC9_WORKAROUND}",
+        script_after_read=f"hierarchy -top top\n{ABC9_WORKAROUND}\n{NO_COLLISION}",
         script_after_synth="tee -q -o top.stat.json stat -json",
         nextpnr_opts="--timing-allow-fail")
     plan.extract(out)

@@ -372,20 +372,29 @@ class BoardTop(wiring.Component):
         m.submodules.uart_tx_buffer = uart_tx = io.Buffer("o", uart.tx)
         m.d.comb += [core.rx.eq(uart_rx.i), uart_tx.o.eq(core.tx)]
 
-        # LEDs: a 1 Hz-ish heartbeat, activity and errors stretched to about 50 ms.
-        heartbeat = Signal(range(int(self.achieved_clock_hz) + 1))
+        # LEDs: a 1 Hz-ish heartbeat, activity and errors stretched to about 50 ms. They
+        # count ticks of a 2^16-cycle prescaler: short counters, no long carry chains.
+        prescaler = Signal(16)
+        tick = Signal()
+        m.d.sync += [prescaler.eq(prescaler + 1), tick.eq(prescaler == 0)]
+        tick_hz = self.achieved_clock_hz / (1 << 16)
+        half_period = max(1, round(tick_hz / 2))
+        heartbeat = Signal(range(half_period + 1))
         beat = Signal()
-        with m.If(heartbeat == int(self.achieved_clock_hz // 2)):
-            m.d.sync += [heartbeat.eq(0), beat.eq(~beat)]
-        with m.Else():
-            m.d.sync += heartbeat.eq(heartbeat + 1)
-        stretch = int(self.achieved_clock_hz // 20)
+        with m.If(tick):
+            with m.If(heartbeat == half_period - 1):
+                m.d.sync += [heartbeat.eq(0), beat.eq(~beat)]
+            with m.Else():
+                m.d.sync += heartbeat.eq(heartbeat + 1)
+        stretch = max(2, round(tick_hz / 20))
 
         def stretched(pulse) -> Signal:
             counter = Signal(range(stretch + 1))
-            with m.If(pulse):
+            pulse_r = Signal()
+            m.d.sync += pulse_r.eq(pulse)
+            with m.If(pulse_r):
                 m.d.sync += counter.eq(stretch)
-            with m.Elif(counter != 0):
+            with m.Elif(tick & (counter != 0)):
                 m.d.sync += counter.eq(counter - 1)
             return counter != 0
 

@@ -83,6 +83,10 @@ class ArrayConfig:
         Bits per beat of the host input and output streams: 32, 64 or 128.
     modes
         Compute modes the hardware is built with (a subset of `MODES`).
+    counter_bits
+        Width of the hardware performance counters (READ_COUNTERS), 40 to 64: they count
+        modulo 2 ** counter_bits and are sent zero-extended to 64 bits. 40 bits last 3
+        hours at 100 MHz; small FPGAs save the flip-flops of wider ones.
     multiplier
         How each PE multiplies (`hw.pe`). Behavioural, for any target: "split" (two 8x4
         partial products sharing one 8x8 array; smallest on LUT fabric) or "packed" (one
@@ -105,6 +109,7 @@ class ArrayConfig:
     stream_width: int = 64
     modes: tuple[str, ...] = MODES
     multiplier: str = "split"
+    counter_bits: int = 64
 
     def __post_init__(self) -> None:
         self._modes()
@@ -133,6 +138,10 @@ class ArrayConfig:
                              f"requantization unit), not {self.requant_depth!r}")
         if self.stream_width not in STREAM_WIDTHS:
             raise ValueError(f"stream_width must be 32, 64 or 128, not {self.stream_width!r}")
+        if isinstance(self.counter_bits, bool) or not isinstance(self.counter_bits, int) \
+                or not 40 <= self.counter_bits <= 64:
+            raise ValueError(
+                f"counter_bits must be an integer from 40 to 64, not {self.counter_bits!r}")
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(
                 f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "

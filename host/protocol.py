@@ -421,14 +421,16 @@ def identify_words(config: ArrayConfig) -> list[int]:
 
     0: bits 31..0 MAGIC, 39..32 major, 47..40 minor version.
     1: 7..0 rows, 15..8 cols, 23..16 block size, 31..24 acc bits, 47..32 stream width,
-       55..48 modes bitmask (bit i = MODES[i]), 56 acc rounding (1 = truncate).
+       55..48 modes bitmask (bit i = MODES[i]), 56 acc rounding (1 = truncate),
+       63..57 counter bits (0 = 64).
     2: 31..0 weight buffer depth, 63..32 activation buffer depth.
     3: 31..0 accumulator depth, 63..32 requant depth."""
     modes = sum(1 << MODES.index(mode) for mode in config.modes)
     return [
         MAGIC | PROTOCOL_VERSION[0] << 32 | PROTOCOL_VERSION[1] << 40,
         config.rows | config.cols << 8 | config.block_size << 16 | config.acc_bits << 24
-        | config.stream_width << 32 | modes << 48 | int(config.acc_rounding == "truncate") << 56,
+        | config.stream_width << 32 | modes << 48 | int(config.acc_rounding == "truncate") << 56
+        | (config.counter_bits & 63) << 57,
         config.weight_buffer_depth | config.activation_buffer_depth << 32,
         config.accumulator_depth | config.requant_depth << 32,
     ]
@@ -445,7 +447,8 @@ def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]
         acc_bits=(words[1] >> 24) & 0xFF, stream_width=(words[1] >> 32) & 0xFFFF,
         acc_rounding="truncate" if (words[1] >> 56) & 1 else "nearest",
         weight_buffer_depth=words[2] & 0xFFFFFFFF, activation_buffer_depth=words[2] >> 32,
-        accumulator_depth=words[3] & 0xFFFFFFFF, requant_depth=words[3] >> 32, modes=modes)
+        accumulator_depth=words[3] & 0xFFFFFFFF, requant_depth=words[3] >> 32, modes=modes,
+        counter_bits=(words[1] >> 57) or 64)
     return version, config
 
 

@@ -148,7 +148,8 @@ class ReferenceAccelerator:
         if command == Opcode.READ_COUNTERS:
             masks = [WORD_MASK if name in DETERMINISTIC_COUNTERS else 0
                      for name in COUNTER_NAMES]
-            data = [self.counters[name] & WORD_MASK for name in COUNTER_NAMES]
+            counter_mask = (1 << self.config.counter_bits) - 1
+            data = [self.counters[name] & counter_mask for name in COUNTER_NAMES]
             return respond(code, value=value, data=data, masks=masks)
         if command == Opcode.CLEAR_COUNTERS:
             self.counters = dict.fromkeys(COUNTER_NAMES, 0)

@@ -34,7 +34,7 @@ pad array passes shorter than `pass_min(mode)` vectors (read-modify-write hazard
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -58,6 +58,7 @@ from host.reference import scale_bank_words
 
 from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, IntAccumulator
 from .accumulate import bfp_layout as _bfp_layout
+from .arith import SerialMultiplier
 from .array import SystolicArray
 from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
@@ -92,11 +93,13 @@ _RESPONSE_LAYOUT = data.StructLayout({
     "kind": unsigned(3),
     "opcode": unsigned(8),
     "tag": unsigned(8),
-    "code": unsigned(8),
-    "field": unsigned(8),
-    "value": unsigned(32),
-    "length": unsigned(LENGTH_BITS),
+    "code": unsigned(4),                # `Status` (< 16)
+    "field": unsigned(4),               # `Field` (< 16)
+    # The status word's value (a length or a word count); for COMPUTE_START the response
+    # length (the other kinds' lengths are fixed: `_RESPONSE_LENGTHS`).
+    "value": unsigned(LENGTH_BITS),
 })
+_RESPONSE_LENGTHS = {_Response.SIMPLE: 1, _Response.IDENTIFY: 5, _Response.COUNTERS: 6}
 
 
 class Accelerator(wiring.Component):
@@ -141,8 +144,9 @@ class Accelerator(wiring.Component):
     def command_latency(self) -> int:
         """Cycles from accepting the only word of a command without payload (IDENTIFY,
         CLEAR_COUNTERS) to its response header on `o_stream` (nothing queued before it):
-        decode, check, execute, queue the response (a buffered FIFO: 2), output engine."""
-        return 6
+        decode, check, dispatch, execute, queue the response (a buffered FIFO: 2), output
+        engine."""
+        return 7
 
     def _pass_mins(self) -> tuple[int, int]:
         """(integer modes, MX modes) shortest pass; 1 where no such mode is built."""
@@ -238,13 +242,20 @@ class Accelerator(wiring.Component):
         bank_uses = Array(Signal(3, name=f"bank_uses_{b}") for b in range(2))  # jobs per bank
         bank_use_inc = Signal(2)
         bank_use_dec = Signal(2)
+        # A finished job releases its bank one cycle late (a shorter path; releasing late
+        # only makes a LOAD into that bank wait a cycle longer).
+        bank_use_dec_r = Signal(2)
+        m.d.sync += bank_use_dec_r.eq(bank_use_dec)
         for b in range(2):
-            m.d.sync += bank_uses[b].eq(bank_uses[b] + bank_use_inc[b] - bank_use_dec[b])
+            m.d.sync += bank_uses[b].eq(bank_uses[b] + bank_use_inc[b] - bank_use_dec_r[b])
         acc_busy = Signal(2)        # bank being filled or drained
         acc_full = Signal(2)        # bank complete, waiting for (or in) the drain
         acc_last = Signal(2)        # bank holds the job's last group
         clear_counters = Signal()
         snapshot_counters = Signal()
+        counters_pending = Signal()     # a READ_COUNTERS response is queued or being sent
+        item_last = Signal()            # the packer's next item ends a result
+        items_left = Signal(32)         # items of the result after the packer's next one
         all_idle = Signal()
 
         # ======================================================================================
@@ -260,6 +271,8 @@ class Accelerator(wiring.Component):
         header_last = Signal()
         count = Signal(LENGTH_BITS)          # payload words taken (or filled)
         count_next = Signal(LENGTH_BITS + 1)
+        at_last = Signal()                   # count == length - 1: the final payload word
+        remaining = Signal(LENGTH_BITS)      # length - count
         m.d.comb += count_next.eq(count + 1)
         stage = Signal(64)                   # first word of a two-word item
         config_word1 = Signal(64)
@@ -279,31 +292,35 @@ class Accelerator(wiring.Component):
                             | (opcode == Opcode.COMPUTE)),
             configured_command.eq(bank_command | (opcode == Opcode.LOAD_REQUANT)),
         ]
+        # The payload length each command needs, for the opcode of the incoming header word
+        # (registered with the header as `expected_value`).
         expected = Signal(LENGTH_BITS)
-        with m.Switch(opcode):
+        expected_value = Signal(LENGTH_BITS)
+        with m.Switch(word[0:8]):
             with m.Case(Opcode.CONFIGURE):
                 m.d.comb += expected.eq(2)
             with m.Case(Opcode.LOAD_REQUANT):
-                m.d.comb += expected.eq(c.requant_words)
+                if has_requant:
+                    m.d.comb += expected.eq(c.requant_words)
             with m.Case(Opcode.LOAD_SCALES):
-                m.d.comb += expected.eq(c.scale_words)
+                if has_mx:   # (otherwise refused as NOT_APPLICABLE before the length)
+                    m.d.comb += expected.eq(c.scale_words)
             with m.Case(Opcode.LOAD_ACTIVATIONS):
                 m.d.comb += expected.eq(c.act_words)
             with m.Case(Opcode.COMPUTE):
                 m.d.comb += expected.eq(c.compute_words)
-        check_code = Signal(8)
-        check_field = Signal(8)
-        with m.If(~legal):
-            m.d.comb += check_code.eq(Status.BAD_OPCODE)
-        with m.Elif(bank_command & (args[:8] > 1)):
-            m.d.comb += [check_code.eq(Status.BAD_FIELD), check_field.eq(Field.BANK)]
-        with m.Elif(configured_command & ~configured):
-            m.d.comb += check_code.eq(Status.NOT_CONFIGURED)
-        with m.Elif(((opcode == Opcode.LOAD_REQUANT) & ~c.requant)
-                    | ((opcode == Opcode.LOAD_SCALES) & ~c.mx)):
-            m.d.comb += check_code.eq(Status.NOT_APPLICABLE)
-        with m.Elif(length != expected):
-            m.d.comb += check_code.eq(Status.BAD_LENGTH)
+        # The header checks in the order of host.reference: (status, field, failed). CHECK
+        # registers each as one flag (and `expected`), DISPATCH answers the first failure.
+        header_checks = [
+            (Status.BAD_OPCODE, Field.NONE, ~legal),
+            (Status.BAD_FIELD, Field.BANK, bank_command & (args[:8] > 1)),
+            (Status.NOT_CONFIGURED, Field.NONE, configured_command & ~configured),
+            (Status.NOT_APPLICABLE, Field.NONE, ((opcode == Opcode.LOAD_REQUANT) & ~c.requant)
+             | ((opcode == Opcode.LOAD_SCALES) & ~c.mx)),
+            (Status.BAD_LENGTH, Field.NONE, length != expected_value),
+        ]
+        header_flags = Signal(len(header_checks))
+        check_code, check_field = _first_failure(m, header_checks, header_flags)
 
         # Wait condition of an accepted command before it executes.
         may_start = Signal()
@@ -317,8 +334,17 @@ class Accelerator(wiring.Component):
             with m.Default():
                 m.d.comb += may_start.eq(1)
 
+        # Registered: the opcode is steady from HEADER on, and only the decoder queues work
+        # (never in the cycles just before START).
+        may_start_r = Signal()
+        m.d.sync += may_start_r.eq(may_start)
+
         # COMPUTE payload routing: per (N-tile, K-block) in MX modes `block_scale_words`
         # words of weight scale codes, then BK weight rows; in integer modes weight rows.
+        # Room in the weight FIFO, registered (one cycle late and the buffered FIFO's output
+        # register aside: two spare slots), so the input stream's `ready` is a short path.
+        weight_room = Signal()
+        m.d.sync += weight_room.eq(weight_fifo.level < weight_fifo.depth - 2)
         route_word = Signal(64)
         route_offer = Signal()
         route_ready = Signal()
@@ -339,8 +365,8 @@ class Accelerator(wiring.Component):
                 m.d.comb += route_ready.eq(~push_scale | bscale_fifo.w_rdy)
                 m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale)
             with m.Else():
-                m.d.comb += [route_ready.eq(weight_fifo.w_rdy),
-                             weight_fifo.w_en.eq(route_offer)]
+                m.d.comb += [route_ready.eq(weight_room),
+                             weight_fifo.w_en.eq(route_offer & weight_room)]
             with m.If(route_offer & route_ready):
                 with m.If(is_scale & ~push_scale):
                     m.d.sync += stage.eq(route_word)
@@ -349,7 +375,8 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += position.eq(position + 1)
         else:
-            m.d.comb += [route_ready.eq(weight_fifo.w_rdy), weight_fifo.w_en.eq(route_offer)]
+            m.d.comb += [route_ready.eq(weight_room),
+                         weight_fifo.w_en.eq(route_offer & weight_room)]
 
         def respond(code: object, kind: int = _Response.SIMPLE, field: object = 0,
                     value: object = 0, discard: object = 0) -> list:
@@ -357,7 +384,6 @@ class Accelerator(wiring.Component):
             return [response.kind.eq(kind), response.code.eq(code), response.field.eq(field),
                     response.value.eq(value), discard_after.eq(discard)]
 
-        response_lengths = {_Response.SIMPLE: 1, _Response.IDENTIFY: 5, _Response.COUNTERS: 6}
         push_entry = Signal(_RESPONSE_LAYOUT)
         m.d.comb += [
             push_entry.eq(response),
@@ -365,19 +391,50 @@ class Accelerator(wiring.Component):
             push_entry.tag.eq(tag),
             response_fifo.w_data.eq(push_entry),
         ]
-        with m.Switch(response.kind):
-            for kind, words in response_lengths.items():
-                with m.Case(kind):
-                    m.d.comb += push_entry.length.eq(words)
 
         # CONFIGURE: the staged fields and what follows from them.
         f = _ConfigFields(m, config, stage, config_word1, lc_max)
-        product = Signal(34)
-        multiplier_a = Signal(16)
-        multiplier_b = Signal(18)
+        m.submodules.config_multiplier = multiplier = SerialMultiplier(16, 18)
+        product = multiplier.product
         act_words_calc = Signal(32)
         compute_words_calc = Signal(34)
-        m.d.sync += product.eq(multiplier_a * multiplier_b)   # one multiplier, time-shared
+        result_words_calc = Signal(40)      # result nibbles, then result words
+        items = product[:32]                 # M * N, from the last product
+        # CONFIGURE's checks in the order of host.reference: (status, field, failed).
+        checks = [
+            (Status.BAD_FIELD, Field.MODE, ~f.mode_ok),
+            (Status.BAD_FIELD, Field.OUT_KIND, ~f.out_ok),
+            (Status.BAD_FIELD, Field.ZERO_POINT, ~f.zero_point_ok),
+            (Status.BAD_FIELD, Field.M, f.m == 0),
+            (Status.BAD_FIELD, Field.K, ~f.k_ok),
+            (Status.BAD_FIELD, Field.N, ~f.n_ok),
+            (Status.TOO_LARGE, Field.ACTIVATIONS, act_words_calc > act_half),
+            (Status.TOO_LARGE, Field.ACCUMULATORS, f.m > (acc_half >> f.group_log2)),
+            (Status.TOO_LARGE, Field.REQUANT, f.requant & (f.n > config.requant_depth)),
+            # compute words > MAX_LENGTH, or result words + 1 > MAX_LENGTH (= 2^24 - 1)
+            (Status.TOO_LARGE, Field.LENGTH, (compute_words_calc[LENGTH_BITS:] != 0)
+             | (result_words_calc[LENGTH_BITS:] != 0)
+             | (result_words_calc[:LENGTH_BITS] == MAX_LENGTH)),
+        ]
+        config_flags = Signal(len(checks))
+        error, which = _first_failure(m, checks, config_flags)
+
+        def multiply(a: object, b: object) -> list:
+            return [multiplier.start.eq(1), multiplier.a.eq(a), multiplier.b.eq(b)]
+
+        # Payload writes: address and data always driven, only the enables are decoded.
+        m.d.comb += [act_write.addr.eq(bank * act_half + count),
+                     act_write.data.eq(word[:rows * 8])]
+        if has_requant:
+            m.d.comb += [
+                requant_write.addr.eq(count[1:]),
+                requant_write.data.bias.eq(stage[:32]),
+                requant_write.data.multiplier.eq(stage[32:]),
+                requant_write.data.shift.eq(word[:6]),
+            ]
+        if has_mx:
+            m.d.comb += [scale_write.addr.eq(bank * scale_bank + count),
+                         scale_write.data.eq(word)]
 
         with m.FSM(name="decoder"):
             with m.State("HEADER"):
@@ -385,24 +442,31 @@ class Accelerator(wiring.Component):
                 with m.If(transfer):
                     m.d.sync += [
                         opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
+                        expected_value.eq(expected),
                         args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
+                        at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
                         position.eq(0),
                     ]
-                    m.next = "DISPATCH"
+                    m.next = "CHECK"
+
+            with m.State("CHECK"):      # the header checks, registered
+                m.d.sync += header_flags.eq(Cat(*(bad for _, _, bad in header_checks)))
+                m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
                 with m.If(opcode == Opcode.CONFIGURE):
                     m.d.sync += configured.eq(0)
-                with m.If(check_code != Status.OK):
+                with m.If(header_flags != 0):
                     m.d.sync += respond(check_code, field=check_field,
-                                        value=Mux(check_code == Status.BAD_LENGTH, expected, 0),
+                                        value=Mux(check_code == Status.BAD_LENGTH,
+                                                  expected_value, 0),
                                         discard=~header_last)
                     m.next = "RESPOND"
                 with m.Else():
                     m.next = "START"
 
             with m.State("START"):
-                with m.If(may_start):
+                with m.If(may_start_r):
                     with m.Switch(opcode):
                         with m.Case(Opcode.IDENTIFY, Opcode.READ_COUNTERS,
                                     Opcode.CLEAR_COUNTERS):
@@ -423,14 +487,14 @@ class Accelerator(wiring.Component):
                                 bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
                                 response_fifo.w_en.eq(1),
                                 push_entry.kind.eq(_Response.COMPUTE_START),
-                                push_entry.length.eq(c.result_words + 1),
+                                push_entry.value.eq(c.result_words + 1),
                             ]
                             with m.If(header_last):
                                 m.d.sync += respond(Status.TRUNCATED,
                                                     kind=_Response.COMPUTE_STATUS)
                                 m.next = "FILL"
                             with m.Else():
-                                m.next = "PAYLOAD"
+                                m.next = "WEIGHTS"
                         with m.Default():
                             with m.If(header_last):
                                 m.d.sync += respond(Status.TRUNCATED)
@@ -438,15 +502,29 @@ class Accelerator(wiring.Component):
                             with m.Else():
                                 m.next = "PAYLOAD"
 
-            with m.State("PAYLOAD"):
-                with m.Switch(opcode):
-                    with m.Case(Opcode.COMPUTE):
-                        m.d.comb += [route_word.eq(word), route_offer.eq(i.valid),
-                                     i.ready.eq(route_ready)]
-                    with m.Default():
-                        m.d.comb += i.ready.eq(1)
+            # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
+            with m.State("WEIGHTS"):
+                m.d.comb += [route_word.eq(word), route_offer.eq(i.valid),
+                             i.ready.eq(route_ready)]
                 with m.If(transfer):
-                    m.d.sync += count.eq(count_next)
+                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
+                                 at_last.eq(remaining == 2)]
+                    with m.If(at_last):
+                        m.d.sync += respond(Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                                            kind=_Response.COMPUTE_STATUS,
+                                            discard=~i.payload.last)
+                        m.next = "RESPOND"
+                    with m.Elif(i.payload.last):
+                        m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
+                                            value=count_next)
+                        m.next = "FILL"
+
+            # The payload of the other commands.
+            with m.State("PAYLOAD"):
+                m.d.comb += i.ready.eq(1)
+                with m.If(transfer):
+                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
+                                 at_last.eq(remaining == 2)]
                     with m.Switch(opcode):
                         with m.Case(Opcode.CONFIGURE):
                             with m.If(count == 0):
@@ -457,110 +535,89 @@ class Accelerator(wiring.Component):
                             with m.If(~count[0]):
                                 m.d.sync += stage.eq(word)
                             if has_requant:
-                                m.d.comb += [
-                                    requant_write.addr.eq(count[1:]),
-                                    requant_write.en.eq(count[0]),
-                                    requant_write.data.bias.eq(stage[:32]),
-                                    requant_write.data.multiplier.eq(stage[32:]),
-                                    requant_write.data.shift.eq(word[:6]),
-                                ]
+                                m.d.comb += requant_write.en.eq(count[0])
                         with m.Case(Opcode.LOAD_SCALES):
                             if has_mx:
-                                m.d.comb += [
-                                    scale_write.addr.eq(bank * scale_bank + count),
-                                    scale_write.data.eq(word),
-                                    scale_write.en.eq(1),
-                                ]
+                                m.d.comb += scale_write.en.eq(1)
                         with m.Case(Opcode.LOAD_ACTIVATIONS):
-                            m.d.comb += [
-                                act_write.addr.eq(bank * act_half + count),
-                                act_write.data.eq(word[:rows * 8]),
-                                act_write.en.eq(1),
-                            ]
-                    with m.If(count_next == length):
+                            m.d.comb += act_write.en.eq(1)
+                    with m.If(at_last):
                         m.d.sync += final_last.eq(i.payload.last)
-                        with m.Switch(opcode):
-                            with m.Case(Opcode.CONFIGURE):
-                                m.next = "CONFIG_1"
-                            with m.Case(Opcode.COMPUTE):
-                                m.d.sync += respond(
-                                    Mux(i.payload.last, Status.OK, Status.TOO_LONG),
-                                    kind=_Response.COMPUTE_STATUS, discard=~i.payload.last)
-                                m.next = "RESPOND"
-                            with m.Default():
-                                m.d.sync += respond(
-                                    Mux(i.payload.last, Status.OK, Status.TOO_LONG),
-                                    discard=~i.payload.last)
-                                m.next = "RESPOND"
-                    with m.Elif(i.payload.last):
-                        with m.If(opcode == Opcode.COMPUTE):
-                            m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
-                                                value=count_next)
-                            m.next = "FILL"
+                        with m.If(opcode == Opcode.CONFIGURE):
+                            m.next = "CONFIG_1"
                         with m.Else():
-                            m.d.sync += respond(Status.TRUNCATED, value=count_next)
+                            m.d.sync += respond(
+                                Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                                discard=~i.payload.last)
                             m.next = "RESPOND"
+                    with m.Elif(i.payload.last):
+                        m.d.sync += respond(Status.TRUNCATED, value=count_next)
+                        m.next = "RESPOND"
 
             with m.State("FILL"):
                 # A truncated COMPUTE: the job runs on, with zeros for the missing words.
                 m.d.comb += [route_word.eq(0), route_offer.eq(1)]
                 with m.If(route_ready):
-                    m.d.sync += count.eq(count_next)
-                    with m.If(count_next == length):
+                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
+                                 at_last.eq(remaining == 2)]
+                    with m.If(at_last):
                         m.next = "RESPOND"
 
-            # CONFIGURE: three products with one multiplier, then the checks.
+            # CONFIGURE: three products with one serial multiplier, then the checks.
             with m.State("CONFIG_1"):
-                m.d.comb += [multiplier_a.eq(f.m), multiplier_b.eq(f.k_tiles)]
+                m.d.comb += multiply(f.m, f.k_tiles)
                 m.next = "CONFIG_2"
             with m.State("CONFIG_2"):
-                m.d.comb += [multiplier_a.eq(f.n_tiles), multiplier_b.eq(f.tile_words)]
-                m.d.sync += act_words_calc.eq(product)
-                m.next = "CONFIG_3"
+                with m.If(~multiplier.busy):
+                    m.d.comb += multiply(f.n_tiles, f.tile_words)
+                    m.d.sync += act_words_calc.eq(product)
+                    m.next = "CONFIG_3"
             with m.State("CONFIG_3"):
-                m.d.comb += [multiplier_a.eq(f.m), multiplier_b.eq(f.n)]
-                m.d.sync += compute_words_calc.eq(product)
+                with m.If(~multiplier.busy):
+                    m.d.comb += multiply(f.m, f.n)
+                    m.d.sync += compute_words_calc.eq(product)
+                    m.next = "CONFIG_SIZES"
+            with m.State("CONFIG_SIZES"):
+                with m.If(~multiplier.busy):
+                    m.d.sync += result_words_calc.eq(f.result_nibbles(items))
+                    m.next = "CONFIG_WORDS"
+            with m.State("CONFIG_WORDS"):
+                m.d.sync += result_words_calc.eq(f.result_words(result_words_calc))
+                m.next = "CONFIG_FLAGS"
+            # The checks, each registered as one flag, then taken in priority order (a
+            # short path per cycle: CONFIGURE is rare, the clock is not).
+            with m.State("CONFIG_FLAGS"):
+                m.d.sync += config_flags.eq(Cat(*(bad for _, _, bad in checks)))
                 m.next = "CONFIG_CHECK"
             with m.State("CONFIG_CHECK"):
-                items = product[:32]
-                result_words = f.result_words(items)
-                error = Signal(8)
-                which = Signal(8)
-                with m.If(~f.mode_ok):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.MODE)]
-                with m.Elif(~f.out_ok):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.OUT_KIND)]
-                with m.Elif(~f.zero_point_ok):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.ZERO_POINT)]
-                with m.Elif(f.m == 0):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.M)]
-                with m.Elif(~f.k_ok):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.K)]
-                with m.Elif(~f.n_ok):
-                    m.d.comb += [error.eq(Status.BAD_FIELD), which.eq(Field.N)]
-                with m.Elif(act_words_calc > act_half):
-                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.ACTIVATIONS)]
-                with m.Elif(f.m > (acc_half >> f.group_log2)):
-                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.ACCUMULATORS)]
-                with m.Elif(f.requant & (f.n > config.requant_depth)):
-                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.REQUANT)]
-                with m.Elif((compute_words_calc > MAX_LENGTH)
-                            | (result_words + 1 > MAX_LENGTH)):
-                    m.d.comb += [error.eq(Status.TOO_LARGE), which.eq(Field.LENGTH)]
-                with m.If(error != Status.OK):
-                    m.d.sync += respond(error, field=which, discard=~final_last)
-                with m.Else():
+                with m.If(config_flags == 0):
                     m.d.sync += [
                         configured.eq(1),
-                        *c.apply(f, act_words_calc, compute_words_calc, items, result_words),
+                        item_last.eq(items == 1), items_left.eq(items - 1),
+                        *c.apply(f, act_words_calc, compute_words_calc, items,
+                                 result_words_calc),
                         *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
                                  discard=~final_last),
                     ]
+                with m.Else():
+                    m.d.sync += respond(error, field=which, discard=~final_last)
                 m.next = "RESPOND"
 
             with m.State("RESPOND"):
                 with m.If(response_fifo.w_rdy):
                     m.d.comb += response_fifo.w_en.eq(1)
+                    with m.If(response.kind == _Response.COUNTERS):
+                        m.d.sync += counters_pending.eq(1)
+                        m.next = "COUNTERS_WAIT"
+                    with m.Elif(discard_after):
+                        m.next = "DISCARD"
+                    with m.Else():
+                        m.next = "HEADER"
+
+            # READ_COUNTERS: nothing new starts until the counter words are out, so the
+            # counters other than `cycles` (idle since the fence) need no snapshot.
+            with m.State("COUNTERS_WAIT"):
+                with m.If(~counters_pending):
                     with m.If(discard_after):
                         m.next = "DISCARD"
                     with m.Else():
@@ -594,20 +651,27 @@ class Accelerator(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~s1_valid | array.a.ready)
 
-        group_start = (tile == 0) & (k_tile == 0) & (row == 0)
+        # row, k_tile and tile are all 0: a flag kept with them (a short path into
+        # waiting_bank, step and every sequencer register).
+        group_start = Signal()
         waiting_bank = Signal()
         m.d.comb += waiting_bank.eq(running & group_start & acc_busy.bit_select(acc_select, 1))
         step = Signal()
         m.d.comb += step.eq(running & advance & ~waiting_bank)
-        last_row = row == c.pass_rows - 1
-        last_k = k_tile == c.k_tiles - 1
-        last_tile = tile == c.group - 1
-        last_group = group == c.groups - 1
+        # Each loop counter's "at its last value" is a flag kept with it (the counters'
+        # comparisons are then off the paths through step, group_start and the counters).
+        last_row = Signal()         # row == c.pass_last
+        last_k = Signal()           # k_tile == c.k_last
+        last_tile = Signal()        # tile == c.group_last
+        last_group = Signal()       # group == c.groups_last
 
         with m.If(~running & job_fifo.r_rdy):
             m.d.comb += job_fifo.r_en.eq(1)
             m.d.sync += [
                 running.eq(1), job_bank.eq(job_fifo.r_data[0]), row.eq(0), k_tile.eq(0),
+                last_row.eq(c.pass_last == 0), last_k.eq(c.k_last == 0),
+                last_tile.eq(c.group_last == 0), last_group.eq(c.groups_last == 0),
+                group_start.eq(1),
                 tile.eq(0), group.eq(0), pass_base.eq(0), tile_base.eq(0), block_pass.eq(0),
                 first_block.eq(1), code_base.eq(0),
             ]
@@ -631,14 +695,14 @@ class Accelerator(wiring.Component):
                 s1_swap.eq(row == 0),
                 meta.addr.eq(acc_select * acc_half + tile_base + row),
                 meta.first.eq(Mux(c.mx, block_pass == 0, k_tile == 0)),
-                meta.group_end.eq(last_tile & last_k & (row == c.m - 1)),
+                meta.group_end.eq(last_tile & last_k & (row == c.m_last)),
             ]
             if has_mx:
                 last_pass = block_pass == ppb - 1
                 m.d.sync += [
                     meta.last_pass.eq(last_pass),
                     meta.first_block.eq(first_block),
-                    meta.pop_scale.eq(last_pass & (row == c.m - 1)),
+                    meta.pop_scale.eq(last_pass & (row == c.m_last)),
                     s1_byte.eq(code_index[:3]),
                 ]
             with m.If(group_start):
@@ -647,10 +711,11 @@ class Accelerator(wiring.Component):
                     acc_last.bit_select(acc_select, 1).eq(last_group),
                 ]
             # Advance i -> k_tile -> tile -> group.
+            m.d.sync += group_start.eq(last_row & last_k & last_tile)
             with m.If(~last_row):
-                m.d.sync += row.eq(row + 1)
+                m.d.sync += [row.eq(row + 1), last_row.eq(row + 1 == c.pass_last)]
             with m.Else():
-                m.d.sync += row.eq(0)
+                m.d.sync += [row.eq(0), last_row.eq(c.pass_last == 0)]
                 if has_mx:
                     with m.If(block_pass == ppb - 1):
                         m.d.sync += [block_pass.eq(0), first_block.eq(0),
@@ -658,16 +723,20 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += block_pass.eq(block_pass + 1)
                 with m.If(~last_k):
-                    m.d.sync += [k_tile.eq(k_tile + 1), pass_base.eq(pass_base + c.m)]
+                    m.d.sync += [k_tile.eq(k_tile + 1), pass_base.eq(pass_base + c.m),
+                                 last_k.eq(k_tile + 1 == c.k_last)]
                 with m.Else():
                     m.d.sync += [k_tile.eq(0), pass_base.eq(0), block_pass.eq(0),
-                                 first_block.eq(1), code_base.eq(0)]
+                                 first_block.eq(1), code_base.eq(0), last_k.eq(c.k_last == 0)]
                     with m.If(~last_tile):
-                        m.d.sync += [tile.eq(tile + 1), tile_base.eq(tile_base + c.m)]
+                        m.d.sync += [tile.eq(tile + 1), tile_base.eq(tile_base + c.m),
+                                     last_tile.eq(tile + 1 == c.group_last)]
                     with m.Else():
-                        m.d.sync += [tile.eq(0), tile_base.eq(0), acc_select.eq(~acc_select)]
+                        m.d.sync += [tile.eq(0), tile_base.eq(0), acc_select.eq(~acc_select),
+                                     last_tile.eq(c.group_last == 0)]
                         with m.If(~last_group):
-                            m.d.sync += group.eq(group + 1)
+                            m.d.sync += [group.eq(group + 1),
+                                         last_group.eq(group + 1 == c.groups_last)]
                         with m.Else():
                             m.d.sync += running.eq(0)
                             m.d.comb += bank_use_dec.eq(Mux(job_bank, 0b10, 0b01))
@@ -798,7 +867,7 @@ class Accelerator(wiring.Component):
             m.d.sync += d1_valid.eq(d_step)
         with m.If(d_step):
             lane_end = d_lane == c.lc - 1
-            tile_end = d_tile == c.group - 1
+            tile_end = d_tile == c.group_last
             m.d.sync += [d1_lane.eq(d_lane), d1_block_end.eq(lane_end & tile_end)]
             with m.If(~lane_end):
                 m.d.sync += [d_lane.eq(d_lane + 1), channel.eq(channel + 1)]
@@ -809,7 +878,7 @@ class Accelerator(wiring.Component):
                                  channel.eq(channel + 1)]
                 with m.Else():
                     m.d.sync += [d_tile.eq(0), d_tile_base.eq(0), channel.eq(channel_base)]
-                    with m.If(d_row != c.m - 1):
+                    with m.If(d_row != c.m_last):
                         m.d.sync += d_row.eq(d_row + 1)
                     with m.Else():
                         # Last read issued: the bank may be refilled (the data is latched).
@@ -825,13 +894,16 @@ class Accelerator(wiring.Component):
             m.d.sync += acc_full.bit_select(group_bank, 1).eq(1)
 
         # Output units and the packer.
-        packer = ResultPacker()
+        # Without the requantizer and the MX units every item is an int32 (8 nibbles).
+        packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
         m.submodules.packer = packer
         item = packer.i_stream
-        item_count = Signal(32)
-        m.d.comb += item.payload.last.eq(item_count == c.items - 1)
+        m.d.comb += item.payload.last.eq(item_last)
         with m.If(item.valid & item.ready):
-            m.d.sync += item_count.eq(Mux(item.payload.last, 0, item_count + 1))
+            with m.If(item_last):
+                m.d.sync += [items_left.eq(c.items_last), item_last.eq(c.items_last == 0)]
+            with m.Else():
+                m.d.sync += [items_left.eq(items_left - 1), item_last.eq(items_left == 1)]
         int_value = acc_drain.data[d1_lane]
         units_busy = Signal()
         busy_terms = [d1_valid, packer.busy]
@@ -865,7 +937,15 @@ class Accelerator(wiring.Component):
                 quantizer.format.eq(Mux(c.out_kind == _KIND["mxint8"],
                                         MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
             ]
-        with m.Switch(c.out_kind):
+        int32_only = not has_requant and not has_mx
+        if int32_only:     # the only output kind this build offers: no selection
+            m.d.comb += [
+                d1_ready.eq(item.ready),
+                item.valid.eq(d1_valid),
+                item.payload.value.eq(int_value),
+                item.payload.nibbles.eq(8),
+            ]
+        with m.Switch(Const(0, 1) if int32_only else c.out_kind):
             if has_requant:
                 with m.Case(_KIND["uint8"], _KIND["int8"], _KIND["int4"]):
                     int4 = c.out_kind == _KIND["int4"]
@@ -878,7 +958,7 @@ class Accelerator(wiring.Component):
                                               & Mux(int4, 0xF, 0xFF)),
                         item.payload.nibbles.eq(Mux(int4, 1, 2)),
                     ]
-            if has_int:
+            if has_int and not int32_only:
                 with m.Case(_KIND["int32"]):
                     m.d.comb += [
                         d1_ready.eq(item.ready),
@@ -910,32 +990,47 @@ class Accelerator(wiring.Component):
                         item.payload.nibbles.eq(Mux(int8, 2, 1) + Mux(q.first, 2, 0)),
                     ]
         m.d.comb += units_busy.eq(Cat(busy_terms) != 0)
+        # Room for a word in the result FIFO, registered (one cycle late, and the buffered
+        # FIFO's output register aside: two spare slots).
+        result_room = Signal()
+        m.d.sync += result_room.eq(result_fifo.level < result_fifo.depth - 2)
         m.d.comb += [
             result_fifo.w_data.eq(packer.o_stream.payload.data),
-            result_fifo.w_en.eq(packer.o_stream.valid),
-            packer.o_stream.ready.eq(result_fifo.w_rdy),
+            result_fifo.w_en.eq(packer.o_stream.valid & result_room),
+            packer.o_stream.ready.eq(result_room),
         ]
 
         # ======================================================================================
         # Output engine: responses in request order
         # ======================================================================================
         o = self.o_stream
-        entry = Signal(_RESPONSE_LAYOUT)
+        entry = Signal(_RESPONSE_LAYOUT)   # the queue's head, taken off when it is sent
+        m.d.comb += entry.eq(response_fifo.r_data)
         out_index = Signal(LENGTH_BITS)
-        counters = {name: Signal(64, name=f"counter_{name}") for name in COUNTER_NAMES}
-        snapshot = Array(Signal(64, name=f"snapshot_{name}") for name in COUNTER_NAMES)
+        counters = {name: Signal(config.counter_bits, name=f"counter_{name}")
+                    for name in COUNTER_NAMES}
+        cycles_snapshot = Signal(config.counter_bits)
+        counter_words = Array([cycles_snapshot, *(counters[name] for name in COUNTER_NAMES[1:])])
         identity = Array(Const(w, 64) for w in identify_words(config))
-        header_word = Cat(entry.opcode, entry.tag, entry.length, Const(0, 24))
-        status_word = Cat(entry.code, entry.opcode, entry.field, Const(0, 8), entry.value)
+        entry_length = Signal(LENGTH_BITS)
+        with m.Switch(entry.kind):
+            for kind, words in _RESPONSE_LENGTHS.items():
+                with m.Case(kind):
+                    m.d.comb += entry_length.eq(words)
+            with m.Default():
+                m.d.comb += entry_length.eq(entry.value)
+        header_word = Cat(entry.opcode, entry.tag, entry_length, Const(0, 24))
+        status_word = Cat(entry.code, Const(0, 4), entry.opcode, entry.field, Const(0, 12),
+                          entry.value, Const(0, 32 - LENGTH_BITS))
         out_idle = Signal()
+        out_at_end = Signal()     # RESULTS: out_index == 0, the response's last result word
         o_transfer = o.valid & o.ready
         with m.FSM(name="output"):
             with m.State("IDLE"):
                 m.d.comb += out_idle.eq(response_fifo.level == 0)
                 with m.If(response_fifo.r_rdy):
-                    m.d.comb += response_fifo.r_en.eq(1)
-                    m.d.sync += [entry.eq(response_fifo.r_data), out_index.eq(0)]
-                    with m.If(response_fifo.r_data[:3] == _Response.COMPUTE_STATUS):
+                    m.d.sync += out_index.eq(0)
+                    with m.If(entry.kind == _Response.COMPUTE_STATUS):
                         m.next = "STATUS"
                     with m.Else():
                         m.next = "HEADER"
@@ -948,6 +1043,9 @@ class Accelerator(wiring.Component):
                         with m.Case(_Response.COUNTERS):
                             m.next = "COUNTERS"
                         with m.Case(_Response.COMPUTE_START):
+                            # out_index counts the result words down to the last one.
+                            m.d.sync += [out_index.eq(entry.value - 2),
+                                         out_at_end.eq(entry.value == 2)]
                             m.next = "RESULTS"
                         with m.Default():
                             m.next = "STATUS"
@@ -958,10 +1056,11 @@ class Accelerator(wiring.Component):
                     with m.If(out_index == len(identify_words(config)) - 1):
                         m.next = "STATUS"
             with m.State("COUNTERS"):
-                m.d.comb += [o.valid.eq(1), o.payload.data.eq(snapshot[out_index[:3]])]
+                m.d.comb += [o.valid.eq(1), o.payload.data.eq(counter_words[out_index[:3]])]
                 with m.If(o.ready):
                     m.d.sync += out_index.eq(out_index + 1)
                     with m.If(out_index == len(COUNTER_NAMES) - 1):
+                        m.d.sync += counters_pending.eq(0)
                         m.next = "STATUS"
             with m.State("RESULTS"):
                 m.d.comb += [
@@ -970,16 +1069,20 @@ class Accelerator(wiring.Component):
                     result_fifo.r_en.eq(o.ready),
                 ]
                 with m.If(o_transfer):
-                    m.d.sync += out_index.eq(out_index + 1)
-                    with m.If(out_index == entry.length - 2):
+                    m.d.sync += [out_index.eq(out_index - 1), out_at_end.eq(out_index == 1)]
+                    with m.If(out_at_end):
+                        m.d.comb += response_fifo.r_en.eq(1)
                         m.next = "IDLE"
             with m.State("STATUS"):
                 m.d.comb += [o.valid.eq(1), o.payload.data.eq(status_word),
                              o.payload.last.eq(1)]
                 with m.If(o.ready):
+                    m.d.comb += response_fifo.r_en.eq(1)
                     m.next = "IDLE"
 
-        m.d.comb += all_idle.eq(
+        # Registered: only the decoder starts work, and it spends several cycles (header,
+        # check, dispatch) between queueing one command and testing this for the next.
+        m.d.sync += all_idle.eq(
             ~running & (job_fifo.level == 0) & (acc_busy == 0) & ~units_busy & ~bfp_busy
             & (result_fifo.level == 0) & out_idle)
 
@@ -994,13 +1097,24 @@ class Accelerator(wiring.Component):
             "output_stall": waiting_bank,
             "macs": Mux(accepted, Mux(c.lanes2, 2 * rows * cols, rows * cols), 0),
         }
-        for index, name in enumerate(COUNTER_NAMES):
+        assert COUNTER_NAMES[0] == "cycles"
+        with m.If(snapshot_counters):
+            m.d.sync += cycles_snapshot.eq(counters["cycles"])
+        for name in COUNTER_NAMES:
+            # Events are registered before they are added (a short path into the adder);
+            # CLEAR_COUNTERS drops the pending ones, as it drops the events of its own cycle.
+            if name == "cycles":
+                with m.If(clear_counters):
+                    m.d.sync += counters[name].eq(0)
+                with m.Else():
+                    m.d.sync += counters[name].eq(counters[name] + 1)
+                continue
+            pending = Signal(len(Value.cast(increments[name])), name=f"pending_{name}")
             with m.If(clear_counters):
-                m.d.sync += counters[name].eq(0)
+                m.d.sync += [counters[name].eq(0), pending.eq(0)]
             with m.Else():
-                m.d.sync += counters[name].eq(counters[name] + increments[name])
-            with m.If(snapshot_counters):
-                m.d.sync += snapshot[index].eq(counters[name])
+                m.d.sync += [counters[name].eq(counters[name] + pending),
+                             pending.eq(increments[name])]
         return m
 
     def _meta_layout(self) -> data.StructLayout:
@@ -1020,6 +1134,17 @@ class Accelerator(wiring.Component):
         return data.StructLayout(fields)
 
 
+def _first_failure(m: Module, checks: list, flags: Signal) -> tuple[Signal, Signal]:
+    """(status, field) of the first of `checks` ((status, field, condition) in priority
+    order) whose flag is set in `flags`; OK and NONE when none is."""
+    code = Signal(4)
+    field = Signal(4)
+    for index, (status, which, _) in reversed(list(enumerate(checks))):
+        with m.If(flags[index]):
+            m.d.comb += [code.eq(status), field.eq(which)]
+    return code, field
+
+
 class _ConfigFields:
     """The fields of a staged CONFIGURE payload and what follows from them (combinational)."""
 
@@ -1036,18 +1161,22 @@ class _ConfigFields:
         self.n = word1[32:48]
         built = [Mode.from_name(name).value for name in config.modes]
         self.mode_ok = Signal()
+        m.d.comb += self.mode_ok.eq(self.mode.matches(*built))
+        # A mode of a kind the build lacks fails `mode_ok`, the first check, so these flags
+        # are constant 0 when no such mode is built (what follows from them is only used
+        # by the later checks and by a successful CONFIGURE).
         self.mx = Signal()
         self.lanes2 = Signal()
-        m.d.comb += [
-            self.mode_ok.eq(self.mode.matches(*built)),
-            self.mx.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
-                                            if MODE_INFO[n].mx))),
-            self.lanes2.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
-                                                if MODE_INFO[n].lanes == 2))),
-        ]
+        if config.has_mx:
+            m.d.comb += self.mx.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
+                                                        if MODE_INFO[n].mx)))
+        if any(MODE_INFO[name].lanes == 2 for name in config.modes):
+            m.d.comb += self.lanes2.eq(self.mode.matches(
+                *(Mode.from_name(n).value for n in MODES if MODE_INFO[n].lanes == 2)))
         kinds = _KIND
         self.requant = self.out_kind.matches(kinds["uint8"], kinds["int8"], kinds["int4"])
-        self.mx_out = self.out_kind.matches(kinds["mxint8"], kinds["mxint4"])
+        # MX output kinds fail `out_ok` (the second check) unless an MX mode is configured.
+        self.mx_out = self.out_kind.matches(kinds["mxint8"], kinds["mxint4"]) & self.mx
         self.out_ok = Mux(self.mx, self.out_kind.matches(kinds["fp32"], kinds["mxint8"],
                                                          kinds["mxint4"]),
                           self.out_kind.matches(kinds["uint8"], kinds["int8"], kinds["int4"],
@@ -1077,10 +1206,14 @@ class _ConfigFields:
                                     0, 1))
         self._log_block = log_block
 
-    def result_words(self, items: object) -> Signal:
-        """Words of one COMPUTE's results for `items` = M * N elements."""
-        nibbles = (items << self._nibble_log2) \
+    def result_nibbles(self, items: object) -> Value:
+        """Nibbles of one COMPUTE's results for `items` = M * N elements."""
+        return (items << self._nibble_log2) \
             + Mux(self.mx_out, (items >> self._log_block) << 1, 0)
+
+    @staticmethod
+    def result_words(nibbles: object) -> Value:
+        """Words that carry `nibbles` nibbles."""
         return ((nibbles + 15) >> 4)[:36]
 
 
@@ -1095,24 +1228,34 @@ class _ConfigRegisters:
         self.rounding = Signal()
         self.relu = Signal()
         self.zero_point = Signal(signed(9))
+        # Loop bounds are kept as their last index: a counter compares with a register.
         self.m = Signal(16)
-        self.k_tiles = Signal(16)
-        self.groups = Signal(16)
-        self.group = Signal(range(max(2, config.block_size // config.cols + 1)))
+        self.m_last = Signal(16)
+        self.k_last = Signal(16)
+        self.groups_last = Signal(16)
+        self.group_last = Signal(range(max(2, config.block_size // config.cols + 1)))
         self.group_log2 = Signal(3)
         self.lc = Signal(range(lc_max + 1))
-        self.pass_rows = Signal(16)
-        self.mx = Signal()
-        self.lanes2 = Signal()
-        self.requant = Signal()
+        self.pass_last = Signal(16)
+        # Flags that no CONFIGURE of this build can change are constants, so that the
+        # logic of the units the build leaves out disappears in synthesis.
+        built = [MODE_INFO[name] for name in config.modes]
+        self.mx = self._flag([info.mx for info in built])
+        self.lanes2 = self._flag([info.lanes == 2 for info in built])
+        self.requant = Signal() if config.has_requantizer else Const(0, 1)
         self.act_words = Signal(LENGTH_BITS)
         self.scale_words = Signal(LENGTH_BITS)
         self.requant_words = Signal(LENGTH_BITS)
         self.compute_words = Signal(LENGTH_BITS)
         self.result_words = Signal(LENGTH_BITS)
-        self.items = Signal(32)
+        self.items_last = Signal(32)
         self.lo = Signal(signed(9))
         self.hi = Signal(signed(9))
+
+    @staticmethod
+    def _flag(values: list[bool]) -> Signal | Const:
+        """A flag register, or a constant when every built mode has the same value."""
+        return Const(int(values[0]), 1) if len(set(values)) == 1 else Signal()
 
     @property
     def requant_bounds(self) -> tuple[Signal, Signal]:
@@ -1135,21 +1278,22 @@ class _ConfigRegisters:
             self.relu.eq(f.relu),
             self.zero_point.eq(f.zero_point),
             self.m.eq(f.m),
-            self.k_tiles.eq(f.k_tiles),
-            self.groups.eq(f.n_tiles >> f.group_log2),
-            self.group.eq(Const(1, 8) << f.group_log2),
+            self.m_last.eq(f.m - 1),
+            self.k_last.eq(f.k_tiles - 1),
+            self.groups_last.eq((f.n_tiles >> f.group_log2) - 1),
+            self.group_last.eq((Const(1, 8) << f.group_log2) - 1),
             self.group_log2.eq(f.group_log2),
             self.lc.eq(f.lc),
-            self.pass_rows.eq(Mux(f.m > pass_min, f.m, pass_min)),
-            self.mx.eq(f.mx),
-            self.lanes2.eq(f.lanes2),
-            self.requant.eq(f.requant),
+            self.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
+            *(flag.eq(value) for flag, value in ((self.mx, f.mx), (self.lanes2, f.lanes2),
+                                                  (self.requant, f.requant))
+              if isinstance(flag, Signal)),
             self.act_words.eq(act_words),
             self.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
             self.requant_words.eq(f.n << 1),
             self.compute_words.eq(compute_words),
             self.result_words.eq(result_words),
-            self.items.eq(items),
+            self.items_last.eq(items - 1),
             self.lo.eq(Mux(f.relu & (f.zero_point > lo), f.zero_point, lo)),
             self.hi.eq(hi),
         ]

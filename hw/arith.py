@@ -5,12 +5,12 @@ registers and the flow control of a pipeline that stalls as a whole."""
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value
-from amaranth.lib import stream
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["StalledPipeline", "unit_members", "count_leading_zeros", "register",
-           "shift_right_rounding", "zero_extend"]
+__all__ = ["SerialMultiplier", "StalledPipeline", "unit_members", "count_leading_zeros",
+           "register", "shift_right_rounding", "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -126,3 +126,45 @@ def unit_members(input_layout: object, output_layout: object, **extra: object) -
         **extra,
         "busy": Out(1),
     }
+
+
+class SerialMultiplier(wiring.Component):
+    """Unsigned `a * b`, one bit of `a` per cycle: a shift-and-add multiplier for
+    arithmetic that is not on a datapath (about `b_width` LUTs and `a_width + 2 b_width`
+    flip-flops, against a combinational multiplier's `a_width * b_width` LUTs or a DSP
+    block, and no long combinational path).
+
+    `start` (one cycle) latches `a` and `b`; `busy` is high for the next `a_width` cycles,
+    and from the cycle it falls `product` holds `a * b` until the next `start`."""
+
+    def __init__(self, a_width: int, b_width: int) -> None:
+        self._a_width = a_width
+        self._b_width = b_width
+        super().__init__({
+            "start": In(1),
+            "a": In(a_width),
+            "b": In(b_width),
+            "product": Out(a_width + b_width),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        # `work` holds the running sum above the bits of `a` not yet used; every step adds
+        # `b` to the top when the lowest remaining bit of `a` is set and shifts right.
+        work = Signal(self._a_width + self._b_width)
+        b = Signal(self._b_width)
+        steps = Signal(range(self._a_width + 1))
+        top = work[self._a_width:]
+        addend = Mux(work[0], b, 0)
+        summed = Signal(self._b_width + 1)
+        m.d.comb += [
+            summed.eq(top + addend),
+            self.product.eq(work),
+            self.busy.eq(steps != 0),
+        ]
+        with m.If(self.start):
+            m.d.sync += [work.eq(self.a), b.eq(self.b), steps.eq(self._a_width)]
+        with m.Elif(self.busy):
+            m.d.sync += [work.eq(Cat(work[1:self._a_width], summed)), steps.eq(steps - 1)]
+        return m

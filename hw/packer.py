@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, wiring
+from amaranth.utils import exact_log2
 
 from .arith import unit_members
 
@@ -31,8 +32,18 @@ class ResultPacker(wiring.Component):
     })
     output_layout = data.StructLayout({"data": unsigned(64)})
 
-    def __init__(self) -> None:
+    def __init__(self, granule: int = 1) -> None:
+        if granule not in (1, 2, 4, 8):
+            raise ValueError(f"granule must be 1, 2, 4 or 8 nibbles, not {granule!r}")
+        self._granule = granule
         super().__init__(unit_members(self.input_layout, self.output_layout))
+
+    @property
+    def granule(self) -> int:
+        """Every item's width is a multiple of this many nibbles (1, 2, 4 or 8): the word
+        is then only ever cut at such boundaries, which makes the packer smaller (an
+        accelerator with int32 outputs only packs two whole items per word)."""
+        return self._granule
 
     @property
     def latency(self) -> int:
@@ -42,20 +53,26 @@ class ResultPacker(wiring.Component):
     def elaborate(self, platform: object) -> Module:
         m = Module()
         i, o = self.i_stream, self.o_stream
-        buffer = Signal(96)               # nibbles not yet emitted, the oldest lowest
-        fill = Signal(range(24))          # nibbles in `buffer` (< 16 between items)
+        g = self._granule
+        shift = exact_log2(g)
+        # Between items `buffer` holds fewer than 16 nibbles (at most 16 - g); with the next
+        # item appended, at most 24 - g.
+        buffer = Signal(4 * (16 - g))     # nibbles not yet emitted, the oldest lowest
+        units = Signal(range(24 // g))    # granules in `buffer`
+        fill = units << shift             # nibbles in `buffer`
         flush = Signal()                  # a partial word must still be emitted
         free = ~o.valid | o.ready         # the output register can take a word this cycle
 
         m.d.comb += [
             i.ready.eq(free & ~flush),
-            self.busy.eq(o.valid | (fill != 0) | flush),
+            self.busy.eq(o.valid | (units != 0) | flush),
         ]
-        appended = Signal(96)
-        new_fill = Signal(range(24))
+        appended = Signal(4 * (24 - g))
+        new_units = Signal(range(24 // g))
+        new_fill = new_units << shift
         m.d.comb += [
-            appended.eq(buffer | (i.payload.value << (fill * 4))[:96]),
-            new_fill.eq(fill + i.payload.nibbles),
+            appended.eq(buffer | (i.payload.value << (fill * 4))[:len(appended)]),
+            new_units.eq(units + (i.payload.nibbles >> shift)),
         ]
         with m.If(o.ready):
             m.d.sync += o.valid.eq(0)
@@ -65,7 +82,7 @@ class ResultPacker(wiring.Component):
                     o.valid.eq(1),
                     o.payload.data.eq(appended[:64]),
                     buffer.eq(appended[64:]),
-                    fill.eq(new_fill - 16),
+                    units.eq(new_units - (16 >> shift)),
                     flush.eq(i.payload.last & (new_fill > 16)),
                 ]
             with m.Elif(i.payload.last):
@@ -73,16 +90,16 @@ class ResultPacker(wiring.Component):
                     o.valid.eq(1),
                     o.payload.data.eq(appended[:64]),
                     buffer.eq(0),
-                    fill.eq(0),
+                    units.eq(0),
                 ]
             with m.Else():
-                m.d.sync += [buffer.eq(appended), fill.eq(new_fill)]
+                m.d.sync += [buffer.eq(appended), units.eq(new_units)]
         with m.Elif(flush & free):
             m.d.sync += [
                 o.valid.eq(1),
                 o.payload.data.eq(buffer[:64]),
                 buffer.eq(0),
-                fill.eq(0),
+                units.eq(0),
                 flush.eq(0),
             ]
         return m

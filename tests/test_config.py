@@ -34,6 +34,8 @@ def test_defaults_and_derived_quantities():
     (dict(modes="a8w8"), "modes must be a non-empty tuple"),
     (dict(modes=()), "modes must be a non-empty tuple"),
     (dict(modes=("a8w8", "a8w8")), "modes lists a mode twice"),
+    (dict(counter_bits=32), "counter_bits must be an integer from 40 to 64, not 32"),
+    (dict(counter_bits=True), "counter_bits must be an integer from 40 to 64, not True"),
     (dict(multiplier="dsp"),
      "multiplier must be one of 'split', 'packed', 'ice40-sb-mac16', not 'dsp'"),
     (dict(requant_depth=1), "requant_depth must be a power of two of at least 2, or 0"),

@@ -67,6 +67,10 @@ def test_identify_describes_the_config() -> None:
     version, decoded = decode_identify(identify_words(config))
     assert version == PROTOCOL_VERSION
     assert decoded == config
+    narrow = config.replace(counter_bits=40)
+    words = identify_words(narrow)
+    assert (words[1] >> 57) == 40 and (identify_words(config)[1] >> 57) == 0  # 0 means 64
+    assert decode_identify(words)[1] == narrow
 
 
 def test_nibble_stream_round_trip() -> None:

@@ -230,6 +230,7 @@ def test_reset_frame_clears_the_link_and_resets_the_accelerator() -> None:
     bench = Bench(responses=[(1, False), (2, True)], accel_ready=False)
 
     async def scenario(bench: Bench, ctx) -> None:
+        await ctx.tick().repeat(30)     # the two response words are collected (10 cycles each)
         reply = await bench.transact(ctx, Frame(FrameType.DATA, seq=5, words=((7, True),)))
         assert reply.type == FrameType.ACK and reply.words == ((1, False), (2, True))
         reply = await bench.transact(ctx, Frame(FrameType.RESET, seq=0, ack=0))

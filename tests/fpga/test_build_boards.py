@@ -29,8 +29,9 @@ from host.reference import ReferenceAccelerator
 from host.tiling import qlinear_program
 from hw.accelerator import Accelerator
 
-NO_REQUANT = ICEBREAKER.config
-WITH_REQUANT = ICEBREAKER.config.replace(requant_depth=64)
+# The iCEBreaker build (A8W8) with every integer mode: requant_depth=0 in each of them.
+NO_REQUANT = ICEBREAKER.config.replace(modes=("a8w8", "a8w4", "a4w4"))
+WITH_REQUANT = NO_REQUANT.replace(requant_depth=64)
 
 
 def test_board_table() -> None:
@@ -38,13 +39,13 @@ def test_board_table() -> None:
     assert board("icebreaker") is ICEBREAKER and board("ulx3s-85f") is ULX3S_85F
     with pytest.raises(ValueError, match="board must be one of icebreaker, ulx3s-85f, not 'x'"):
         board("x")
-    # iCEBreaker: 16 int8 and 32 4-bit MACs per cycle on 8 SB_MAC16 blocks, at >= 36 MHz.
+    # iCEBreaker: 16 int8 MACs per cycle on 8 SB_MAC16 blocks (A8W8 only, at 30 MHz: what
+    # fits and closes timing next to the UART bridge, docs/fpga.md).
     config = ICEBREAKER.config
-    assert config.peak_macs_per_cycle("a8w8") == 16
-    assert config.peak_macs_per_cycle("a8w4") == config.peak_macs_per_cycle("a4w4") == 32
+    assert config.modes == ("a8w8",) and config.peak_macs_per_cycle("a8w8") == 16
     assert config.rows * config.cols // 2 == ICEBREAKER.capacity["dsp"] == 8
     assert config.multiplier == "ice40-sb-mac16" and not config.has_mx
-    assert ICEBREAKER.clock_hz >= 36_000_000 and ULX3S_85F.clock_hz >= 100_000_000
+    assert ICEBREAKER.clock_hz == 30_000_000 and ULX3S_85F.clock_hz >= 100_000_000
     assert set(ULX3S_85F.config.modes) == set(golden.config.MODES)
 
 
