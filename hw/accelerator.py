@@ -145,8 +145,8 @@ class Accelerator(wiring.Component):
         """Cycles from accepting the only word of a command without payload (IDENTIFY,
         CLEAR_COUNTERS) to its response header on `o_stream` (nothing queued before it):
         decode, check, dispatch, execute, queue the response (a buffered FIFO: 2), output
-        engine."""
-        return 7
+        engine, output register."""
+        return 8
 
     def _pass_mins(self) -> tuple[int, int]:
         """(integer modes, MX modes) shortest pass; 1 where no such mode is built."""
@@ -1003,7 +1003,14 @@ class Accelerator(wiring.Component):
         # ======================================================================================
         # Output engine: responses in request order
         # ======================================================================================
-        o = self.o_stream
+        # The engine offers words on `o` (valid, payload, ready as a stream); a register
+        # slice drives `o_stream` from them, so its payload is a register that holds while
+        # the stream stalls (and the output logic is off the consumer's paths).
+        o = stream.Signature(WORD_LAYOUT).create()
+        out = self.o_stream
+        m.d.comb += o.ready.eq(~out.valid | out.ready)
+        with m.If(o.ready):
+            m.d.sync += [out.valid.eq(o.valid), out.payload.eq(o.payload)]
         entry = Signal(_RESPONSE_LAYOUT)   # the queue's head, taken off when it is sent
         m.d.comb += entry.eq(response_fifo.r_data)
         out_index = Signal(LENGTH_BITS)
