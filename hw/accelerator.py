@@ -341,10 +341,7 @@ class Accelerator(wiring.Component):
 
         # COMPUTE payload routing: per (N-tile, K-block) in MX modes `block_scale_words`
         # words of weight scale codes, then BK weight rows; in integer modes weight rows.
-        # Room in the weight FIFO, registered (one cycle late and the buffered FIFO's output
-        # register aside: two spare slots), so the input stream's `ready` is a short path.
-        weight_room = Signal()
-        m.d.sync += weight_room.eq(weight_fifo.level < weight_fifo.depth - 2)
+        weight_room = _registered_room(m, weight_fifo, "weight_room")
         route_word = Signal(64)
         route_offer = Signal()
         route_ready = Signal()
@@ -937,14 +934,13 @@ class Accelerator(wiring.Component):
                 quantizer.format.eq(Mux(c.out_kind == _KIND["mxint8"],
                                         MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
             ]
+        def int32_path() -> list:
+            return [d1_ready.eq(item.ready), item.valid.eq(d1_valid),
+                    item.payload.value.eq(int_value), item.payload.nibbles.eq(8)]
+
         int32_only = not has_requant and not has_mx
         if int32_only:     # the only output kind this build offers: no selection
-            m.d.comb += [
-                d1_ready.eq(item.ready),
-                item.valid.eq(d1_valid),
-                item.payload.value.eq(int_value),
-                item.payload.nibbles.eq(8),
-            ]
+            m.d.comb += int32_path()
         with m.Switch(Const(0, 1) if int32_only else c.out_kind):
             if has_requant:
                 with m.Case(_KIND["uint8"], _KIND["int8"], _KIND["int4"]):
@@ -960,12 +956,7 @@ class Accelerator(wiring.Component):
                     ]
             if has_int and not int32_only:
                 with m.Case(_KIND["int32"]):
-                    m.d.comb += [
-                        d1_ready.eq(item.ready),
-                        item.valid.eq(d1_valid),
-                        item.payload.value.eq(int_value),
-                        item.payload.nibbles.eq(8),
-                    ]
+                    m.d.comb += int32_path()
             if has_mx:
                 with m.Case(_KIND["fp32"]):
                     m.d.comb += [
@@ -990,10 +981,7 @@ class Accelerator(wiring.Component):
                         item.payload.nibbles.eq(Mux(int8, 2, 1) + Mux(q.first, 2, 0)),
                     ]
         m.d.comb += units_busy.eq(Cat(busy_terms) != 0)
-        # Room for a word in the result FIFO, registered (one cycle late, and the buffered
-        # FIFO's output register aside: two spare slots).
-        result_room = Signal()
-        m.d.sync += result_room.eq(result_fifo.level < result_fifo.depth - 2)
+        result_room = _registered_room(m, result_fifo, "result_room")
         m.d.comb += [
             result_fifo.w_data.eq(packer.o_stream.payload.data),
             result_fifo.w_en.eq(packer.o_stream.valid & result_room),
@@ -1139,6 +1127,15 @@ class Accelerator(wiring.Component):
                 "ca": unsigned(8),           # the row's activation scale code for the block
             })
         return data.StructLayout(fields)
+
+
+def _registered_room(m: Module, fifo: SyncFIFOBuffered, name: str) -> Signal:
+    """A register that is high when `fifo` can take a word: one cycle late, and the
+    buffered FIFO's output register aside, so it keeps two slots spare. A writer gated by
+    it has a short path to its `ready` (no FIFO level arithmetic)."""
+    room = Signal(name=name)
+    m.d.sync += room.eq(fifo.level < fifo.depth - 2)
+    return room
 
 
 def _first_failure(m: Module, checks: list, flags: Signal) -> tuple[Signal, Signal]:
