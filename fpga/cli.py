@@ -35,6 +35,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--cols", type=int, help="array columns (default: the board's)")
     parser.add_argument("--modes", help=f"comma-separated modes among {', '.join(MODES)}")
     parser.add_argument("--multiplier", help=f"PE multiplier: {', '.join(MULTIPLIERS)}")
+    parser.add_argument("--pe-stages", type=int,
+                        help="register stages per PE: 1, or 2 for fast clocks (default: the "
+                             "board's)")
     parser.add_argument("--requant-depth", type=int,
                         help="requantization parameter entries (a power of two)")
     parser.add_argument("--clock-mhz", type=float,
@@ -56,7 +59,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _config_changes(args: argparse.Namespace) -> dict[str, object]:
     changes: dict[str, object] = {}
-    for name in ("rows", "cols", "multiplier", "requant_depth"):
+    for name in ("rows", "cols", "multiplier", "pe_stages", "requant_depth"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value

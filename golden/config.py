@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS"]
+__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS", "PE_STAGES"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -45,7 +45,9 @@ STREAM_WIDTHS = (32, 64, 128)
 BLOCK_SIZES = (16, 32)
 # PE multiplier implementations (see hw/pe.py): two behavioural ones that any synthesis
 # tool maps to LUTs or infers DSP blocks for, and one that instantiates iCE40 DSP blocks.
-MULTIPLIERS = ("split", "packed", "ice40-sb-mac16")
+MULTIPLIERS = ("split", "packed", "lut", "ice40-sb-mac16")
+# Register stages of a PE: multiply and add in one cycle, or the product registered first.
+PE_STAGES = (1, 2)
 
 
 def _is_power_of_two(value: object) -> bool:
@@ -89,12 +91,18 @@ class ArrayConfig:
         hours at 100 MHz; small FPGAs save the flip-flops of wider ones.
     multiplier
         How each PE multiplies (`hw.pe`). Behavioural, for any target: "split" (two 8x4
-        partial products sharing one 8x8 array; smallest on LUT fabric) or "packed" (one
-        8x16 product per PE; one inferred DSP block per PE). "ice40-sb-mac16": every PE
+        partial products sharing one 8x8 array; smallest on LUT fabric), "packed" (one
+        8x16 product per PE; one inferred DSP block per PE) or "lut" (the split products
+        written as shift-and-add sums, which synthesis keeps in LUTs and carry chains next
+        to the partial-sum adders instead of DSP blocks far away). "ice40-sb-mac16": every PE
         uses one half of an iCE40 UltraPlus SB_MAC16 in its dual 8x8 mode (two PEs per
         block, so an R x C array takes R * C / 2 blocks) plus a small LUT multiplier for
         the second 4-bit-weight lane; it only builds for iCE40 UltraPlus parts and
         simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth simulator.
+    pe_stages
+        Register stages of each PE: 1 (multiply and add in one cycle) or 2 (the products
+        are registered and added to the partial sum in the next cycle, for fast clocks).
+        2 adds one cycle to the array's latency, nothing to its throughput.
     """
 
     rows: int = 8
@@ -110,6 +118,7 @@ class ArrayConfig:
     modes: tuple[str, ...] = MODES
     multiplier: str = "split"
     counter_bits: int = 64
+    pe_stages: int = 1
 
     def __post_init__(self) -> None:
         self._modes()
@@ -142,6 +151,8 @@ class ArrayConfig:
                 or not 40 <= self.counter_bits <= 64:
             raise ValueError(
                 f"counter_bits must be an integer from 40 to 64, not {self.counter_bits!r}")
+        if isinstance(self.pe_stages, bool) or self.pe_stages not in PE_STAGES:
+            raise ValueError(f"pe_stages must be 1 or 2, not {self.pe_stages!r}")
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(
                 f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "

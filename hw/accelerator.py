@@ -58,7 +58,7 @@ from host.reference import scale_bank_words
 
 from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, IntAccumulator
 from .accumulate import bfp_layout as _bfp_layout
-from .arith import SerialMultiplier
+from .arith import SerialMultiplier, SkidBuffer
 from .array import SystolicArray
 from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
@@ -755,15 +755,24 @@ class Accelerator(wiring.Component):
         # ======================================================================================
         # Accumulation: read-modify-write of the accumulator SRAM (never stalls)
         # ======================================================================================
+        # Stage 0: the array's output addresses the accumulator; stage 1: the memory's data
+        # and the partial sums enter the integer accumulators; stage 1 + L (L = their
+        # latency): the sums are written back (and enter the BFP accumulators).
         out = array.out.payload
         a1_valid = Signal()
         a1_meta = Signal(self._meta_layout())
         a1_psum = Signal.like(out.data)
         m.d.sync += [a1_valid.eq(array.out.valid), a1_meta.eq(out.meta), a1_psum.eq(out.data)]
         m.d.comb += [acc_read.addr.eq(out.meta.addr), acc_read.en.eq(1)]
-        a2_valid = Signal()
-        a2_meta = Signal(self._meta_layout())
-        m.d.sync += [a2_valid.eq(a1_valid), a2_meta.eq(a1_meta)]
+        a_metas = [a1_meta]
+        aw_valid = a1_valid             # becomes the write-back stage's
+        for stage in range(2, 2 + _latency(IntAccumulator())):
+            delayed_valid = Signal(name=f"a{stage}_valid")
+            delayed_meta = Signal(self._meta_layout(), name=f"a{stage}_meta")
+            m.d.sync += [delayed_valid.eq(aw_valid), delayed_meta.eq(a_metas[-1])]
+            aw_valid = delayed_valid
+            a_metas.append(delayed_meta)
+        aw_meta = a_metas[-1]
         int_accs = []
         for lane in range(lc_max):
             unit = IntAccumulator()
@@ -777,44 +786,44 @@ class Accelerator(wiring.Component):
                 unit.o_stream.ready.eq(1),
                 acc_write.data[lane].eq(unit.o_stream.payload.acc),
             ]
-        m.d.comb += [acc_write.addr.eq(a2_meta.addr), acc_write.en.eq(a2_valid)]
+        m.d.comb += [acc_write.addr.eq(aw_meta.addr), acc_write.en.eq(aw_valid)]
         group_written = Signal()
         group_bank = Signal()
         m.d.comb += [
-            group_written.eq(a2_valid & a2_meta.group_end & ~c.mx),
-            group_bank.eq(a2_meta.addr[-1]),
+            group_written.eq(aw_valid & aw_meta.group_end & ~c.mx),
+            group_bank.eq(aw_meta.addr[-1]),
         ]
         bfp_busy = Signal()
         if has_mx:
-            m.d.comb += [bfp_read.addr.eq(a1_meta.addr), bfp_read.en.eq(1)]
+            m.d.comb += [bfp_read.addr.eq(a_metas[-2].addr), bfp_read.en.eq(1)]
             fraction = Mux(c.mode == Mode.MXINT8,
                            2 * MX_FORMATS["mxint8"].fraction_bits,
                            2 * MX_FORMATS["mxint4"].fraction_bits)
-            bfp_in = a2_valid & a2_meta.last_pass & c.mx   # the MX modes only
+            bfp_in = aw_valid & aw_meta.last_pass & c.mx   # the MX modes only
             codes_b = bscale_fifo.r_data
-            m.d.comb += bscale_fifo.r_en.eq(a2_valid & a2_meta.pop_scale)
+            m.d.comb += bscale_fifo.r_en.eq(aw_valid & aw_meta.pop_scale)
             bfp_units = []
             for lane in range(lc_max):
                 unit = BfpAccumulator(config)
                 m.submodules[f"bfp_acc_{lane}"] = unit
                 bfp_units.append(unit)
-                exponent = (a2_meta.ca + codes_b[8 * lane:8 * lane + 8]
+                exponent = (aw_meta.ca + codes_b[8 * lane:8 * lane + 8]
                             - (2 * SCALE_BIAS) - fraction)
                 m.d.comb += [
                     unit.i_stream.valid.eq(bfp_in),
                     unit.i_stream.payload.acc.eq(bfp_read.data[lane]),
                     unit.i_stream.payload.partial.eq(int_accs[lane].o_stream.payload.acc),
                     unit.i_stream.payload.partial_exponent.eq(exponent[:BLOCK_EXPONENT_BITS]),
-                    unit.i_stream.payload.first.eq(a2_meta.first_block),
+                    unit.i_stream.payload.first.eq(aw_meta.first_block),
                     unit.o_stream.ready.eq(1),
                     bfp_write.data[lane].eq(unit.o_stream.payload),
                 ]
             # The row address and group end travel alongside the BFP pipeline.
-            delayed_valid, delayed_addr, delayed_end = bfp_in, a2_meta.addr, a2_meta.group_end
+            delayed_valid, delayed_addr, delayed_end = bfp_in, aw_meta.addr, aw_meta.group_end
             pending = []
             for stage_index in range(bfp_units[0].latency):
                 v = Signal(name=f"bfp_valid_{stage_index}")
-                a = Signal(len(a2_meta.addr), name=f"bfp_addr_{stage_index}")
+                a = Signal(len(aw_meta.addr), name=f"bfp_addr_{stage_index}")
                 e = Signal(name=f"bfp_end_{stage_index}")
                 m.d.sync += [v.eq(delayed_valid), a.eq(delayed_addr), e.eq(delayed_end)]
                 delayed_valid, delayed_addr, delayed_end = v, a, e
@@ -894,20 +903,60 @@ class Accelerator(wiring.Component):
         # Without the requantizer and the MX units every item is an int32 (8 nibbles).
         packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
         m.submodules.packer = packer
-        item = packer.i_stream
+        # The output units offer items on `item`; a pipeline register hands them to the
+        # packer (the output-kind multiplexer and the packer's shifter in separate cycles).
+        item = stream.Signature(packer.i_stream.payload.shape()).create()
+        staged_valid = Signal()
+        staged = Signal(packer.i_stream.payload.shape(), reset_less=True)
+        m.d.comb += [
+            item.ready.eq(~staged_valid | packer.i_stream.ready),
+            packer.i_stream.valid.eq(staged_valid),
+            packer.i_stream.payload.eq(staged),
+        ]
+        with m.If(item.ready):
+            m.d.sync += [staged_valid.eq(item.valid), staged.eq(item.payload)]
         m.d.comb += item.payload.last.eq(item_last)
         with m.If(item.valid & item.ready):
             with m.If(item_last):
                 m.d.sync += [items_left.eq(c.items_last), item_last.eq(c.items_last == 0)]
             with m.Else():
                 m.d.sync += [items_left.eq(items_left - 1), item_last.eq(items_left == 1)]
-        int_value = acc_drain.data[d1_lane]
+        # d1 holds the memories' read data; d2 registers the lane's value (with its
+        # requantization parameters and BFP value) and a skid buffer hands it to the output
+        # units: no memory output or lane multiplexer precedes them, and their `ready` does
+        # not reach the drain counters.
+        drain_fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
+        if has_requant:
+            drain_fields["params"] = requant_read.data.shape()
+        if has_mx:
+            drain_fields["bfp"] = bfp_drain.data.shape().elem_shape
+        drain_skid = SkidBuffer(data.StructLayout(drain_fields))
+        m.submodules.drain_skid = drain_skid
+        d2_valid = Signal()
+        d2 = Signal(drain_skid.i_stream.payload.shape(), reset_less=True)
+        m.d.comb += [
+            d1_ready.eq(~d2_valid | drain_skid.i_stream.ready),
+            drain_skid.i_stream.valid.eq(d2_valid),
+            drain_skid.i_stream.payload.eq(d2),
+        ]
+        with m.If(d1_ready):
+            m.d.sync += [d2_valid.eq(d1_valid), d2.block_end.eq(d1_block_end),
+                         d2.value.eq(acc_drain.data[d1_lane])]
+            if has_requant:
+                m.d.sync += d2.params.eq(requant_read.data)
+            if has_mx:
+                m.d.sync += d2.bfp.eq(bfp_drain.data[d1_lane])
+        drained = drain_skid.o_stream
+        d2_ready = drained.ready
+        d2_block_end = drained.payload.block_end
+        int_value = drained.payload.value
         units_busy = Signal()
-        busy_terms = [d1_valid, packer.busy]
+        busy_terms = [d1_valid, d2_valid, drain_skid.busy, staged_valid, packer.busy]
         if has_requant:
             requantizer = Requantizer()
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
+            params = drained.payload.params
             lo, hi = c.requant_bounds
             m.d.comb += [
                 requantizer.config.rounding.eq(Mux(c.rounding, RequantRounding.GEMMLOWP,
@@ -916,9 +965,9 @@ class Accelerator(wiring.Component):
                 requantizer.config.lo.eq(lo),
                 requantizer.config.hi.eq(hi),
                 requantizer.i_stream.payload.acc.eq(int_value),
-                requantizer.i_stream.payload.bias.eq(requant_read.data.bias),
-                requantizer.i_stream.payload.multiplier.eq(requant_read.data.multiplier),
-                requantizer.i_stream.payload.shift.eq(requant_read.data.shift),
+                requantizer.i_stream.payload.bias.eq(params.bias),
+                requantizer.i_stream.payload.multiplier.eq(params.multiplier),
+                requantizer.i_stream.payload.shift.eq(params.shift),
             ]
         if has_mx:
             to_float = BfpToFloat32(config)
@@ -926,16 +975,16 @@ class Accelerator(wiring.Component):
             m.submodules.to_float = to_float
             m.submodules.mx_quantizer = quantizer
             busy_terms += [to_float.busy, quantizer.busy]
-            bfp_value_d = bfp_drain.data[d1_lane]
+            bfp_value_d = drained.payload.bfp
             m.d.comb += [
                 to_float.i_stream.payload.eq(bfp_value_d),
                 quantizer.i_stream.payload.value.eq(bfp_value_d),
-                quantizer.i_stream.payload.last.eq(d1_block_end),
+                quantizer.i_stream.payload.last.eq(d2_block_end),
                 quantizer.format.eq(Mux(c.out_kind == _KIND["mxint8"],
                                         MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
             ]
         def int32_path() -> list:
-            return [d1_ready.eq(item.ready), item.valid.eq(d1_valid),
+            return [d2_ready.eq(item.ready), item.valid.eq(drained.valid),
                     item.payload.value.eq(int_value), item.payload.nibbles.eq(8)]
 
         int32_only = not has_requant and not has_mx
@@ -946,8 +995,8 @@ class Accelerator(wiring.Component):
                 with m.Case(_KIND["uint8"], _KIND["int8"], _KIND["int4"]):
                     int4 = c.out_kind == _KIND["int4"]
                     m.d.comb += [
-                        requantizer.i_stream.valid.eq(d1_valid),
-                        d1_ready.eq(requantizer.i_stream.ready),
+                        requantizer.i_stream.valid.eq(drained.valid),
+                        d2_ready.eq(requantizer.i_stream.ready),
                         item.valid.eq(requantizer.o_stream.valid),
                         requantizer.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(requantizer.o_stream.payload.value[:8]
@@ -960,8 +1009,8 @@ class Accelerator(wiring.Component):
             if has_mx:
                 with m.Case(_KIND["fp32"]):
                     m.d.comb += [
-                        to_float.i_stream.valid.eq(d1_valid),
-                        d1_ready.eq(to_float.i_stream.ready),
+                        to_float.i_stream.valid.eq(drained.valid),
+                        d2_ready.eq(to_float.i_stream.ready),
                         item.valid.eq(to_float.o_stream.valid),
                         to_float.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(to_float.o_stream.payload.bits),
@@ -972,8 +1021,8 @@ class Accelerator(wiring.Component):
                     int8 = c.out_kind == _KIND["mxint8"]
                     element = Mux(int8, q.element.as_unsigned(), q.element[:4])
                     m.d.comb += [
-                        quantizer.i_stream.valid.eq(d1_valid),
-                        d1_ready.eq(quantizer.i_stream.ready),
+                        quantizer.i_stream.valid.eq(drained.valid),
+                        d2_ready.eq(quantizer.i_stream.ready),
                         item.valid.eq(quantizer.o_stream.valid),
                         quantizer.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(Mux(q.first, Cat(q.scale, element),

@@ -9,7 +9,7 @@ clearing.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.utils import bits_for
 
@@ -59,7 +59,8 @@ class IntAccumulator(wiring.Component):
 
     `i_stream` carries the accumulator value read from the SRAM, the partial sum to add and
     `first` (the accumulator is zero: acc' = partial); `o_stream` the new accumulator value.
-    Wraps modulo 2^32 like ONNX MatMulInteger and `torch._int_mm`. Latency 1 cycle,
+    Wraps modulo 2^32 like ONNX MatMulInteger and `torch._int_mm`. Latency 2 cycles (the
+    operands are registered first: the accumulator comes straight from a memory),
     throughput one element per cycle.
     """
 
@@ -76,14 +77,15 @@ class IntAccumulator(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 1
+        return 2
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         payload = self.i_stream.payload
-        base = Mux(payload.first, 0, payload.acc)
-        dp.d.sync += self.o_stream.payload.acc.eq((base + payload.partial)[:32])
+        base = register(dp, Mux(payload.first, 0, payload.acc), "base_1")
+        partial = register(dp, payload.partial, "partial_1")
+        dp.d.sync += self.o_stream.payload.acc.eq((base + partial)[:32])
         pipe.insert_datapath(m, dp)
         return m
 
@@ -106,7 +108,7 @@ class BfpAccumulator(wiring.Component):
     with |m| <= 2^(W-1) is accepted, canonical or not. Exponents must stay inside the
     exponent width (they do for every MX GEMM with the default widths); they wrap otherwise.
 
-    Latency `latency` (10) cycles, throughput one element per cycle. An accumulator that
+    Latency `latency` (14) cycles, throughput one element per cycle. An accumulator that
     is read, updated and written back may not be updated again before its previous update
     has left the unit: schedule at least `latency` other accumulators in between.
 
@@ -154,7 +156,7 @@ class BfpAccumulator(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 10
+        return 14
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -170,70 +172,104 @@ class BfpAccumulator(wiring.Component):
         def reg(value: Value, name: str) -> Signal:
             return register(dp, value, name)
 
-        # 1: sign and magnitude of both operands.
-        acc_mantissa = Mux(i.first, 0, i.acc.mantissa)
-        a_neg = reg(acc_mantissa < 0, "a_neg_1")
-        a_mag = reg(abs(acc_mantissa), "a_mag_1")
+        # 1: the operands registered (the accumulator comes straight from a memory).
+        acc_mantissa = reg(Mux(i.first, 0, i.acc.mantissa), "acc_mantissa_1")
         a_exp = reg(i.acc.exponent, "a_exp_1")
-        b_neg = reg(i.partial < 0, "b_neg_1")
-        b_mag = reg(abs(i.partial), "b_mag_1")
+        partial = reg(i.partial, "partial_1")
         b_exp = reg(i.partial_exponent, "b_exp_1")
 
-        # 2: leading zeros in the F-bit frame; frame exponents (value = norm * 2^fexp).
-        a_lz_c = count_leading_zeros(zero_extend(a_mag, F))
-        b_lz_c = count_leading_zeros(zero_extend(b_mag, F))
-        a_lz = reg(a_lz_c, "a_lz_2")
-        b_lz = reg(b_lz_c, "b_lz_2")
-        a_fexp = reg(a_exp - a_lz_c, "a_fexp_2")
-        b_fexp = reg(b_exp - b_lz_c, "b_fexp_2")
-        a_zero = reg(a_mag == 0, "a_zero_2")
-        b_zero = reg(b_mag == 0, "b_zero_2")
-        a_mag2, b_mag2 = reg(a_mag, "a_mag_2"), reg(b_mag, "b_mag_2")
-        a_neg, b_neg = reg(a_neg, "a_neg_2"), reg(b_neg, "b_neg_2")
+        # 2: sign and magnitude of both operands.
+        a_neg = reg(acc_mantissa < 0, "a_neg_2")
+        a_mag = reg(abs(acc_mantissa), "a_mag_2")
+        b_neg = reg(partial < 0, "b_neg_2")
+        b_mag = reg(abs(partial), "b_mag_2")
+        a_exp, b_exp = reg(a_exp, "a_exp_2"), reg(b_exp, "b_exp_2")
 
-        # 3: normalise (MSB at F - 1); exponent differences both ways.
-        a_norm = reg((zero_extend(a_mag2, F) << a_lz)[:F], "a_norm_3")
-        b_norm = reg((zero_extend(b_mag2, F) << b_lz)[:F], "b_norm_3")
-        diff_ab = reg(a_fexp - b_fexp, "diff_ab_3")
-        diff_ba = reg(b_fexp - a_fexp, "diff_ba_3")
-        a_fexp, b_fexp = reg(a_fexp, "a_fexp_3"), reg(b_fexp, "b_fexp_3")
-        a_zero, b_zero = reg(a_zero, "a_zero_3"), reg(b_zero, "b_zero_3")
+        # 3: leading zeros in the F-bit frame.
+        a_lz = reg(count_leading_zeros(zero_extend(a_mag, F)), "a_lz_3")
+        b_lz = reg(count_leading_zeros(zero_extend(b_mag, F)), "b_lz_3")
+        a_zero = reg(a_mag == 0, "a_zero_3")
+        b_zero = reg(b_mag == 0, "b_zero_3")
+        a_mag, b_mag = reg(a_mag, "a_mag_3"), reg(b_mag, "b_mag_3")
+        a_exp, b_exp = reg(a_exp, "a_exp_3"), reg(b_exp, "b_exp_3")
         a_neg, b_neg = reg(a_neg, "a_neg_3"), reg(b_neg, "b_neg_3")
 
-        # 4: order the operands so that |big| >= |small|; a zero operand is always small.
-        a_wins = ~a_zero & (b_zero | (diff_ab > 0) | ((diff_ab == 0) & (a_norm >= b_norm)))
-        distance = Mux(a_wins, diff_ab, diff_ba)
-        big_norm = reg(Mux(a_wins, a_norm, b_norm), "big_norm_4")
-        small_norm = reg(Mux(a_wins, b_norm, a_norm), "small_norm_4")
-        big_neg = reg(Mux(a_wins, a_neg, b_neg), "big_neg_4")
-        subtract = reg(a_neg ^ b_neg, "subtract_4")
-        big_fexp = reg(Mux(a_wins, a_fexp, b_fexp), "big_fexp_4")
-        shift = reg(Mux(distance < 0, 0, Mux(distance > T, T, distance))[:bits_for(T)],
-                    "shift_4")
+        # 4: normalise (MSB at F - 1); frame exponents (value = norm * 2^fexp).
+        a_norm = reg((zero_extend(a_mag, F) << a_lz)[:F], "a_norm_4")
+        b_norm = reg((zero_extend(b_mag, F) << b_lz)[:F], "b_norm_4")
+        a_fexp = reg(a_exp - a_lz, "a_fexp_4")
+        b_fexp = reg(b_exp - b_lz, "b_fexp_4")
+        a_zero, b_zero = reg(a_zero, "a_zero_4"), reg(b_zero, "b_zero_4")
+        a_neg, b_neg = reg(a_neg, "a_neg_4"), reg(b_neg, "b_neg_4")
 
-        # 5: align the smaller operand, jamming the bits shifted out into its LSB.
+        # 5: exponent differences both ways; the mantissa comparison.
+        diff_ab = reg(a_fexp - b_fexp, "diff_ab_5")
+        diff_ba = reg(b_fexp - a_fexp, "diff_ba_5")
+        norm_ge = reg(a_norm >= b_norm, "norm_ge_5")
+        a_norm, b_norm = reg(a_norm, "a_norm_5"), reg(b_norm, "b_norm_5")
+        a_fexp, b_fexp = reg(a_fexp, "a_fexp_5"), reg(b_fexp, "b_fexp_5")
+        a_zero, b_zero = reg(a_zero, "a_zero_5"), reg(b_zero, "b_zero_5")
+        a_neg, b_neg = reg(a_neg, "a_neg_5"), reg(b_neg, "b_neg_5")
+
+        # 6: which operand is bigger (|big| >= |small|; a zero operand is always small);
+        # the alignment distance each way, clamped to [0, T].
+        def clamp(distance: Value) -> Value:
+            return Mux(distance < 0, 0, Mux(distance > T, T, distance))[:bits_for(T)]
+
+        a_wins = reg(~a_zero & (b_zero | (diff_ab > 0) | ((diff_ab == 0) & norm_ge)),
+                     "a_wins_6")
+        shift_ab = reg(clamp(diff_ab), "shift_ab_6")
+        shift_ba = reg(clamp(diff_ba), "shift_ba_6")
+        a_norm, b_norm = reg(a_norm, "a_norm_6"), reg(b_norm, "b_norm_6")
+        a_fexp, b_fexp = reg(a_fexp, "a_fexp_6"), reg(b_fexp, "b_fexp_6")
+        a_neg, b_neg = reg(a_neg, "a_neg_6"), reg(b_neg, "b_neg_6")
+
+        # 7: order the operands.
+        big_norm = reg(Mux(a_wins, a_norm, b_norm), "big_norm_7")
+        small_norm = reg(Mux(a_wins, b_norm, a_norm), "small_norm_7")
+        big_neg = reg(Mux(a_wins, a_neg, b_neg), "big_neg_7")
+        subtract = reg(a_neg ^ b_neg, "subtract_7")
+        big_fexp = reg(Mux(a_wins, a_fexp, b_fexp), "big_fexp_7")
+        shift = reg(Mux(a_wins, shift_ab, shift_ba), "shift_7")
+
+        # 8: align the smaller operand; the bits shifted out, jammed into its LSB in 9.
         kept, round_bit, sticky = shift_right_rounding(Cat(Const(0, 2), small_norm), shift, T)
-        aligned = reg(kept[:T] | (round_bit | sticky), "aligned_5")
-        big_wide = reg(Cat(Const(0, 2), big_norm), "big_wide_5")
-        big_neg, subtract = reg(big_neg, "big_neg_5"), reg(subtract, "subtract_5")
-        big_fexp = reg(big_fexp, "big_fexp_5")
+        kept = reg(kept[:T], "kept_8")
+        jam = reg(round_bit | sticky, "jam_8")
+        big_wide = reg(Cat(Const(0, 2), big_norm), "big_wide_8")
+        big_neg, subtract = reg(big_neg, "big_neg_8"), reg(subtract, "subtract_8")
+        big_fexp = reg(big_fexp, "big_fexp_8")
 
-        # 6: add or subtract magnitudes; the result is never negative.
-        total = reg(Mux(subtract, big_wide - aligned, big_wide + aligned)[:T + 1], "total_6")
-        big_neg, big_fexp = reg(big_neg, "big_neg_6"), reg(big_fexp, "big_fexp_6")
+        # 9: add or subtract magnitudes; the result is never negative.
+        aligned = kept | jam
+        total = reg(Mux(subtract, big_wide - aligned, big_wide + aligned)[:T + 1], "total_9")
+        big_neg, big_fexp = reg(big_neg, "big_neg_9"), reg(big_fexp, "big_fexp_9")
 
-        # 7: leading zeros of the sum.
-        total_lz = reg(count_leading_zeros(total), "total_lz_7")
-        total_zero = reg(total == 0, "total_zero_7")
-        total, big_neg, big_fexp = (reg(total, "total_7"), reg(big_neg, "big_neg_7"),
-                                    reg(big_fexp, "big_fexp_7"))
+        # 10, 11: leading zeros of the sum, in two steps: per 8-bit group (the count within
+        # the group and whether it is zero), then the first nonzero group.
+        groups = -(-(T + 1) // 8)
+        padded = Cat(Const(0, 8 * groups - (T + 1)), total)   # zeros below keep the count
+        group_lz = []
+        group_nonzero = []
+        for index in range(groups):       # group 0 is the most significant
+            part = padded[8 * (groups - 1 - index):8 * (groups - index)]
+            group_lz.append(reg(count_leading_zeros(part), f"group_lz_{index}_10"))
+            group_nonzero.append(reg(part != 0, f"group_nonzero_{index}_10"))
+        total, big_neg, big_fexp = (reg(total, "total_10"), reg(big_neg, "big_neg_10"),
+                                    reg(big_fexp, "big_fexp_10"))
+        first_group = count_leading_zeros(Cat(*reversed(group_nonzero)))
+        within = Array(group_lz)[first_group]
+        total_lz = reg(Cat(within, first_group)[:bits_for(8 * groups)], "total_lz_11")
+        total_zero = reg(Cat(*group_nonzero) == 0, "total_zero_11")
+        total, big_neg, big_fexp = (reg(total, "total_11"), reg(big_neg, "big_neg_11"),
+                                    reg(big_fexp, "big_fexp_11"))
 
-        # 8: normalise the sum (MSB at T); exponent of its top W - 1 bits.
-        normal = reg((total << total_lz)[:T + 1], "normal_8")
-        result_exp = reg(big_fexp + (T - W) - total_lz, "result_exp_8")
-        negative, is_zero = reg(big_neg, "negative_8"), reg(total_zero, "zero_8")
+        # 12: normalise the sum (MSB at T); exponent of its top W - 1 bits.
+        normal = reg((total << total_lz)[:T + 1], "normal_12")
+        result_exp = reg(big_fexp + (T - W) - total_lz, "result_exp_12")
+        negative, is_zero = reg(big_neg, "negative_12"), reg(total_zero, "zero_12")
 
-        # 9: round to W - 1 magnitude bits.
+        # 13: round to W - 1 magnitude bits.
         top = normal[T - W + 2:]
         guard = normal[T - W + 1]
         rest = normal[:T - W + 1] != 0
@@ -241,11 +277,11 @@ class BfpAccumulator(wiring.Component):
             round_up = guard & (rest | top[0])
         else:  # toward minus infinity: negative magnitudes round up
             round_up = negative & (guard | rest)
-        rounded = reg(top + round_up, "rounded_9")
-        result_exp = reg(result_exp, "result_exp_9")
-        negative, is_zero = reg(negative, "negative_9"), reg(is_zero, "zero_9")
+        rounded = reg(top + round_up, "rounded_13")
+        result_exp = reg(result_exp, "result_exp_13")
+        negative, is_zero = reg(negative, "negative_13"), reg(is_zero, "zero_13")
 
-        # 10: canonical two's-complement form (carry out, negative powers of two).
+        # 14: canonical two's-complement form (carry out, negative powers of two).
         carry = rounded[W - 1]
         smallest_normal = rounded == (1 << (W - 2))
         o = self.o_stream.payload

@@ -9,8 +9,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-__all__ = ["SerialMultiplier", "StalledPipeline", "unit_members", "count_leading_zeros",
-           "register", "shift_right_rounding", "zero_extend"]
+__all__ = ["SerialMultiplier", "SkidBuffer", "StalledPipeline", "unit_members",
+           "count_leading_zeros", "register", "shift_right_rounding", "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -115,6 +115,34 @@ class StalledPipeline:
         """Add `datapath` to `module` as submodule `datapath`, its registers enabled by
         `advance`."""
         module.submodules.datapath = EnableInserter(self.advance)(datapath)
+
+
+class SkidBuffer(wiring.Component):
+    """A stream register whose `ready` is a register too: it cuts every combinational path
+    through a stream, forward (valid, payload) and backward (ready).
+
+    `o_stream` comes from an output register; a beat accepted while the output is held
+    waits in a second (skid) register, and `i_stream.ready` is low exactly while that one
+    is full. Throughput one beat per cycle, latency 1 cycle; `busy` is high while a beat is
+    inside."""
+
+    def __init__(self, layout: object) -> None:
+        super().__init__(unit_members(layout, layout))
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        i, o = self.i_stream, self.o_stream
+        skid = Signal.like(i.payload, reset_less=True)
+        skid_valid = Signal()
+        m.d.comb += [i.ready.eq(~skid_valid), self.busy.eq(o.valid | skid_valid)]
+        with m.If(~o.valid | o.ready):      # the output register takes a beat
+            with m.If(skid_valid):
+                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
+        with m.Elif(i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+        return m
 
 
 def unit_members(input_layout: object, output_layout: object, **extra: object) -> dict:

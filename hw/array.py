@@ -96,12 +96,12 @@ class SystolicArray(wiring.Component):
         A complete shadow tile waits for its swap (the `w` stream is not accepted).
 
     Latency and throughput: an input accepted in cycle t has its output valid in cycle
-    t + `latency` (R + 1) when the output is not stalled. The array accepts one vector
-    per cycle in every mode (R * C MACs per cycle in 8-bit-weight modes, 2 * R * C in
-    4-bit-weight modes), so N vectors take N + `latency` cycles. After the output has
-    been stalled, one cycle passes before the grid advances again. Loading a tile takes
-    R beats; it overlaps computation, so tiles used for at least R + 1 vectors swap in
-    without a bubble.
+    t + `latency` (R + `config.pe_stages`) when the output is not stalled. The array
+    accepts one vector per cycle in every mode (R * C MACs per cycle in 8-bit-weight
+    modes, 2 * R * C in 4-bit-weight modes), so N vectors take N + `latency` cycles.
+    After the output has been stalled, one cycle passes before the grid advances again.
+    Loading a tile takes R beats; it overlaps computation, so tiles used for at least
+    R + 1 vectors swap in without a bubble.
     """
 
     def __init__(self, config: ArrayConfig, *, meta_shape: ShapeLike = 0,
@@ -156,7 +156,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a vector to its output beat being valid (no stall)."""
-        return self._config.rows + 1
+        return self._config.rows + self._config.pe_stages
 
     @property
     def weight_beats(self) -> int:
@@ -199,9 +199,8 @@ class SystolicArray(wiring.Component):
         # Row r swaps in the cycle before vector v's activation reaches it (r cycles after
         # v is accepted) and computes v one cycle later.
         row_swap: list[Signal] = []
-        row_mode: list[Signal] = []
         row_activation: list[Signal] = []
-        row_shadow_two_lanes: list[Value] = []    # for the DSP PEs, see `hw.pe`
+        row_shadow_two_lanes: list[Value] = []
         four_bit_modes = [Mode.from_name(name) for name in self._config.modes
                           if MODE_INFO[name].lanes == 2]
         swap = Signal(name="swap_0")
@@ -213,13 +212,10 @@ class SystolicArray(wiring.Component):
                 swap = delayed
             row_swap.append(swap)
 
+            # The PEs sample the shadow tile's mode at the swap (see `hw.pe`).
             shadow_mode = Signal(Mode, name=f"shadow_mode_{row}")
-            active_mode = Signal(Mode, name=f"active_mode_{row}")
             with grid.If(w_transfer & (load_row == row)):
                 grid.d.sync += shadow_mode.eq(self.w.payload.mode)
-            with grid.If(swap):
-                grid.d.sync += active_mode.eq(shadow_mode)
-            row_mode.append(active_mode)
             row_shadow_two_lanes.append(Value.cast(shadow_mode).matches(*four_bit_modes))
 
             # r + 1 registers: the input register and the skew of row r.
@@ -234,7 +230,7 @@ class SystolicArray(wiring.Component):
         valid = a_transfer
         meta = self.a.payload.meta if self._has_meta else None
         valid_stages: list[Signal] = []
-        for stage_index in range(rows + 1):
+        for stage_index in range(self.latency):
             next_valid = Signal(name=f"valid_{stage_index}")
             grid.d.sync += next_valid.eq(valid)
             valid = next_valid
@@ -252,18 +248,18 @@ class SystolicArray(wiring.Component):
             pe_row = []
             for col in range(cols):
                 pe = ProcessingElement(self._config.modes, accumulated=row,
-                                       multiplier=self._multiplier)
+                                       multiplier=self._multiplier,
+                                       stages=self._config.pe_stages)
                 grid.submodules[f"pe_{row}_{col}"] = pe
                 grid.d.comb += [
                     pe.activation.eq(row_activation[row]),
-                    pe.mode.eq(row_mode[row]),
                     pe.weight.eq(self.w.payload.data[col]),
                     pe.load.eq(w_transfer & (load_row == row)),
                     pe.swap.eq(row_swap[row]),
                 ]
                 if row > 0:
                     grid.d.comb += pe.psum_in.eq(pes[row - 1][col].psum_out)
-                if self._multiplier in DSP_MULTIPLIERS:
+                if lanes == 2:
                     grid.d.comb += pe.shadow_two_lanes.eq(row_shadow_two_lanes[row])
                 pe_row.append(pe)
             pes.append(pe_row)

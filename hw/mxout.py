@@ -142,7 +142,7 @@ class MxQuantizer(wiring.Component):
     `format` selects MXINT8 or MXINT4; change it only while `busy` is low.
 
     Two block buffers of BK entries alternate: one fills while the other is quantised, so
-    throughput is one value per cycle. The first element of a block appears `latency` (8)
+    throughput is one value per cycle. The first element of a block appears `latency` (9)
     cycles after its last value was accepted (no backpressure).
     """
 
@@ -182,7 +182,7 @@ class MxQuantizer(wiring.Component):
     def latency(self) -> int:
         """Cycles from accepting the value that completes a block to presenting the block's
         first element (no backpressure)."""
-        return 8
+        return 9
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -249,7 +249,7 @@ class MxQuantizer(wiring.Component):
                 m.d.sync += [write_index.eq(write_index + 1), block_max.eq(new_max),
                              block_any.eq(new_any)]
 
-        # --- Reader: quantise a full bank, one element per cycle (4 stages incl. the read).
+        # --- Reader: quantise a full bank, one element per cycle (5 stages incl. the read).
         read_bank = Signal()
         read_index = Signal(index_bits)
         reader = Module()
@@ -273,8 +273,9 @@ class MxQuantizer(wiring.Component):
             return register(reader, value, name)
 
         # Valid bits of the reader stages (these, unlike the data registers, reset).
-        valid = [Signal(name=f"valid_{n}") for n in range(1, 4)]
-        reader.d.sync += [valid[0].eq(issue), valid[1].eq(valid[0]), valid[2].eq(valid[1])]
+        valid = [Signal(name=f"valid_{n}") for n in range(1, 5)]
+        reader.d.sync += [valid[0].eq(issue), *(valid[n].eq(valid[n - 1])
+                                                for n in range(1, len(valid)))]
 
         # R1: the memory read; the block's shared exponent, first and last.
         top = Mux(read_bank, bank_max[1], bank_max[0])
@@ -284,38 +285,42 @@ class MxQuantizer(wiring.Component):
         shared = reg(shared[:8].as_signed(), "shared_1")
         first = reg(read_index == 0, "first_1")
         last = reg(is_last, "last_1")
-        entry = read_port.data
 
-        # R2: bits to drop: (KEPT - 1 - f) + (shared - lead); saturate when lead > shared.
+        # R2: the entry registered (the memory's output feeds no logic).
+        entry = Signal(self.entry_layout, name="entry_2", reset_less=True)
+        reader.d.sync += entry.eq(read_port.data)
+        shared, first, last = reg(shared, "shared_2"), reg(first, "first_2"), reg(last, "last_2")
+
+        # R3: bits to drop: (KEPT - 1 - f) + (shared - lead); saturate when lead > shared.
         mxint8 = self.format == MxElementFormat.MXINT8
         fraction_bits = Mux(mxint8, MX_FORMATS["mxint8"].fraction_bits,
                             MX_FORMATS["mxint4"].fraction_bits)
         distance = shared - entry.lead
         drop = (self._KEPT_BITS - 1) - fraction_bits + distance
         limit = self._KEPT_BITS + 1  # everything rounds to 0 from here on
-        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_2")
-        saturate = reg(distance < 0, "saturate_2")
-        kept_2 = reg(entry.kept, "kept_2")
-        sticky_2 = reg(entry.sticky, "sticky_2")
-        negative_2 = reg(entry.negative, "negative_2")
-        zero_2 = reg(entry.zero, "zero_2")
-        shared, first, last = reg(shared, "shared_2"), reg(first, "first_2"), reg(last, "last_2")
-
-        # R3: shift to the element's grid.
-        kept, guard, rest = shift_right_rounding(kept_2, drop, limit)
-        up = reg(guard & (rest | sticky_2 | kept[0]), "up_3")
-        kept = reg(kept[:self._KEPT_BITS], "kept_3")
-        saturate, negative, zero = (reg(saturate, "saturate_3"), reg(negative_2, "negative_3"),
-                                    reg(zero_2, "zero_3"))
+        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_3")
+        saturate = reg(distance < 0, "saturate_3")
+        kept_3 = reg(entry.kept, "kept_3")
+        sticky_3 = reg(entry.sticky, "sticky_3")
+        negative_3 = reg(entry.negative, "negative_3")
+        zero_3 = reg(entry.zero, "zero_3")
         shared, first, last = reg(shared, "shared_3"), reg(first, "first_3"), reg(last, "last_3")
 
-        # R4: round, clamp to +-max, sign.
+        # R4: shift to the element's grid.
+        kept, guard, rest = shift_right_rounding(kept_3, drop, limit)
+        up = reg(guard & (rest | sticky_3 | kept[0]), "up_4")
+        kept = reg(kept[:self._KEPT_BITS], "kept_4")
+        saturate, negative, zero = (reg(saturate, "saturate_4"), reg(negative_3, "negative_4"),
+                                    reg(zero_3, "zero_4"))
+        shared, first, last = reg(shared, "shared_4"), reg(first, "first_4"), reg(last, "last_4")
+
+        # R5: round, clamp to +-max, sign.
         max_code = Mux(mxint8, MX_FORMATS["mxint8"].max_code, MX_FORMATS["mxint4"].max_code)
         rounded = kept + up
         element = Mux(saturate | (rounded > max_code), max_code, rounded)
         element = Mux(zero, 0, element)
         reader.d.sync += [
-            o.valid.eq(valid[2]),
+            o.valid.eq(valid[-1]),
             o.payload.element.eq(Mux(negative, -element, element)),
             o.payload.scale.eq(shared + SCALE_BIAS),
             o.payload.first.eq(first),

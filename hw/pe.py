@@ -24,6 +24,11 @@ modes p_lo and p_hi are the two lane products. That is the partial-product array
 On LUT fabric it costs about what an int8-only PE costs (the lane-1 partial-sum
 register aside); with `-dsp` synthesis Yosys maps the two 8x4 products to two DSP blocks.
 
+multiplier="lut" computes the same two products as sums of shifted activations, so
+synthesis never maps them to DSP blocks: on the ECP5 the PE's multipliers and adders then
+sit together in the fabric, where routes to and from the DSP columns would dominate a
+100 MHz clock period.
+
 multiplier="packed" serves DSP-rich targets instead: one 8x16 product
 a * (4096 * h + (l + 8)) yields a * h in its upper bits and a * l + 8a in its lower 12
 bits (exactly separable because a * (l + 8) fits 12 signed bits); 8a is subtracted in
@@ -45,11 +50,13 @@ blocks for 16 int8 MACs or 32 4-bit MACs per cycle.
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Instance, Module, Mux, Shape, Signal, Value, signed
+from collections.abc import Callable
+
+from amaranth.hdl import Const, Instance, Module, Mux, Shape, ShapeLike, Signal, Value, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import MODE_INFO, MODES
+from golden.config import MODE_INFO, MODES, PE_STAGES
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 
 __all__ = [
@@ -84,7 +91,7 @@ WeightLayout = data.UnionLayout({
 """One PE's weight byte: one int8 weight, or two int4 weights (element 0 = lane 0 in the
 low nibble, the ONNX packing order)."""
 
-MULTIPLIERS = ("split", "packed")
+MULTIPLIERS = ("split", "packed", "lut")
 """The behavioural multipliers (written as `*`): any synthesis tool, and the Amaranth
 simulator."""
 DSP_MULTIPLIERS = ("ice40-sb-mac16",)
@@ -142,44 +149,51 @@ class ProcessingElement(wiring.Component):
         the exact widths of `psum_in` and `psum_out`.
     multiplier
         "split" (two 8x4 products sharing one 8x8 partial-product array; best on LUT
-        fabric), "packed" (one 8x16 product, one DSP block) or "ice40-sb-mac16" (lane 0
+        fabric), "lut" (the same products as explicit shift-and-add sums: never a DSP
+        block), "packed" (one 8x16 product, one DSP block) or "ice40-sb-mac16" (lane 0
         from half an external SB_MAC16, see `Ice40Mac16Pair`); see the module docstring.
+
+    stages
+        Register stages (`golden.config.PE_STAGES`): 1, the product and the partial-sum
+        addition in one cycle; 2, the multiplier outputs are registered and added in the
+        next cycle (for fast clocks: the multiplier and the adder in separate stages).
 
     Ports
     -----
     activation : In(signed(8))
         The row's activation (int4 activations sign-extended).
-    mode : In(Mode)
-        Format of the *active* weight this cycle; selects one or two lanes.
     weight : In(WeightLayout)
         Weight byte for the shadow register.
     load : In(1)
         Write `weight` into the shadow register at the clock edge.
     swap : In(1)
-        Copy the shadow register into the active register at the clock edge (if `load` is
-        high in the same cycle, the shadow value *before* the load is the one copied).
+        Make the shadow weight the active one at the clock edge (if `load` is high in the
+        same cycle, the shadow value *before* the load is the one that becomes active).
+    shadow_two_lanes : In(1)
+        Only when a 4-bit-weight mode is built: the *shadow* weight is in a 4-bit-weight
+        mode (sampled at `swap`, with the shadow weight, so the multipliers' operands are
+        formed before the tile becomes active and no mode logic precedes them).
     psum_in : In(StructLayout({"lane0": ..., "lane1": ...}))
         Partial sums from the PE above (lane1 only when the PE has two lanes); absent
         when `accumulated` is 0.
     psum_out : Out(same layout, one product wider)
-        Registered: psum_out(t+1) = psum_in(t) + activation(t) * active_weight(t), per
-        lane. In single-lane modes lane 1 passes psum_in.lane1 through unchanged (zero in
-        an array), so no stale product leaks in.
-    shadow_two_lanes : In(1)
-        Only with multiplier="ice40-sb-mac16": the *shadow* weight is in a 4-bit-weight
-        mode (sampled at `swap`, with the shadow weight; `mode` is then not used).
+        Registered: psum_out(t + stages) = psum_in(t + stages - 1) + activation(t) *
+        active_weight(t), per lane. In single-lane modes lane 1 passes psum_in.lane1
+        through unchanged (zero in an array), so no stale product leaks in.
     dsp_a, dsp_b : Out(signed(8)); dsp_product : In(signed(16))
         Only with multiplier="ice40-sb-mac16": the operands of the PE's 8x8 DSP half
         (`dsp_b` comes from a register) and its combinational product (connect them to
         one half of an `Ice40Mac16Pair`).
 
-    Latency `latency` = 1 cycle from `activation`/`psum_in` to `psum_out`; a `swap` in
-    cycle t makes the new weight active from cycle t+1; throughput one (or two, in 4-bit
-    modes) MAC per cycle. All registers are reset-less datapath state (weights start at 0).
+    Latency `latency` = `stages` cycles from `activation` to `psum_out` (psum_in is added
+    in the last stage, so a column of PEs adds one cycle per row whatever `stages` is); a
+    `swap` in cycle t makes the new weight active from cycle t+1; throughput one (or two,
+    in 4-bit modes) MAC per cycle. All registers are reset-less datapath state (weights
+    start at 0).
     """
 
     def __init__(self, modes: tuple[str, ...] = MODES, *, accumulated: int = 0,
-                 multiplier: str = "split") -> None:
+                 multiplier: str = "split", stages: int = 1) -> None:
         for mode in modes:
             if mode not in MODE_INFO:
                 raise ValueError(f"modes contains {mode!r}; known modes are {', '.join(MODES)}")
@@ -187,22 +201,25 @@ class ProcessingElement(wiring.Component):
             raise ValueError(
                 f"accumulated must be a non-negative integer, not {accumulated!r}")
         check_multiplier(multiplier)
+        if stages not in PE_STAGES:
+            raise ValueError(f"stages must be 1 or 2, not {stages!r}")
         self._modes = tuple(modes)
         self._accumulated = accumulated
         self._multiplier = multiplier
+        self._stages = stages
         self._lanes = mode_lanes(self._modes)
         members = {
             "activation": In(signed(8)),
-            "mode": In(Mode),
             "weight": In(WeightLayout),
             "load": In(1),
             "swap": In(1),
             "psum_out": Out(_psum_layout(accumulated + 1, self._lanes)),
         }
+        if self._lanes == 2:
+            members["shadow_two_lanes"] = In(1)
         if accumulated > 0:  # the first row has no partial sums to add
             members["psum_in"] = In(_psum_layout(accumulated, self._lanes))
         if multiplier in DSP_MULTIPLIERS:
-            members["shadow_two_lanes"] = In(1)
             members["dsp_a"] = Out(signed(8))
             members["dsp_b"] = Out(signed(8))
             members["dsp_product"] = In(signed(16))
@@ -220,8 +237,8 @@ class ProcessingElement(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from `activation` and `psum_in` to `psum_out`."""
-        return 1
+        """Cycles from `activation` and `psum_in` to `psum_out`: the register stages."""
+        return self._stages
 
     @property
     def multiplier(self) -> str:
@@ -231,23 +248,35 @@ class ProcessingElement(wiring.Component):
         m = Module()
 
         shadow = Signal(WeightLayout, reset_less=True)
-        active = Signal(WeightLayout, reset_less=True)
         with m.If(self.load):
             m.d.sync += shadow.eq(self.weight)
-        with m.If(self.swap):
-            m.d.sync += active.eq(shadow)
+        # Everything the active weight decides is formed when the tile swaps in, from the
+        # shadow weight and its mode, so no mode logic sits between the registers and the
+        # multipliers.
+        two_lanes: Value = Const(0)
+        if self._lanes == 2:
+            two_lanes = Signal(name="two_lanes", reset_less=True)
+            with m.If(self.swap):
+                m.d.sync += two_lanes.eq(self.shadow_two_lanes)
 
         a = self.activation
         if self._multiplier in DSP_MULTIPLIERS:
-            products = self._dsp_products(m, a, shadow)
-        elif self._lanes == 1:
-            products = [a * active.int8]
+            raw, finish = self._dsp_products(m, a, shadow)
+        elif self._multiplier in ("split", "lut"):
+            raw, finish = self._split_products(m, a, shadow)
         else:
-            two_lanes = self._two_lanes(m)
-            if self._multiplier == "split":
-                products = self._split_products(m, a, active, two_lanes)
-            else:
-                products = self._packed_products(m, a, active, two_lanes)
+            raw, finish = self._packed_products(m, a, shadow)
+        if self._stages == 2:
+            # The products are registered (with what finishing them needs) and summed in
+            # the next cycle: the multiplier and the partial-sum adder in separate stages.
+            staged = []
+            for index, value in enumerate([*raw, a, two_lanes]):
+                register = Signal.like(Value.cast(value), name=f"stage_{index}",
+                                       reset_less=True)
+                m.d.sync += register.eq(value)
+                staged.append(register)
+            *raw, a, two_lanes = staged
+        products = finish(raw, a, two_lanes)
 
         psum_next = Signal(_psum_layout(self._accumulated + 1, self._lanes), reset_less=True)
         for lane, product in enumerate(products):
@@ -259,71 +288,104 @@ class ProcessingElement(wiring.Component):
         m.d.comb += self.psum_out.eq(psum_next)
         return m
 
-    def _two_lanes(self, m: Module) -> Value:
-        """High while the active tile is in a 4-bit-weight mode (constant 0 without one)."""
-        if self._lanes == 1:
-            return Const(0)
-        two_lanes = Signal()
-        m.d.comb += two_lanes.eq(Value.cast(self.mode).matches(
-            *(Mode.from_name(name) for name in self._modes if MODE_INFO[name].lanes == 2)))
-        return two_lanes
-
-    def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> list[Value]:
-        # The operands are formed when the tile swaps in, from the shadow weight and the
-        # shadow tile's mode, so no mode logic sits between the registers and the
-        # multipliers: the DSP operand is the int8 weight or the sign-extended low nibble,
-        # the LUT multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
-        dsp_operand = Signal(signed(8), reset_less=True)
+    def _on_swap(self, m: Module, shape: ShapeLike, name: str, value: Value) -> Signal:
+        """A register loaded with `value` (formed from the shadow weight) at a swap."""
+        register = Signal(shape, name=name, reset_less=True)
         with m.If(self.swap):
-            m.d.sync += dsp_operand.eq(Mux(self.shadow_two_lanes, shadow.int4[0],
-                                           shadow.int8))
+            m.d.sync += register.eq(value)
+        return register
+
+    def _shadow_two_lanes(self) -> Value:
+        return self.shadow_two_lanes if self._lanes == 2 else Const(0)
+
+    def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> tuple[list[Value], Finish]:
+        # The DSP operand is the int8 weight or the sign-extended low nibble, the LUT
+        # multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
+        dsp_operand = self._on_swap(m, signed(8), "dsp_operand",
+                                    Mux(self._shadow_two_lanes(), shadow.int4[0], shadow.int8))
         m.d.comb += [self.dsp_a.eq(a), self.dsp_b.eq(dsp_operand)]
         if self._lanes == 1:
-            return [self.dsp_product]
-        high = Signal(signed(4), reset_less=True)
-        with m.If(self.swap):
-            m.d.sync += high.eq(Mux(self.shadow_two_lanes, shadow.int4[1], 0))
+            return [self.dsp_product], _as_products
+        high = self._on_swap(m, signed(4), "high",
+                             Mux(self.shadow_two_lanes, shadow.int4[1], 0))
         product_high = Signal(signed(12))
         m.d.comb += product_high.eq(a * high)
-        return [self.dsp_product, product_high]
+        return [self.dsp_product, product_high], _as_products
 
-    @staticmethod
-    def _split_products(m: Module, a: Value, weight: data.View,
-                        two_lanes: Value) -> list[Value]:
-        high = weight.int4[1]                               # signed [-8, 7]
-        # Low nibble: signed in 4-bit modes, unsigned [0, 15] in 8-bit modes. Mux of a
-        # signed(4) and an unsigned(4) value is a signed(5) value either way.
-        low = Mux(two_lanes, weight.int4[0], weight.int4[0].as_unsigned())
+    def _split_products(self, m: Module, a: Value,
+                        shadow: data.View) -> tuple[list[Value], Finish]:
+        if self._lanes == 1:
+            weight = self._on_swap(m, signed(8), "weight_int8", shadow.int8)
+            return [a * weight], _as_products
+        high = self._on_swap(m, signed(4), "high", shadow.int4[1])      # signed [-8, 7]
+        # Low nibble: signed in 4-bit modes, unsigned [0, 15] in 8-bit modes (signed(5)).
+        low = self._on_swap(m, signed(5), "low",
+                            Mux(self.shadow_two_lanes, shadow.int4[0],
+                                shadow.int4[0].as_unsigned()))
         product_low = Signal(signed(13))
         product_high = Signal(signed(12))
-        m.d.comb += [product_low.eq(a * low), product_high.eq(a * high)]
-        return [
-            Mux(two_lanes, product_low, product_low + (product_high << 4)),
-            Mux(two_lanes, product_high, 0),
-        ]
+        multiply = _shift_add if self._multiplier == "lut" else _times
+        m.d.comb += [product_low.eq(multiply(a, low)), product_high.eq(multiply(a, high))]
 
-    @staticmethod
-    def _packed_products(m: Module, a: Value, weight: data.View,
-                         two_lanes: Value) -> list[Value]:
+        def finish(raw: list[Value], a: Value, two_lanes: Value) -> list[Value]:
+            product_low, product_high = raw
+            return [
+                Mux(two_lanes, product_low, product_low + (product_high << 4)),
+                Mux(two_lanes, product_high, 0),
+            ]
+        return [product_low, product_high], finish
+
+    def _packed_products(self, m: Module, a: Value,
+                         shadow: data.View) -> tuple[list[Value], Finish]:
+        if self._lanes == 1:
+            weight = self._on_swap(m, signed(8), "weight_int8", shadow.int8)
+            return [a * weight], _as_products
         # 4-bit modes: operand 4096 * h + (l + 8); l + 8 in [0, 15] is l with its sign bit
         # flipped. 8-bit modes: the int8 weight itself. Both fit 16 signed bits.
-        operand = Signal(signed(16))
-        bits = Value.cast(weight)
-        with m.If(two_lanes):
-            m.d.comb += operand.eq(((bits[4:8].as_signed()) << 12) | (bits[0:4] ^ 0b1000))
-        with m.Else():
-            m.d.comb += operand.eq(weight.int8)
+        bits = Value.cast(shadow)
+        operand = self._on_swap(m, signed(16), "operand",
+                                Mux(self.shadow_two_lanes,
+                                    (bits[4:8].as_signed() << 12) | (bits[0:4] ^ 0b1000),
+                                    shadow.int8))
         product = Signal(signed(24))
         m.d.comb += product.eq(a * operand)
-        # product = 4096 * (a * h) + a * (l + 8) with a * (l + 8) in [-1920, 1905]: the low
-        # 12 bits read as signed are a * (l + 8); the rest, plus the borrow of a negative
-        # low part, is a * h.
-        low_part = product[0:12].as_signed()
-        high_part = product[12:24].as_signed() + product[11]
-        return [
-            Mux(two_lanes, low_part - (a << 3), product),
-            Mux(two_lanes, high_part, 0),
-        ]
+
+        def finish(raw: list[Value], a: Value, two_lanes: Value) -> list[Value]:
+            # product = 4096 * (a * h) + a * (l + 8) with a * (l + 8) in [-1920, 1905]: the
+            # low 12 bits read as signed are a * (l + 8); the rest, plus the borrow of a
+            # negative low part, is a * h.
+            product, = raw
+            low_part = product[0:12].as_signed()
+            high_part = product[12:24].as_signed() + product[11]
+            return [
+                Mux(two_lanes, low_part - (a << 3), product),
+                Mux(two_lanes, high_part, 0),
+            ]
+        return [product], finish
+
+
+Finish = Callable[[list[Value], Value, Value], list[Value]]
+"""Turns the multiplier outputs (registered or not), the activation and the two-lane flag
+into the lane products."""
+
+
+def _as_products(raw: list[Value], a: Value, two_lanes: Value) -> list[Value]:
+    return raw
+
+
+def _times(a: Value, b: Value) -> Value:
+    return a * b
+
+
+def _shift_add(a: Value, b: Value) -> Value:
+    """a * b for a signed `b` as a sum of shifted copies of `a` (two's complement: the top
+    bit of `b` weighs -2^(n-1)), so synthesis builds it from LUTs and carry chains, never
+    from a DSP block."""
+    width = len(b)
+    total: Value = -Mux(b[width - 1], a << (width - 1), 0)
+    for bit in range(width - 1):
+        total = total + Mux(b[bit], a << bit, 0)
+    return total
 
 
 class Ice40Mac16Pair(wiring.Component):

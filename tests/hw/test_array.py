@@ -27,8 +27,10 @@ from tests.hw.cocotb_array import Scenario, make_scenario
 from tests.hw.streams import stream_get, stream_put
 
 
-def _config(rows: int, cols: int, modes: tuple[str, ...] = MODES) -> ArrayConfig:
-    return ArrayConfig(rows=rows, cols=cols, block_size=16, modes=modes)
+def _config(rows: int, cols: int, modes: tuple[str, ...] = MODES,
+            pe_stages: int = 1) -> ArrayConfig:
+    return ArrayConfig(rows=rows, cols=cols, block_size=16, modes=modes,
+                       pe_stages=pe_stages)
 
 
 def weight_payload(row: list, mode: str) -> dict:
@@ -112,27 +114,32 @@ def simulate(dut: SystolicArray, scenario: Scenario, seed: int, *, gaps: float,
     return {**cycles, "received": received}
 
 
-@pytest.mark.parametrize("shape", [(2, 2), (4, 4), (2, 4), (1, 2)])
-def test_array_matches_golden(shape: tuple[int, int], sim_seed: int) -> None:
-    config = _config(*shape)
+@pytest.mark.parametrize(("shape", "pe_stages"),
+                         [((2, 2), 1), ((4, 4), 1), ((2, 4), 1), ((1, 2), 1), ((4, 2), 2),
+                          ((1, 1), 2)])
+def test_array_matches_golden(shape: tuple[int, int], pe_stages: int, sim_seed: int) -> None:
+    config = _config(*shape, pe_stages=pe_stages)
     dut = SystolicArray(config, meta_shape=3)
     scenario = make_scenario(config, dut.lanes, sim_seed, vectors=300, meta_bits=3)
     assert {tile.mode for tile in scenario.tiles} >= set(MODES) or len(scenario.tiles) < 5
     simulate(dut, scenario, sim_seed, gaps=0.3, stalls=0.3)
 
 
-def test_array_heavy_backpressure(sim_seed: int) -> None:
+@pytest.mark.parametrize("pe_stages", [1, 2])
+def test_array_heavy_backpressure(pe_stages: int, sim_seed: int) -> None:
     """Ready mostly low and one-vector tiles: swaps wait for loads, the skid buffer holds."""
-    config = _config(2, 2)
+    config = _config(2, 2, pe_stages=pe_stages)
     dut = SystolicArray(config)
     scenario = make_scenario(config, dut.lanes, sim_seed, vectors=60,
                              tile_lengths=[1, 1, 2, 1, 5, 1, 3, 1, 10, 1, 1, 33])
     simulate(dut, scenario, sim_seed, gaps=0.1, stalls=0.8)
 
 
-def test_array_packed_multiplier(sim_seed: int) -> None:
-    config = _config(2, 2)
-    dut = SystolicArray(config, multiplier="packed")
+@pytest.mark.parametrize(("multiplier", "pe_stages"), [("packed", 1), ("packed", 2),
+                                                       ("lut", 2)])
+def test_array_other_multipliers(multiplier: str, pe_stages: int, sim_seed: int) -> None:
+    config = _config(2, 2, pe_stages=pe_stages)
+    dut = SystolicArray(config, multiplier=multiplier)
     scenario = make_scenario(config, dut.lanes, sim_seed, vectors=100)
     simulate(dut, scenario, sim_seed, gaps=0.3, stalls=0.3)
 
@@ -147,15 +154,15 @@ def test_array_single_lane_build(sim_seed: int) -> None:
     simulate(dut, scenario, sim_seed, gaps=0.3, stalls=0.3)
 
 
-@pytest.mark.parametrize("shape", [(2, 2), (4, 4)])
-def test_array_throughput(shape: tuple[int, int], sim_seed: int) -> None:
+@pytest.mark.parametrize(("shape", "pe_stages"), [((2, 2), 1), ((4, 4), 1), ((2, 2), 2)])
+def test_array_throughput(shape: tuple[int, int], pe_stages: int, sim_seed: int) -> None:
     """No gaps and no stalls: one vector per cycle in every mode, including across tile
     swaps whose loads overlap computation, so N vectors take N + latency cycles and the
     4-bit-weight modes deliver 2 R C MACs per cycle against R C for A8W8."""
     rows, cols = shape
-    config = _config(rows, cols)
+    config = _config(rows, cols, pe_stages=pe_stages)
     dut = SystolicArray(config)
-    assert dut.latency == rows + 1
+    assert dut.latency == rows + pe_stages
     macs_per_cycle = {}
     for mode in MODES:
         tiles = 3

@@ -15,8 +15,8 @@ import pytest
 from amaranth.hdl import Shape
 from amaranth.sim import Simulator, SimulatorContext
 
-from golden.config import MODE_INFO, MODES
-from hw.pe import MULTIPLIERS, Mode, ProcessingElement, product_range, psum_shape
+from golden.config import MODE_INFO, MODES, PE_STAGES
+from hw.pe import MULTIPLIERS, ProcessingElement, product_range, psum_shape
 from tests.hw.cocotb_array import CORNERS as ARRAY_CORNERS
 from tests.hw.cocotb_array import OPERAND_RANGES
 
@@ -55,6 +55,10 @@ def run_pe(dut: ProcessingElement, seed: int, modes: tuple[str, ...], steps: int
         low, high = (bound * dut.accumulated for bound in product_range(1 if lane == 0 else 2))
         return rng.choice([low, high, 0, rng.randint(low, high)])
 
+    # The product of step s is in psum_out after step s + stages - 1, added to that
+    # step's psum_in.
+    products: list[list[int]] = []
+
     async def testbench(ctx: SimulatorContext) -> None:
         nonlocal checked
         shadow: tuple[str, list[int]] = ("a8w8", [0])
@@ -71,21 +75,25 @@ def run_pe(dut: ProcessingElement, seed: int, modes: tuple[str, ...], steps: int
             ctx.set(dut.load, load)
             ctx.set(dut.swap, swap)
             ctx.set(dut.activation, activation)
-            # The mode input describes the active weight.
-            ctx.set(dut.mode, Mode.from_name(active[0]))
+            if lanes == 2:  # the shadow weight's format, taken at a swap
+                ctx.set(dut.shadow_two_lanes, MODE_INFO[shadow[0]].lanes == 2)
             if dut.accumulated:
                 ctx.set(dut.psum_in, {f"lane{lane}": psum_in[lane] for lane in range(lanes)})
             await ctx.tick()
             got = ctx.get(dut.psum_out)
             active_mode, weights = active
-            expected = list(psum_in)
-            for lane, weight in enumerate(weights):
-                expected[lane] += activation * weight
-            result = [getattr(got, f"lane{lane}") for lane in range(lanes)]
-            assert result == expected, (
-                f"seed {seed} step {step}: mode {active_mode}, activation {activation}, "
-                f"weights {weights}, psum_in {psum_in}: expected {expected}, got {result}")
-            checked += 1
+            products.append([activation * weight for weight in weights])
+            source = step - (dut.latency - 1)
+            if source >= 0:
+                expected = list(psum_in)
+                for lane, product in enumerate(products[source]):
+                    expected[lane] += product
+                result = [getattr(got, f"lane{lane}") for lane in range(lanes)]
+                assert result == expected, (
+                    f"seed {seed} step {step}: mode {active_mode}, activation {activation}, "
+                    f"weights {weights}, psum_in {psum_in}, product of step {source} "
+                    f"{products[source]}: expected {expected}, got {result}")
+                checked += 1
             # Register updates of this edge: swap copies the shadow *before* this load.
             if swap:
                 active = shadow
@@ -100,17 +108,19 @@ def run_pe(dut: ProcessingElement, seed: int, modes: tuple[str, ...], steps: int
 
 
 @pytest.mark.parametrize("multiplier", MULTIPLIERS)
-@pytest.mark.parametrize("accumulated", [0, 5])
-def test_pe_all_modes(multiplier: str, accumulated: int, sim_seed: int) -> None:
-    dut = ProcessingElement(MODES, accumulated=accumulated, multiplier=multiplier)
-    assert dut.lanes == 2 and dut.latency == 1
-    assert run_pe(dut, sim_seed, MODES, steps=1500) == 1500
+@pytest.mark.parametrize(("accumulated", "stages"), [(0, 1), (5, 1), (3, 2)])
+def test_pe_all_modes(multiplier: str, accumulated: int, stages: int, sim_seed: int) -> None:
+    dut = ProcessingElement(MODES, accumulated=accumulated, multiplier=multiplier,
+                            stages=stages)
+    assert dut.lanes == 2 and dut.latency == stages
+    assert run_pe(dut, sim_seed, MODES, steps=1500) == 1500 - (stages - 1)
 
 
 @pytest.mark.parametrize("multiplier", MULTIPLIERS)
-def test_pe_every_corner_product(multiplier: str) -> None:
+@pytest.mark.parametrize("stages", PE_STAGES)
+def test_pe_every_corner_product(multiplier: str, stages: int) -> None:
     """Exhaustive over the corner values: every (activation, weight) pair of each mode."""
-    dut = ProcessingElement(MODES, accumulated=1, multiplier=multiplier)
+    dut = ProcessingElement(MODES, accumulated=1, multiplier=multiplier, stages=stages)
     cases = []
     for mode in MODES:
         (a_low, a_high), (w_low, w_high) = OPERAND_RANGES[mode]
@@ -129,12 +139,13 @@ def test_pe_every_corner_product(multiplier: str) -> None:
             await ctx.tick()
             ctx.set(dut.load, 0)
             ctx.set(dut.swap, 1)
+            ctx.set(dut.shadow_two_lanes, w1 is not None)
             await ctx.tick()
             ctx.set(dut.swap, 0)
-            ctx.set(dut.mode, Mode.from_name(mode))
             ctx.set(dut.activation, a)
             ctx.set(dut.psum_in, {"lane0": -1, "lane1": 1})
-            await ctx.tick()
+            for _ in range(dut.latency):  # inputs held: the last tick adds psum_in
+                await ctx.tick()
             got = ctx.get(dut.psum_out)
             expected = [-1 + a * w0, 1 + (a * w1 if w1 is not None else 0)]
             assert [got.lane0, got.lane1] == expected, (mode, w0, w1, a)
@@ -145,12 +156,13 @@ def test_pe_every_corner_product(multiplier: str) -> None:
     sim.run()
 
 
-def test_pe_single_lane_build(sim_seed: int) -> None:
+@pytest.mark.parametrize("stages", PE_STAGES)
+def test_pe_single_lane_build(stages: int, sim_seed: int) -> None:
     """Built for 8-bit-weight modes only: one lane, no lane-1 logic."""
     modes = ("a8w8", "mxint8")
-    dut = ProcessingElement(modes, accumulated=2)
-    assert dut.lanes == 1
-    assert run_pe(dut, sim_seed, modes, steps=500) == 500
+    dut = ProcessingElement(modes, accumulated=2, stages=stages)
+    assert dut.lanes == 1 and "shadow_two_lanes" not in dut.signature.members
+    assert run_pe(dut, sim_seed, modes, steps=500) == 500 - (stages - 1)
 
 
 def test_psum_widths_are_exact() -> None:
@@ -167,6 +179,8 @@ def test_pe_refuses_bad_parameters() -> None:
         ProcessingElement(accumulated=-1)
     with pytest.raises(ValueError, match="modes contains 'int2'"):
         ProcessingElement(("int2",))
+    with pytest.raises(ValueError, match="stages must be 1 or 2, not 3"):
+        ProcessingElement(stages=3)
 
 
 def test_resource_script_counts_cells() -> None:
@@ -180,6 +194,7 @@ def test_resource_script_counts_cells() -> None:
     results = pe_resources(8, variants=variants, targets=("ecp5",))
     dsps = {name: cells["ecp5"]["MULT18X18D"] for name, cells in results.items()}
     assert dsps == {"split": 2, "packed": 1, "int8": 1}
-    # Weights (2 x 8 bits) and the two partial sums (19 + 15 bits) of row 7.
-    assert results["split"]["ecp5"]["TRELLIS_FF"] == 16 + 19 + 15
+    # The shadow weight (8 bits), the active operands (5-bit low and 4-bit high nibble)
+    # with the two-lane flag, and the two partial sums (19 + 15 bits) of row 7.
+    assert results["split"]["ecp5"]["TRELLIS_FF"] == 8 + 5 + 4 + 1 + 19 + 15
     assert "| split | ecp5 |" in resource_table(results)
