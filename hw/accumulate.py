@@ -20,7 +20,7 @@ from .arith import (
     StalledPipeline,
     count_leading_zeros,
     register,
-    shift_right_rounding,
+    staged_shift_right_rounding,
     unit_members,
     zero_extend,
 )
@@ -108,7 +108,7 @@ class BfpAccumulator(wiring.Component):
     with |m| <= 2^(W-1) is accepted, canonical or not. Exponents must stay inside the
     exponent width (they do for every MX GEMM with the default widths); they wrap otherwise.
 
-    Latency `latency` (14) cycles, throughput one element per cycle. An accumulator that
+    Latency `latency` (15) cycles, throughput one element per cycle. An accumulator that
     is read, updated and written back may not be updated again before its previous update
     has left the unit: schedule at least `latency` other accumulators in between.
 
@@ -156,7 +156,7 @@ class BfpAccumulator(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 14
+        return 15
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -232,20 +232,24 @@ class BfpAccumulator(wiring.Component):
         big_fexp = reg(Mux(a_wins, a_fexp, b_fexp), "big_fexp_7")
         shift = reg(Mux(a_wins, shift_ab, shift_ba), "shift_7")
 
-        # 8: align the smaller operand; the bits shifted out, jammed into its LSB in 9.
-        kept, round_bit, sticky = shift_right_rounding(Cat(Const(0, 2), small_norm), shift, T)
-        kept = reg(kept[:T], "kept_8")
-        jam = reg(round_bit | sticky, "jam_8")
-        big_wide = reg(Cat(Const(0, 2), big_norm), "big_wide_8")
-        big_neg, subtract = reg(big_neg, "big_neg_8"), reg(subtract, "subtract_8")
-        big_fexp = reg(big_fexp, "big_fexp_8")
+        # 8, 9: align the smaller operand (by the multiple of 8 first, then by the rest);
+        # the bits shifted out, jammed into its LSB in 10.
+        kept, round_bit, sticky = staged_shift_right_rounding(
+            reg, Cat(Const(0, 2), small_norm), shift, T, "align_8")
+        big_norm, big_neg = reg(big_norm, "big_norm_8"), reg(big_neg, "big_neg_8")
+        subtract, big_fexp = reg(subtract, "subtract_8"), reg(big_fexp, "big_fexp_8")
+        kept = reg(kept[:T], "kept_9")
+        jam = reg(round_bit | sticky, "jam_9")
+        big_wide = reg(Cat(Const(0, 2), big_norm), "big_wide_9")
+        big_neg, subtract = reg(big_neg, "big_neg_9"), reg(subtract, "subtract_9")
+        big_fexp = reg(big_fexp, "big_fexp_9")
 
-        # 9: add or subtract magnitudes; the result is never negative.
+        # 10: add or subtract magnitudes; the result is never negative.
         aligned = kept | jam
-        total = reg(Mux(subtract, big_wide - aligned, big_wide + aligned)[:T + 1], "total_9")
-        big_neg, big_fexp = reg(big_neg, "big_neg_9"), reg(big_fexp, "big_fexp_9")
+        total = reg(Mux(subtract, big_wide - aligned, big_wide + aligned)[:T + 1], "total_10")
+        big_neg, big_fexp = reg(big_neg, "big_neg_10"), reg(big_fexp, "big_fexp_10")
 
-        # 10, 11: leading zeros of the sum, in two steps: per 8-bit group (the count within
+        # 11, 12: leading zeros of the sum, in two steps: per 8-bit group (the count within
         # the group and whether it is zero), then the first nonzero group.
         groups = -(-(T + 1) // 8)
         padded = Cat(Const(0, 8 * groups - (T + 1)), total)   # zeros below keep the count
@@ -253,23 +257,23 @@ class BfpAccumulator(wiring.Component):
         group_nonzero = []
         for index in range(groups):       # group 0 is the most significant
             part = padded[8 * (groups - 1 - index):8 * (groups - index)]
-            group_lz.append(reg(count_leading_zeros(part), f"group_lz_{index}_10"))
-            group_nonzero.append(reg(part != 0, f"group_nonzero_{index}_10"))
-        total, big_neg, big_fexp = (reg(total, "total_10"), reg(big_neg, "big_neg_10"),
-                                    reg(big_fexp, "big_fexp_10"))
-        first_group = count_leading_zeros(Cat(*reversed(group_nonzero)))
-        within = Array(group_lz)[first_group]
-        total_lz = reg(Cat(within, first_group)[:bits_for(8 * groups)], "total_lz_11")
-        total_zero = reg(Cat(*group_nonzero) == 0, "total_zero_11")
+            group_lz.append(reg(count_leading_zeros(part), f"group_lz_{index}_11"))
+            group_nonzero.append(reg(part != 0, f"group_nonzero_{index}_11"))
         total, big_neg, big_fexp = (reg(total, "total_11"), reg(big_neg, "big_neg_11"),
                                     reg(big_fexp, "big_fexp_11"))
+        first_group = count_leading_zeros(Cat(*reversed(group_nonzero)))
+        within = Array(group_lz)[first_group]
+        total_lz = reg(Cat(within, first_group)[:bits_for(8 * groups)], "total_lz_12")
+        total_zero = reg(Cat(*group_nonzero) == 0, "total_zero_12")
+        total, big_neg, big_fexp = (reg(total, "total_12"), reg(big_neg, "big_neg_12"),
+                                    reg(big_fexp, "big_fexp_12"))
 
-        # 12: normalise the sum (MSB at T); exponent of its top W - 1 bits.
-        normal = reg((total << total_lz)[:T + 1], "normal_12")
-        result_exp = reg(big_fexp + (T - W) - total_lz, "result_exp_12")
-        negative, is_zero = reg(big_neg, "negative_12"), reg(total_zero, "zero_12")
+        # 13: normalise the sum (MSB at T); exponent of its top W - 1 bits.
+        normal = reg((total << total_lz)[:T + 1], "normal_13")
+        result_exp = reg(big_fexp + (T - W) - total_lz, "result_exp_13")
+        negative, is_zero = reg(big_neg, "negative_13"), reg(total_zero, "zero_13")
 
-        # 13: round to W - 1 magnitude bits.
+        # 14: round to W - 1 magnitude bits.
         top = normal[T - W + 2:]
         guard = normal[T - W + 1]
         rest = normal[:T - W + 1] != 0
@@ -277,11 +281,11 @@ class BfpAccumulator(wiring.Component):
             round_up = guard & (rest | top[0])
         else:  # toward minus infinity: negative magnitudes round up
             round_up = negative & (guard | rest)
-        rounded = reg(top + round_up, "rounded_13")
-        result_exp = reg(result_exp, "result_exp_13")
-        negative, is_zero = reg(negative, "negative_13"), reg(is_zero, "zero_13")
+        rounded = reg(top + round_up, "rounded_14")
+        result_exp = reg(result_exp, "result_exp_14")
+        negative, is_zero = reg(negative, "negative_14"), reg(is_zero, "zero_14")
 
-        # 14: canonical two's-complement form (carry out, negative powers of two).
+        # 15: canonical two's-complement form (carry out, negative powers of two).
         carry = rounded[W - 1]
         smallest_normal = rounded == (1 << (W - 2))
         o = self.o_stream.payload

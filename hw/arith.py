@@ -4,13 +4,16 @@ registers and the flow control of a pipeline that stalls as a whole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["SerialMultiplier", "SkidBuffer", "StalledPipeline", "unit_members",
-           "count_leading_zeros", "register", "shift_right_rounding", "zero_extend"]
+           "count_leading_zeros", "register", "shift_right_rounding",
+           "staged_shift_right_rounding", "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -50,10 +53,41 @@ def shift_right_rounding(value: Value, amount: Value,
     fill = value[-1] if is_signed else Const(0, 1)
     bits = Cat(value, *([fill] * (width - len(value))))
     kept = (bits.as_signed() if is_signed else bits) >> amount
-    # Bit i is the round bit when i + 1 == amount and a sticky bit when i + 1 < amount.
-    round_mask = Cat(amount == index + 1 for index in range(width))
-    sticky_mask = Cat(amount > index + 1 for index in range(width))
-    return kept, (bits & round_mask) != 0, (bits & sticky_mask) != 0
+    # Bit i is the round bit when i + 1 == amount and a sticky bit when i + 1 < amount;
+    # only bits an amount up to `max_amount` (and within its shape) reaches are looked at.
+    reach = min(width, max_amount, (1 << len(amount)) - 1)
+    if reach == 0:
+        return kept, Const(0, 1), Const(0, 1)
+    round_mask = Cat(amount == index + 1 for index in range(reach))
+    round_bit = (bits[:reach] & round_mask) != 0
+    if reach == 1:
+        return kept, round_bit, Const(0, 1)
+    sticky_mask = Cat(amount > index + 1 for index in range(reach - 1))
+    return kept, round_bit, (bits[:reach - 1] & sticky_mask) != 0
+
+
+def staged_shift_right_rounding(stage: Callable[[Value, str], Value], value: Value,
+                                amount: Value, max_amount: int,
+                                name: str) -> tuple[Value, Value, Value]:
+    """`shift_right_rounding` in two pipeline stages: the shift by the multiple of 8 in
+    `amount` (with the bits it drops), then `stage` registers, then the shift by the rest.
+
+    `stage(value, name)` makes one pipeline register (the caller's stage registers must
+    carry everything else one stage further, like these). Returns (kept, round_bit,
+    sticky) of the second stage, equal to `shift_right_rounding(value, amount,
+    max_amount)` one stage later."""
+    amount = Value.cast(amount)
+    coarse, dropped_top, dropped_rest = shift_right_rounding(
+        value, Cat(Const(0, 3), amount[3:]), max_amount)
+    coarse = stage(coarse, f"{name}_coarse")
+    dropped_top = stage(dropped_top, f"{name}_dropped_top")
+    dropped_rest = stage(dropped_rest, f"{name}_dropped_rest")
+    fine = stage(amount[:3], f"{name}_fine")
+    kept, round_bit, sticky = shift_right_rounding(coarse, fine, 8)
+    # With no fine shift the coarse shift's top dropped bit rounds; otherwise everything
+    # the coarse shift dropped lies below the round bit.
+    return (kept, Mux(fine == 0, dropped_top, round_bit),
+            Mux(fine == 0, dropped_rest, sticky | dropped_top | dropped_rest))
 
 
 def zero_extend(value: Value, width: int) -> Value:

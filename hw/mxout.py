@@ -26,6 +26,7 @@ from .arith import (
     count_leading_zeros,
     register,
     shift_right_rounding,
+    staged_shift_right_rounding,
     unit_members,
 )
 
@@ -50,18 +51,22 @@ def _check(config: ArrayConfig, exponent_bits: int) -> None:
 
 def _unpack(dp: Module, mantissa: Value, exponent: Value,
             width: int) -> tuple[Signal, Signal, Signal, Signal, Signal]:
-    """Stages 1 and 2 shared by both units: sign, magnitude, leading zeros and the
+    """Stages 1 to 3 shared by both units: sign, magnitude, leading zeros and the
     exponent of the leading one, lead = floor(log2 |m * 2^e|).
 
-    Returns registers (negative, magnitude, leading_zeros, lead, zero) of stage 2."""
+    Returns registers (negative, magnitude, leading_zeros, lead, zero) of stage 3."""
     negative = register(dp, mantissa < 0, "negative_1")
     magnitude = register(dp, abs(mantissa), "magnitude_1")
     exponent = register(dp, exponent, "exponent_1")
-    leading_zeros = count_leading_zeros(magnitude)
-    lead = register(dp, exponent + (width - 1) - leading_zeros, "lead_2")
+    leading_zeros = register(dp, count_leading_zeros(magnitude), "leading_zeros_2")
     zero = register(dp, magnitude == 0, "zero_2")
-    return (register(dp, negative, "negative_2"), register(dp, magnitude, "magnitude_2"),
-            register(dp, leading_zeros, "leading_zeros_2"), lead, zero)
+    negative, magnitude = register(dp, negative, "negative_2"), register(dp, magnitude,
+                                                                         "magnitude_2")
+    exponent = register(dp, exponent, "exponent_2")
+    lead = register(dp, exponent + (width - 1) - leading_zeros, "lead_3")
+    return (register(dp, negative, "negative_3"), register(dp, magnitude, "magnitude_3"),
+            register(dp, leading_zeros, "leading_zeros_3"), lead,
+            register(dp, zero, "zero_3"))
 
 
 class BfpToFloat32(wiring.Component):
@@ -72,7 +77,7 @@ class BfpToFloat32(wiring.Component):
     bits; any mantissa is accepted, canonical or not. `o_stream` payload: `bits`, the
     IEEE-754 binary32 encoding.
 
-    Latency `latency` (5) cycles, throughput one value per cycle.
+    Latency `latency` (7) cycles, throughput one value per cycle.
     """
 
     output_layout = data.StructLayout({"bits": unsigned(32)})
@@ -87,7 +92,7 @@ class BfpToFloat32(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a value to presenting its result (no backpressure)."""
-        return 5
+        return 7
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -102,25 +107,28 @@ class BfpToFloat32(wiring.Component):
 
         negative, magnitude, leading_zeros, lead, zero = _unpack(dp, i.mantissa, i.exponent, W)
 
-        # 3: normalise; bits to drop (24 kept, fewer for subnormal results); exponent field.
-        normal = reg(Cat(Const(0, frame - W), (magnitude << leading_zeros)[:W]), "normal_3")
+        # 4: normalise; bits to drop (24 kept, fewer for subnormal results); exponent field.
+        normal = reg(Cat(Const(0, frame - W), (magnitude << leading_zeros)[:W]), "normal_4")
         subnormal_shift = -126 - lead
         drop = (frame - 24) + Mux(subnormal_shift > 0, subnormal_shift, 0)
-        drop = reg(Mux(drop > frame + 1, frame + 1, drop)[:bits_for(frame + 1)], "drop_3")
+        drop = reg(Mux(drop > frame + 1, frame + 1, drop)[:bits_for(frame + 1)], "drop_4")
         # The biased exponent minus one: adding the 24-bit mantissa, whose hidden bit is
         # set, adds the one back (and a rounding carry moves to the next binade by itself).
-        field = reg(Mux(lead >= -126, lead + 126, 0)[:8], "field_3")
-        overflow = reg(lead > 127, "overflow_3")
-        negative, zero = reg(negative, "negative_3"), reg(zero, "zero_3")
-
-        # 4: round to the kept bits.
-        kept, guard, rest = shift_right_rounding(normal, drop, frame + 1)
-        up = reg(guard & (rest | kept[0]), "up_4")
-        kept = reg(kept[:24], "kept_4")
-        field, overflow = reg(field, "field_4"), reg(overflow, "overflow_4")
+        field = reg(Mux(lead >= -126, lead + 126, 0)[:8], "field_4")
+        overflow = reg(lead > 127, "overflow_4")
         negative, zero = reg(negative, "negative_4"), reg(zero, "zero_4")
 
-        # 5: assemble. A rounding carry out of the largest binade gives exactly the
+        # 5, 6: round to the kept bits (the shift by the multiple of 8 first).
+        kept, guard, rest = staged_shift_right_rounding(reg, normal, drop, frame + 1,
+                                                        "round_5")
+        field, overflow = reg(field, "field_5"), reg(overflow, "overflow_5")
+        negative, zero = reg(negative, "negative_5"), reg(zero, "zero_5")
+        up = reg(guard & (rest | kept[0]), "up_6")
+        kept = reg(kept[:24], "kept_6")
+        field, overflow = reg(field, "field_6"), reg(overflow, "overflow_6")
+        negative, zero = reg(negative, "negative_6"), reg(zero, "zero_6")
+
+        # 7: assemble. A rounding carry out of the largest binade gives exactly the
         # encoding of infinity (254 - 1 + 2 = 255, mantissa 0); larger values saturate.
         magnitude_bits = ((field << 23) + kept + up)[:31]
         magnitude_bits = Mux(zero, 0, Mux(overflow, FLOAT32_INFINITY, magnitude_bits))
@@ -142,7 +150,7 @@ class MxQuantizer(wiring.Component):
     `format` selects MXINT8 or MXINT4; change it only while `busy` is low.
 
     Two block buffers of BK entries alternate: one fills while the other is quantised, so
-    throughput is one value per cycle. The first element of a block appears `latency` (9)
+    throughput is one value per cycle. The first element of a block appears `latency` (10)
     cycles after its last value was accepted (no backpressure).
     """
 
@@ -182,7 +190,7 @@ class MxQuantizer(wiring.Component):
     def latency(self) -> int:
         """Cycles from accepting the value that completes a block to presenting the block's
         first element (no backpressure)."""
-        return 9
+        return 10
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -190,20 +198,22 @@ class MxQuantizer(wiring.Component):
         index_bits = ceil_log2(BK)
         i = self.i_stream.payload
 
-        # --- Front: unpack and normalise (3 stages), stalls when the filling bank is full.
+        # --- Front: unpack and normalise (4 stages), stalls when the filling bank is full.
         front = Module()
-        front_valid = [Signal(name=f"front_valid_{n}") for n in range(1, 4)]
+        front_valid = [Signal(name=f"front_valid_{n}") for n in range(1, 5)]
         front.d.sync += [front_valid[0].eq(self.i_stream.valid),
-                         front_valid[1].eq(front_valid[0]),
-                         front_valid[2].eq(front_valid[1])]
+                         *(front_valid[n].eq(front_valid[n - 1])
+                           for n in range(1, len(front_valid)))]
         negative, magnitude, leading_zeros, lead, zero = _unpack(
             front, i.value.mantissa, i.value.exponent, W)
-        last = register(front, register(front, i.last, "last_1"), "last_2")
-        normal = register(front, (magnitude << leading_zeros)[:W], "normal_3")
-        lead = register(front, lead, "lead_3")
-        zero = register(front, zero, "zero_3")
-        negative = register(front, negative, "negative_3")
-        last = register(front, last, "last_3")
+        last = i.last
+        for stage in range(1, 4):
+            last = register(front, last, f"last_{stage}")
+        normal = register(front, (magnitude << leading_zeros)[:W], "normal_4")
+        lead = register(front, lead, "lead_4")
+        zero = register(front, zero, "zero_4")
+        negative = register(front, negative, "negative_4")
+        last = register(front, last, "last_4")
 
         # --- Block buffers: bank b holds entries b * BK ... b * BK + BK - 1.
         memory = Memory(shape=self.entry_layout, depth=2 * BK, init=[])
@@ -221,11 +231,11 @@ class MxQuantizer(wiring.Component):
         bank_any = [Signal(name=f"bank_any_{b}") for b in range(2)]
 
         write_ready = ~Mux(write_bank, bank_full[1], bank_full[0])
-        front_advance = ~front_valid[2] | write_ready
+        front_advance = ~front_valid[-1] | write_ready
         m.d.comb += self.i_stream.ready.eq(front_advance)
         m.submodules.front = EnableInserter(front_advance)(front)
 
-        write = front_valid[2] & write_ready
+        write = front_valid[-1] & write_ready
         end_of_block = (write_index == BK - 1) | last
         new_any = block_any | ~zero
         new_max = Mux(~zero & (~block_any | (lead > block_max)), lead, block_max)

@@ -29,7 +29,7 @@ from .arith import (
     StalledPipeline,
     count_leading_zeros,
     register,
-    shift_right_rounding,
+    staged_shift_right_rounding,
     unit_members,
 )
 
@@ -67,7 +67,7 @@ class Requantizer(wiring.Component):
     fp32 mode is exact for every int32 x and every finite s32 of either sign, normal or
     subnormal (s32 = +-inf or NaN is not supported).
 
-    Latency `latency` (12) cycles, throughput one element per cycle.
+    Latency `latency` (14) cycles, throughput one element per cycle.
     """
 
     input_layout = data.StructLayout({
@@ -91,7 +91,7 @@ class Requantizer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 12
+        return 14
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -160,14 +160,21 @@ class Requantizer(wiring.Component):
             reg(negative, "negative_6"), reg(zero, "zero_6"), reg(right, "right_6"),
             reg(saturate_high, "saturate_high_6"))
 
-        # 7: sum of the partial products.
-        product = reg(((high_high << 32) + ((high_low + low_high) << 16) + low_low)[:64]
-                      .as_signed(), "product_7")
+        # 7: the middle partial products summed; the outer two do not overlap (low_low has
+        # 32 bits), so they are concatenated.
+        middle = reg(high_low + low_high, "middle_7")
+        outer = reg(Cat(low_low[:32], high_high), "outer_7")
         shift_23, negative, zero, right, saturate_high = (
             reg(shift_23, "shift_23_7"), reg(negative, "negative_7"), reg(zero, "zero_7"),
             reg(right, "right_7"), reg(saturate_high, "saturate_high_7"))
 
-        # 8: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
+        # 8: the product.
+        product = reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_8")
+        shift_23, negative, zero, right, saturate_high = (
+            reg(shift_23, "shift_23_8"), reg(negative, "negative_8"), reg(zero, "zero_8"),
+            reg(right, "right_8"), reg(saturate_high, "saturate_high_8"))
+
+        # 9: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
         #    whether it is 2^10 or more; the right shift that makes it an integer.
         #    gemmlowp: SRDHM = (a * b + 2^30) >> 31, saturating.
         top = product[47]
@@ -178,31 +185,33 @@ class Requantizer(wiring.Component):
         p_shift = shift_23 - top
         srdhm = ((product[30:].as_signed() + 1) >> 1)[:32].as_signed()
         srdhm = Mux(saturate_high, INT32_MAX, srdhm)
-        value = reg(Mux(fp32, p_rounded, srdhm), "value_8")
+        value = reg(Mux(fp32, p_rounded, srdhm), "value_9")
         amount = reg(Mux(fp32, Mux(p_shift < 0, 0, Mux(p_shift > 32, 32, p_shift)), right)[:6],
-                     "amount_8")
-        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_8")
-        negate = reg(fp32 & negative, "negate_8")
+                     "amount_9")
+        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_9")
+        negate = reg(fp32 & negative, "negate_9")
 
-        # 9: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT).
-        kept, guard, rest = shift_right_rounding(value, amount, 33)
-        kept = reg(kept[:33].as_signed(), "kept_9")
-        guard, rest = reg(guard, "guard_9"), reg(rest, "rest_9")
-        saturate, negate = reg(saturate, "saturate_9"), reg(negate, "negate_9")
+        # 10, 11: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT),
+        # by the multiple of 8 first, then by the rest.
+        kept, guard, rest = staged_shift_right_rounding(reg, value, amount, 33, "shift_10")
+        saturate, negate = reg(saturate, "saturate_10"), reg(negate, "negate_10")
+        kept = reg(kept[:33].as_signed(), "kept_11")
+        guard, rest = reg(guard, "guard_11"), reg(rest, "rest_11")
+        saturate, negate = reg(saturate, "saturate_11"), reg(negate, "negate_11")
 
-        # 10: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
+        # 12: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
         up = Mux(fp32, guard & (rest | kept[0]), guard & (~kept[-1] | rest))
         rounded = reg((Mux(negate, ~kept, kept) + Mux(negate, ~up, up))[:34].as_signed(),
-                      "rounded_10")
-        saturate, negate = reg(saturate, "saturate_10"), reg(negate, "negate_10")
+                      "rounded_12")
+        saturate, negate = reg(saturate, "saturate_12"), reg(negate, "negate_12")
 
-        # 11: clamp R to 11 bits (anything larger saturates the output anyway).
+        # 13: clamp R to 11 bits (anything larger saturates the output anyway).
         clamped = Mux(rounded >= _R_LIMIT, _R_LIMIT - 1,
                       Mux(rounded < -_R_LIMIT, -_R_LIMIT, rounded[:11].as_signed()))
         clamped = reg(Mux(saturate, Mux(negate, -_R_LIMIT, _R_LIMIT - 1), clamped)
-                      .as_signed(), "clamped_11")
+                      .as_signed(), "clamped_13")
 
-        # 12: + zo, clamp to [lo, hi].
+        # 14: + zo, clamp to [lo, hi].
         shifted = clamped + self.config.zero_point
         lo, hi = self.config.lo, self.config.hi
         dp.d.sync += self.o_stream.payload.value.eq(

@@ -7,7 +7,13 @@ import pytest
 from amaranth.hdl import unsigned
 from amaranth.sim import Simulator, SimulatorContext
 
-from hw.arith import SerialMultiplier, SkidBuffer
+from hw.arith import (
+    SerialMultiplier,
+    SkidBuffer,
+    register,
+    shift_right_rounding,
+    staged_shift_right_rounding,
+)
 from tests.hw.streams import run_stream_test
 
 
@@ -89,3 +95,51 @@ def test_skid_buffer_full_throughput_and_registered_ready() -> None:
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+
+
+@pytest.mark.parametrize("signed_value", [False, True])
+def test_staged_shift_right_rounding_equals_the_one_stage_shift(signed_value: bool,
+                                                                sim_seed: int) -> None:
+    """The two-stage shift gives, one cycle later, the one-stage shift's kept bits, round
+    bit and sticky bit: every amount 0..36, random and corner values."""
+    from amaranth.hdl import Module, Signal, signed
+
+    shape = signed(34) if signed_value else unsigned(34)
+    max_amount = 36
+    m = Module()
+    value = Signal(shape)
+    amount = Signal(range(max_amount + 1))
+    direct = [Signal.like(v, name=f"direct_{n}") for n, v in
+              enumerate(shift_right_rounding(value, amount, max_amount))]
+    m.d.comb += [d.eq(v) for d, v in zip(direct, shift_right_rounding(value, amount,
+                                                                      max_amount),
+                                         strict=True)]
+    delayed = [Signal.like(d, name=f"delayed_{n}") for n, d in enumerate(direct)]
+    m.d.sync += [d.eq(v) for d, v in zip(delayed, direct, strict=True)]
+    staged = staged_shift_right_rounding(lambda v, name: register(m, v, name), value, amount,
+                                         max_amount, "shift")
+    staged_signals = [Signal.like(d, name=f"staged_{n}") for n, d in enumerate(direct)]
+    m.d.comb += [s.eq(v) for s, v in zip(staged_signals, staged, strict=True)]
+    rng = np.random.default_rng(sim_seed)
+    low, high = (-(1 << 33), (1 << 33) - 1) if signed_value else (0, (1 << 34) - 1)
+    values = [low, high, 0, 1, -1 if signed_value else 2, *(int(rng.integers(low, high + 1))
+                                                             for _ in range(12))]
+    checked = 0
+
+    async def testbench(ctx: SimulatorContext) -> None:
+        nonlocal checked
+        for number in values:
+            for shift in range(max_amount + 1):
+                ctx.set(value, number)
+                ctx.set(amount, shift)
+                await ctx.tick()
+                got = [ctx.get(s) for s in staged_signals]
+                want = [ctx.get(d) for d in delayed]
+                assert got == want, (number, shift, got, want)
+                checked += 1
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert checked == len(values) * (max_amount + 1)
