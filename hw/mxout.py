@@ -109,9 +109,11 @@ class BfpToFloat32(wiring.Component):
 
         # 4: normalise; bits to drop (24 kept, fewer for subnormal results); exponent field.
         normal = reg(Cat(Const(0, frame - W), (magnitude << leading_zeros)[:W]), "normal_4")
-        subnormal_shift = -126 - lead
-        drop = (frame - 24) + Mux(subnormal_shift > 0, subnormal_shift, 0)
-        drop = reg(Mux(drop > frame + 1, frame + 1, drop)[:bits_for(frame + 1)], "drop_4")
+        # drop = (frame - 24) + max(0, -126 - lead), at most frame + 1: the comparisons of
+        # lead with constants run beside the one subtraction.
+        drop = Mux(lead >= -126, frame - 24,
+                   Mux(lead < -151, frame + 1, (frame - 150) - lead))
+        drop = reg(drop[:bits_for(frame + 1)], "drop_4")
         # The biased exponent minus one: adding the 24-bit mantissa, whose hidden bit is
         # set, adds the one back (and a rounding carry moves to the next binade by itself).
         field = reg(Mux(lead >= -126, lead + 126, 0)[:8], "field_4")

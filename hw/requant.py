@@ -67,7 +67,7 @@ class Requantizer(wiring.Component):
     fp32 mode is exact for every int32 x and every finite s32 of either sign, normal or
     subnormal (s32 = +-inf or NaN is not supported).
 
-    Latency `latency` (14) cycles, throughput one element per cycle.
+    Latency `latency` (15) cycles, throughput one element per cycle.
     """
 
     input_layout = data.StructLayout({
@@ -91,7 +91,7 @@ class Requantizer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 14
+        return 15
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -174,44 +174,48 @@ class Requantizer(wiring.Component):
             reg(shift_23, "shift_23_8"), reg(negative, "negative_8"), reg(zero, "zero_8"),
             reg(right, "right_8"), reg(saturate_high, "saturate_high_8"))
 
-        # 9: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
+        # 9, 10: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
         #    whether it is 2^10 or more; the right shift that makes it an integer.
         #    gemmlowp: SRDHM = (a * b + 2^30) >> 31, saturating.
+        #    Two stages: the kept bits, the round bits and the sums first, then the choices.
         top = product[47]
-        kept = Mux(top, product[24:48], product[23:47])
-        guard = Mux(top, product[23], product[22])
-        rest = Mux(top, product[:23] != 0, product[:22] != 0)
+        kept = reg(Mux(top, product[24:48], product[23:47]), "kept_9")
+        guard = reg(Mux(top, product[23], product[22]), "guard_9")
+        rest = reg(Mux(top, product[:23] != 0, product[:22] != 0), "rest_9")
+        p_shift = reg(shift_23 - top, "p_shift_9")
+        srdhm = reg(((product[30:].as_signed() + 1) >> 1)[:32].as_signed(), "srdhm_9")
+        negative, zero, right, saturate_high = (
+            reg(negative, "negative_9"), reg(zero, "zero_9"), reg(right, "right_9"),
+            reg(saturate_high, "saturate_high_9"))
         p_rounded = kept + (guard & (rest | kept[0]))
-        p_shift = shift_23 - top
-        srdhm = ((product[30:].as_signed() + 1) >> 1)[:32].as_signed()
         srdhm = Mux(saturate_high, INT32_MAX, srdhm)
-        value = reg(Mux(fp32, p_rounded, srdhm), "value_9")
+        value = reg(Mux(fp32, p_rounded, srdhm), "value_10")
         amount = reg(Mux(fp32, Mux(p_shift < 0, 0, Mux(p_shift > 32, 32, p_shift)), right)[:6],
-                     "amount_9")
-        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_9")
-        negate = reg(fp32 & negative, "negate_9")
+                     "amount_10")
+        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_10")
+        negate = reg(fp32 & negative, "negate_10")
 
-        # 10, 11: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT),
+        # 11, 12: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT),
         # by the multiple of 8 first, then by the rest.
-        kept, guard, rest = staged_shift_right_rounding(reg, value, amount, 33, "shift_10")
-        saturate, negate = reg(saturate, "saturate_10"), reg(negate, "negate_10")
-        kept = reg(kept[:33].as_signed(), "kept_11")
-        guard, rest = reg(guard, "guard_11"), reg(rest, "rest_11")
+        kept, guard, rest = staged_shift_right_rounding(reg, value, amount, 33, "shift_11")
         saturate, negate = reg(saturate, "saturate_11"), reg(negate, "negate_11")
-
-        # 12: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
-        up = Mux(fp32, guard & (rest | kept[0]), guard & (~kept[-1] | rest))
-        rounded = reg((Mux(negate, ~kept, kept) + Mux(negate, ~up, up))[:34].as_signed(),
-                      "rounded_12")
+        kept = reg(kept[:33].as_signed(), "kept_12")
+        guard, rest = reg(guard, "guard_12"), reg(rest, "rest_12")
         saturate, negate = reg(saturate, "saturate_12"), reg(negate, "negate_12")
 
-        # 13: clamp R to 11 bits (anything larger saturates the output anyway).
+        # 13: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
+        up = Mux(fp32, guard & (rest | kept[0]), guard & (~kept[-1] | rest))
+        rounded = reg((Mux(negate, ~kept, kept) + Mux(negate, ~up, up))[:34].as_signed(),
+                      "rounded_13")
+        saturate, negate = reg(saturate, "saturate_13"), reg(negate, "negate_13")
+
+        # 14: clamp R to 11 bits (anything larger saturates the output anyway).
         clamped = Mux(rounded >= _R_LIMIT, _R_LIMIT - 1,
                       Mux(rounded < -_R_LIMIT, -_R_LIMIT, rounded[:11].as_signed()))
         clamped = reg(Mux(saturate, Mux(negate, -_R_LIMIT, _R_LIMIT - 1), clamped)
-                      .as_signed(), "clamped_13")
+                      .as_signed(), "clamped_14")
 
-        # 14: + zo, clamp to [lo, hi].
+        # 15: + zo, clamp to [lo, hi].
         shifted = clamped + self.config.zero_point
         lo, hi = self.config.lo, self.config.hi
         dp.d.sync += self.o_stream.payload.value.eq(
