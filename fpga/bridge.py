@@ -60,6 +60,8 @@ class FrameBridge(wiring.Component):
         Response words from the accelerator (taken while the transmit ring has room).
     accel_reset : Out(1)
         High for one cycle when a RESET frame is accepted: reset the accelerator with it.
+        A register (also high while the bridge itself is in reset), so the accelerator's
+        reset net starts at a flip-flop.
     frame_good, frame_bad : Out(1)
         One-cycle pulses: a host frame passed its CRC / was answered with NAK.
 
@@ -78,7 +80,7 @@ class FrameBridge(wiring.Component):
             "tx_byte": Out(stream.Signature(8)),
             "to_accel": Out(stream.Signature(WORD_LAYOUT)),
             "from_accel": In(stream.Signature(WORD_LAYOUT)),
-            "accel_reset": Out(1),
+            "accel_reset": Out(1, init=1),
             "frame_good": Out(1),
             "frame_bad": Out(1),
         })
@@ -242,11 +244,14 @@ class FrameBridge(wiring.Component):
         got = Signal()
         m.d.comb += got.eq(self.rx_byte.valid & self.rx_byte.ready)
 
+        # timed_out is a register equal to (silence == timeout_cycles), so the comparison
+        # is off the receive state machine's paths.
+        timed_out = Signal()
         with m.If(got):
-            m.d.sync += silence.eq(0)
+            m.d.sync += [silence.eq(0), timed_out.eq(0)]
         with m.Else():
-            m.d.sync += silence.eq(silence + (silence != self._timeout_cycles))
-        timed_out = silence == self._timeout_cycles
+            m.d.sync += [silence.eq(silence + (silence != self._timeout_cycles)),
+                         timed_out.eq(silence >= self._timeout_cycles - 1)]
 
         def nak() -> None:
             m.d.sync += [reply_type.eq(FrameType.NAK), reply_count.eq(0),
@@ -266,6 +271,7 @@ class FrameBridge(wiring.Component):
         with m.If(crc_take):
             m.d.sync += tx_crc.eq(crc16_update(tx_crc, crc_byte))
 
+        m.d.sync += self.accel_reset.eq(0)      # unless COMMIT accepts a RESET frame
         with m.FSM(name="link"):
             with m.State("HUNT"):
                 m.d.comb += self.rx_byte.ready.eq(1)
@@ -351,6 +357,7 @@ class FrameBridge(wiring.Component):
                     nak()
                 with m.Elif(frame_type == FrameType.RESET):
                     m.d.comb += self.frame_good.eq(1)
+                    m.d.sync += self.accel_reset.eq(1)      # a register: high in RESET
                     m.next = "RESET"
                 with m.Else():
                     m.d.comb += self.frame_good.eq(1)
@@ -368,7 +375,7 @@ class FrameBridge(wiring.Component):
                     nak()
 
             with m.State("RESET"):
-                m.d.comb += [clear.eq(1), self.accel_reset.eq(1)]
+                m.d.comb += clear.eq(1)
                 m.d.sync += [rx_head.eq(0), rx_tail.eq(0), tx_ack.eq(0), tx_seal.eq(0),
                              tx_fill.eq(0), last_seq.eq(frame_seq), chunk_seq.eq(frame_ack),
                              reply_type.eq(FrameType.ACK)]

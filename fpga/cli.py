@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from golden.config import MODES, MULTIPLIERS
+from golden.config import MODES, MULTIPLIERS, PIPELINES
 
 __all__ = ["register", "cmd_build"]
 
@@ -35,8 +35,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--cols", type=int, help="array columns (default: the board's)")
     parser.add_argument("--modes", help=f"comma-separated modes among {', '.join(MODES)}")
     parser.add_argument("--multiplier", help=f"PE multiplier: {', '.join(MULTIPLIERS)}")
-    parser.add_argument("--pe-stages", type=int,
-                        help="register stages per PE: 1, or 2 for fast clocks (default: the "
+    parser.add_argument("--pipeline", choices=PIPELINES,
+                        help="compact (small FPGAs) or fast (100 MHz class; default: the "
                              "board's)")
     parser.add_argument("--requant-depth", type=int,
                         help="requantization parameter entries (a power of two)")
@@ -59,7 +59,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _config_changes(args: argparse.Namespace) -> dict[str, object]:
     changes: dict[str, object] = {}
-    for name in ("rows", "cols", "multiplier", "pe_stages", "requant_depth"):
+    for name in ("rows", "cols", "multiplier", "pipeline", "requant_depth"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value

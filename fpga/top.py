@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from amaranth.hdl import (
     ClockDomain,
     ClockSignal,
+    DomainRenamer,
     Instance,
     Module,
-    ResetInserter,
     ResetSignal,
     Signal,
 )
@@ -116,7 +116,12 @@ class BridgedAccelerator(wiring.Component):
         m.submodules.uart_tx = uart_tx = UartTx(self._divisor)
         m.submodules.bridge = bridge = FrameBridge(timeout_cycles=self._timeout_cycles)
         accelerator = Accelerator(self._config)
-        m.submodules.accelerator = ResetInserter({"sync": bridge.accel_reset})(accelerator)
+        # The accelerator's domain: the same clock, reset by the bridge's register alone
+        # (high in the bridge's reset too), so no logic merges resets on the way.
+        m.domains.accel = ClockDomain("accel", local=True)
+        m.d.comb += [ClockSignal("accel").eq(ClockSignal("sync")),
+                     ResetSignal("accel").eq(bridge.accel_reset)]
+        m.submodules.accelerator = DomainRenamer({"sync": "accel"})(accelerator)
 
         wiring.connect(m, uart_rx.data, bridge.rx_byte)
         wiring.connect(m, bridge.tx_byte, uart_tx.data)
@@ -373,14 +378,16 @@ class BoardTop(wiring.Component):
         m.d.comb += [core.rx.eq(uart_rx.i), uart_tx.o.eq(core.tx)]
 
         # LEDs: a 1 Hz-ish heartbeat, activity and errors stretched to about 50 ms. They
-        # count ticks of a 2^16-cycle prescaler: short counters, no long carry chains.
-        prescaler = Signal(16)
-        tick = Signal()
+        # count ticks of a 2^16-cycle prescaler: short counters, no long carry chains. They
+        # have no reset (they start at 0 with the bitstream), so the reset net does not
+        # reach them.
+        prescaler = Signal(16, reset_less=True)
+        tick = Signal(reset_less=True)
         m.d.sync += [prescaler.eq(prescaler + 1), tick.eq(prescaler == 0)]
         tick_hz = self.achieved_clock_hz / (1 << 16)
         half_period = max(1, round(tick_hz / 2))
-        heartbeat = Signal(range(half_period + 1))
-        beat = Signal()
+        heartbeat = Signal(range(half_period + 1), reset_less=True)
+        beat = Signal(reset_less=True)
         with m.If(tick):
             with m.If(heartbeat == half_period - 1):
                 m.d.sync += [heartbeat.eq(0), beat.eq(~beat)]
@@ -389,8 +396,8 @@ class BoardTop(wiring.Component):
         stretch = max(2, round(tick_hz / 20))
 
         def stretched(pulse) -> Signal:
-            counter = Signal(range(stretch + 1))
-            pulse_r = Signal()
+            counter = Signal(range(stretch + 1), reset_less=True)
+            pulse_r = Signal(reset_less=True)
             m.d.sync += pulse_r.eq(pulse)
             with m.If(pulse_r):
                 m.d.sync += counter.eq(stretch)

@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS", "PE_STAGES"]
+__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS", "PE_STAGES",
+           "PIPELINES"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -48,6 +49,8 @@ BLOCK_SIZES = (16, 32)
 MULTIPLIERS = ("split", "packed", "lut", "ice40-sb-mac16")
 # Register stages of a PE: multiply and add in one cycle, or the product registered first.
 PE_STAGES = (1, 2)
+# How deeply the accelerator is pipelined (ArrayConfig.pipeline).
+PIPELINES = ("compact", "fast")
 
 
 def _is_power_of_two(value: object) -> bool:
@@ -99,10 +102,13 @@ class ArrayConfig:
         block, so an R x C array takes R * C / 2 blocks) plus a small LUT multiplier for
         the second 4-bit-weight lane; it only builds for iCE40 UltraPlus parts and
         simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth simulator.
-    pe_stages
-        Register stages of each PE: 1 (multiply and add in one cycle) or 2 (the products
-        are registered and added to the partial sum in the next cycle, for fast clocks).
-        2 adds one cycle to the array's latency, nothing to its throughput.
+    pipeline
+        "compact" (fewest registers, for small FPGAs at tens of MHz) or "fast" (for clocks
+        near 100 MHz): every PE registers its products before the partial-sum adder
+        (`pe_stages` 2 instead of 1, one more cycle of array latency), and the accumulator
+        memory's words are registered before the integer accumulators add them and before
+        the drain picks a lane (one more cycle of read-modify-write and of drain). The
+        throughput and the results are the same.
     """
 
     rows: int = 8
@@ -118,7 +124,7 @@ class ArrayConfig:
     modes: tuple[str, ...] = MODES
     multiplier: str = "split"
     counter_bits: int = 64
-    pe_stages: int = 1
+    pipeline: str = "compact"
 
     def __post_init__(self) -> None:
         self._modes()
@@ -151,8 +157,8 @@ class ArrayConfig:
                 or not 40 <= self.counter_bits <= 64:
             raise ValueError(
                 f"counter_bits must be an integer from 40 to 64, not {self.counter_bits!r}")
-        if isinstance(self.pe_stages, bool) or self.pe_stages not in PE_STAGES:
-            raise ValueError(f"pe_stages must be 1 or 2, not {self.pe_stages!r}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be 'compact' or 'fast', not {self.pipeline!r}")
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(
                 f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "
@@ -182,6 +188,16 @@ class ArrayConfig:
     def peak_macs_per_cycle(self, mode: str) -> int:
         """MACs the array performs per cycle in `mode` when nothing stalls."""
         return self.rows * self.cols * self.mode(mode).lanes
+
+    @property
+    def pe_stages(self) -> int:
+        """Register stages of each PE (`hw.pe`): 2 in the fast pipeline, else 1."""
+        return 2 if self.pipeline == "fast" else 1
+
+    @property
+    def registered_acc_reads(self) -> bool:
+        """The accumulator memory's words are registered before use (fast)."""
+        return self.pipeline == "fast"
 
     @property
     def has_mx(self) -> bool:

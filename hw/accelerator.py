@@ -156,13 +156,16 @@ class Accelerator(wiring.Component):
         return (self.pass_min(int_modes[0]) if int_modes else 1,
                 self.pass_min(mx_modes[0]) if mx_modes else 1)
 
+    def _int_accumulator(self) -> IntAccumulator:
+        return IntAccumulator(registered=self._config.registered_acc_reads)
+
     def pass_min(self, mode: str) -> int:
         """Shortest array pass (vectors per weight tile) the sequencer issues in `mode`;
         shorter M-tiles are padded with bubbles. The accumulator read-modify-write of a row
         must have been written back before the next pass reads it: IntAccumulator latency
         + 2 cycles, and in the MX modes BfpAccumulator latency + 2 cycles between the last
         passes of consecutive K-blocks (`passes_per_block` passes apart)."""
-        int_gap = _latency(IntAccumulator()) + 2
+        int_gap = _latency(self._int_accumulator()) + 2
         if not self._config.mode(mode).mx:
             return int_gap
         bfp_gap = _latency(BfpAccumulator(self._config)) + 2
@@ -766,7 +769,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [acc_read.addr.eq(out.meta.addr), acc_read.en.eq(1)]
         a_metas = [a1_meta]
         aw_valid = a1_valid             # becomes the write-back stage's
-        for stage in range(2, 2 + _latency(IntAccumulator())):
+        for stage in range(2, 2 + _latency(self._int_accumulator())):
             delayed_valid = Signal(name=f"a{stage}_valid")
             delayed_meta = Signal(self._meta_layout(), name=f"a{stage}_meta")
             m.d.sync += [delayed_valid.eq(aw_valid), delayed_meta.eq(a_metas[-1])]
@@ -775,7 +778,7 @@ class Accelerator(wiring.Component):
         aw_meta = a_metas[-1]
         int_accs = []
         for lane in range(lc_max):
-            unit = IntAccumulator()
+            unit = self._int_accumulator()
             m.submodules[f"int_acc_{lane}"] = unit
             int_accs.append(unit)
             m.d.comb += [
@@ -924,7 +927,28 @@ class Accelerator(wiring.Component):
         # d1 holds the memories' read data; d2 registers the lane's value (with its
         # requantization parameters and BFP value) and a skid buffer hands it to the output
         # units: no memory output or lane multiplexer precedes them, and their `ready` does
-        # not reach the drain counters.
+        # not reach the drain counters. The fast pipeline registers the memories' whole
+        # words first (stage r), so no lane multiplexer follows a memory either.
+        source = {"valid": d1_valid, "lane": d1_lane, "block_end": d1_block_end,
+                  "acc": acc_drain.data}
+        if has_requant:
+            source["params"] = requant_read.data
+        if has_mx:
+            source["bfp"] = bfp_drain.data
+        source_ready = d1_ready
+        extra_busy = []
+        if config.registered_acc_reads:
+            r_ready = Signal()
+            registered = {"valid": Signal(name="r_valid")}
+            for name, value in source.items():
+                if name != "valid":    # views (the memories' layouts) stay views
+                    registered[name] = Signal(value.shape(), name=f"r_{name}",
+                                              reset_less=True)
+            m.d.comb += source_ready.eq(~registered["valid"] | r_ready)
+            with m.If(source_ready):
+                m.d.sync += [registered[name].eq(value) for name, value in source.items()]
+            extra_busy.append(registered["valid"])
+            source, source_ready = registered, r_ready
         drain_fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
         if has_requant:
             drain_fields["params"] = requant_read.data.shape()
@@ -935,23 +959,24 @@ class Accelerator(wiring.Component):
         d2_valid = Signal()
         d2 = Signal(drain_skid.i_stream.payload.shape(), reset_less=True)
         m.d.comb += [
-            d1_ready.eq(~d2_valid | drain_skid.i_stream.ready),
+            source_ready.eq(~d2_valid | drain_skid.i_stream.ready),
             drain_skid.i_stream.valid.eq(d2_valid),
             drain_skid.i_stream.payload.eq(d2),
         ]
-        with m.If(d1_ready):
-            m.d.sync += [d2_valid.eq(d1_valid), d2.block_end.eq(d1_block_end),
-                         d2.value.eq(acc_drain.data[d1_lane])]
+        with m.If(source_ready):
+            m.d.sync += [d2_valid.eq(source["valid"]), d2.block_end.eq(source["block_end"]),
+                         d2.value.eq(source["acc"][source["lane"]])]
             if has_requant:
-                m.d.sync += d2.params.eq(requant_read.data)
+                m.d.sync += d2.params.eq(source["params"])
             if has_mx:
-                m.d.sync += d2.bfp.eq(bfp_drain.data[d1_lane])
+                m.d.sync += d2.bfp.eq(source["bfp"][source["lane"]])
         drained = drain_skid.o_stream
         d2_ready = drained.ready
         d2_block_end = drained.payload.block_end
         int_value = drained.payload.value
         units_busy = Signal()
-        busy_terms = [d1_valid, d2_valid, drain_skid.busy, staged_valid, packer.busy]
+        busy_terms = [d1_valid, *extra_busy, d2_valid, drain_skid.busy, staged_valid,
+                      packer.busy]
         if has_requant:
             requantizer = Requantizer()
             m.submodules.requantizer = requantizer

@@ -59,9 +59,10 @@ class IntAccumulator(wiring.Component):
 
     `i_stream` carries the accumulator value read from the SRAM, the partial sum to add and
     `first` (the accumulator is zero: acc' = partial); `o_stream` the new accumulator value.
-    Wraps modulo 2^32 like ONNX MatMulInteger and `torch._int_mm`. Latency 2 cycles (the
-    operands are registered first: the accumulator comes straight from a memory),
-    throughput one element per cycle.
+    Wraps modulo 2^32 like ONNX MatMulInteger and `torch._int_mm`. Latency 1 cycle, or 2
+    with `registered=True` (the operands are registered before the adder, for an
+    accumulator that comes straight from a memory at a fast clock); throughput one element
+    per cycle.
     """
 
     input_layout = data.StructLayout({
@@ -71,20 +72,23 @@ class IntAccumulator(wiring.Component):
     })
     output_layout = data.StructLayout({"acc": signed(32)})
 
-    def __init__(self) -> None:
+    def __init__(self, *, registered: bool = False) -> None:
+        self._registered = registered
         super().__init__(unit_members(self.input_layout, self.output_layout))
 
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 2
+        return 2 if self._registered else 1
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         dp, pipe = StalledPipeline.for_unit(m, self, self.latency)
         payload = self.i_stream.payload
-        base = register(dp, Mux(payload.first, 0, payload.acc), "base_1")
-        partial = register(dp, payload.partial, "partial_1")
+        base = Mux(payload.first, 0, payload.acc)
+        partial = payload.partial
+        if self._registered:
+            base, partial = register(dp, base, "base_1"), register(dp, partial, "partial_1")
         dp.d.sync += self.o_stream.payload.acc.eq((base + partial)[:32])
         pipe.insert_datapath(m, dp)
         return m

@@ -96,9 +96,9 @@ def test_utilization_256_cube(sim_seed: int, tmp_path, record_property) -> None:
 
 SMALL = ArrayConfig(rows=4, cols=4, block_size=16, acc_bits=16, acc_rounding="truncate",
                     weight_buffer_depth=64, activation_buffer_depth=256, accumulator_depth=64,
-                    requant_depth=32, pe_stages=2)
+                    requant_depth=32, pipeline="fast")
 """A second build: 4x4 array, BK 16, W 16 with truncation, small buffers (so that tiles,
-N-chunks and accumulator groups take other shapes), two-stage PEs."""
+N-chunks and accumulator groups take other shapes), the fast pipeline."""
 
 
 @pytest.mark.slow

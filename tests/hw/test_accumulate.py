@@ -60,7 +60,8 @@ def test_bfp_accumulator_chain_matches_bfp_accumulate(sim_seed: int) -> None:
     assert state == list(zip(expected_m.tolist(), expected_e.tolist(), strict=True))
 
 
-def test_int_accumulator_wraps(sim_seed: int) -> None:
+@pytest.mark.parametrize("registered", [False, True])
+def test_int_accumulator_wraps(registered: bool, sim_seed: int) -> None:
     rng = random.Random(sim_seed)
     corners = [INT32_MIN, INT32_MAX, 0, -1, 1, -128, 127]
     vectors = []
@@ -70,7 +71,8 @@ def test_int_accumulator_wraps(sim_seed: int) -> None:
         vectors.append({"acc": acc, "partial": partial, "first": int(rng.random() < 0.1)})
     expected = [int(np.int64((0 if v["first"] else v["acc"]) + v["partial"]).astype(np.int32))
                 for v in vectors]
-    dut = IntAccumulator()
+    dut = IntAccumulator(registered=registered)
+    assert dut.latency == (2 if registered else 1)
     got = run_stream_test(dut, vectors, len(vectors), seed=sim_seed, convert=lambda p: p.acc)
     assert got == expected
 

@@ -29,8 +29,10 @@ from tests.hw.streams import stream_get, stream_put
 
 def _config(rows: int, cols: int, modes: tuple[str, ...] = MODES,
             pe_stages: int = 1) -> ArrayConfig:
-    return ArrayConfig(rows=rows, cols=cols, block_size=16, modes=modes,
-                       pe_stages=pe_stages)
+    config = ArrayConfig(rows=rows, cols=cols, block_size=16, modes=modes,
+                         pipeline="fast" if pe_stages == 2 else "compact")
+    assert config.pe_stages == pe_stages
+    return config
 
 
 def weight_payload(row: list, mode: str) -> dict:
