@@ -349,18 +349,28 @@ class Accelerator(wiring.Component):
         route_offer = Signal()
         route_ready = Signal()
         position = Signal(range(2 + block + 1))
+        position_restart = []       # what restarts the routing at a COMPUTE header
         m.d.comb += weight_fifo.w_data.eq(route_word[:cols * 8])
         if has_mx:
             scale_count = Signal(2)
             m.d.comb += scale_count.eq(Mux(c.lanes2 & (lc_max > 8), 2, 1))
-            is_scale = c.mx & (position < scale_count)
+            # Whether the word at `position` is a scale word, and the last one: flags kept
+            # with the position, so no comparison sits on the paths through `ready`.
+            is_scale = Signal()
+            push_scale = Signal()
+
+            def position_is(value: Value) -> list:
+                scale = c.mx & (value < scale_count)
+                return [position.eq(value), is_scale.eq(scale),
+                        push_scale.eq(scale & (value == scale_count - 1))]
+
+            position_restart = position_is(Const(0, len(position)))
             if scale_row_words == 2:
                 m.d.comb += bscale_fifo.w_data.eq(Mux(scale_count == 2,
                                                       Cat(stage, route_word),
                                                       Cat(route_word, Const(0, 64))))
             else:
                 m.d.comb += bscale_fifo.w_data.eq(route_word)
-            push_scale = is_scale & (position == scale_count - 1)
             with m.If(is_scale):
                 m.d.comb += route_ready.eq(~push_scale | bscale_fifo.w_rdy)
                 m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale)
@@ -371,9 +381,9 @@ class Accelerator(wiring.Component):
                 with m.If(is_scale & ~push_scale):
                     m.d.sync += stage.eq(route_word)
                 with m.If(c.mx & (position == scale_count + block - 1)):
-                    m.d.sync += position.eq(0)
+                    m.d.sync += position_is(Const(0, len(position)))
                 with m.Else():
-                    m.d.sync += position.eq(position + 1)
+                    m.d.sync += position_is((position + 1)[:len(position)])
         else:
             m.d.comb += [route_ready.eq(weight_room),
                          weight_fifo.w_en.eq(route_offer & weight_room)]
@@ -445,7 +455,7 @@ class Accelerator(wiring.Component):
                         expected_value.eq(expected),
                         args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
                         at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
-                        position.eq(0),
+                        position.eq(0), *position_restart,
                     ]
                     m.next = "CHECK"
 
@@ -906,29 +916,37 @@ class Accelerator(wiring.Component):
         # Without the requantizer and the MX units every item is an int32 (8 nibbles).
         packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
         m.submodules.packer = packer
-        # The output units offer items on `item`; a pipeline register hands them to the
-        # packer (the output-kind multiplexer and the packer's shifter in separate cycles).
-        item = stream.Signature(packer.i_stream.payload.shape()).create()
-        staged_valid = Signal()
-        staged = Signal(packer.i_stream.payload.shape(), reset_less=True)
-        m.d.comb += [
-            item.ready.eq(~staged_valid | packer.i_stream.ready),
-            packer.i_stream.valid.eq(staged_valid),
-            packer.i_stream.payload.eq(staged),
-        ]
-        with m.If(item.ready):
-            m.d.sync += [staged_valid.eq(item.valid), staged.eq(item.payload)]
+        # The output units offer items on `item`; in the fast pipeline a pipeline register
+        # hands them to the packer (the output-kind multiplexer and the packer's shifter in
+        # separate cycles).
+        fast = config.pipeline == "fast"
+        extra_busy = []
+        if fast:
+            item = stream.Signature(packer.i_stream.payload.shape()).create()
+            staged_valid = Signal()
+            staged = Signal(packer.i_stream.payload.shape(), reset_less=True)
+            m.d.comb += [
+                item.ready.eq(~staged_valid | packer.i_stream.ready),
+                packer.i_stream.valid.eq(staged_valid),
+                packer.i_stream.payload.eq(staged),
+            ]
+            with m.If(item.ready):
+                m.d.sync += [staged_valid.eq(item.valid), staged.eq(item.payload)]
+            extra_busy.append(staged_valid)
+        else:
+            item = packer.i_stream
         m.d.comb += item.payload.last.eq(item_last)
         with m.If(item.valid & item.ready):
             with m.If(item_last):
                 m.d.sync += [items_left.eq(c.items_last), item_last.eq(c.items_last == 0)]
             with m.Else():
                 m.d.sync += [items_left.eq(items_left - 1), item_last.eq(items_left == 1)]
-        # d1 holds the memories' read data; d2 registers the lane's value (with its
-        # requantization parameters and BFP value) and a skid buffer hands it to the output
-        # units: no memory output or lane multiplexer precedes them, and their `ready` does
-        # not reach the drain counters. The fast pipeline registers the memories' whole
-        # words first (stage r), so no lane multiplexer follows a memory either.
+        # d1 holds the memories' read data. In the compact pipeline the output units take
+        # the lane's value (with its requantization parameters and BFP value) from there.
+        # The fast pipeline registers the memories' whole words (stage r), then the lane's
+        # value (d2), and a skid buffer hands it to the units: no logic follows a memory's
+        # output, no lane multiplexer precedes a unit, and the units' `ready` does not
+        # reach the drain counters.
         source = {"valid": d1_valid, "lane": d1_lane, "block_end": d1_block_end,
                   "acc": acc_drain.data}
         if has_requant:
@@ -936,7 +954,6 @@ class Accelerator(wiring.Component):
         if has_mx:
             source["bfp"] = bfp_drain.data
         source_ready = d1_ready
-        extra_busy = []
         if config.registered_acc_reads:
             r_ready = Signal()
             registered = {"valid": Signal(name="r_valid")}
@@ -954,29 +971,37 @@ class Accelerator(wiring.Component):
             drain_fields["params"] = requant_read.data.shape()
         if has_mx:
             drain_fields["bfp"] = bfp_drain.data.shape().elem_shape
-        drain_skid = SkidBuffer(data.StructLayout(drain_fields))
-        m.submodules.drain_skid = drain_skid
-        d2_valid = Signal()
-        d2 = Signal(drain_skid.i_stream.payload.shape(), reset_less=True)
-        m.d.comb += [
-            source_ready.eq(~d2_valid | drain_skid.i_stream.ready),
-            drain_skid.i_stream.valid.eq(d2_valid),
-            drain_skid.i_stream.payload.eq(d2),
-        ]
-        with m.If(source_ready):
-            m.d.sync += [d2_valid.eq(source["valid"]), d2.block_end.eq(source["block_end"]),
-                         d2.value.eq(source["acc"][source["lane"]])]
-            if has_requant:
-                m.d.sync += d2.params.eq(source["params"])
-            if has_mx:
-                m.d.sync += d2.bfp.eq(source["bfp"][source["lane"]])
-        drained = drain_skid.o_stream
+        drain_layout = data.StructLayout(drain_fields)
+        lane_values = Signal(drain_layout)
+        m.d.comb += [lane_values.block_end.eq(source["block_end"]),
+                     lane_values.value.eq(source["acc"][source["lane"]])]
+        if has_requant:
+            m.d.comb += lane_values.params.eq(source["params"])
+        if has_mx:
+            m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
+        if fast:
+            drain_skid = SkidBuffer(drain_layout)
+            m.submodules.drain_skid = drain_skid
+            d2_valid = Signal()
+            d2 = Signal(drain_layout, reset_less=True)
+            m.d.comb += [
+                source_ready.eq(~d2_valid | drain_skid.i_stream.ready),
+                drain_skid.i_stream.valid.eq(d2_valid),
+                drain_skid.i_stream.payload.eq(d2),
+            ]
+            with m.If(source_ready):
+                m.d.sync += [d2_valid.eq(source["valid"]), d2.eq(lane_values)]
+            extra_busy += [d2_valid, drain_skid.busy]
+            drained = drain_skid.o_stream
+        else:       # the units take the lane straight from the memories
+            drained = stream.Signature(drain_layout).create()
+            m.d.comb += [drained.valid.eq(source["valid"]), drained.payload.eq(lane_values),
+                         source_ready.eq(drained.ready)]
         d2_ready = drained.ready
         d2_block_end = drained.payload.block_end
         int_value = drained.payload.value
         units_busy = Signal()
-        busy_terms = [d1_valid, *extra_busy, d2_valid, drain_skid.busy, staged_valid,
-                      packer.busy]
+        busy_terms = [d1_valid, *extra_busy, packer.busy]
         if has_requant:
             requantizer = Requantizer()
             m.submodules.requantizer = requantizer
