@@ -205,6 +205,8 @@ class BuildReport:
     baudrate: int
     out_dir: Path
     synth_only: bool
+    seed: int | None = None
+    """nextpnr's placement seed (None: its default)."""
     synthesis: dict[str, int] = dataclasses.field(default_factory=dict)
     """Cells after synthesis, by Yosys cell type."""
     placed: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
@@ -235,7 +237,7 @@ class BuildReport:
         return {
             "board": self.board, "device": self.device, "top": self.top,
             "config": self.config.as_dict(), "clock_hz": self.clock_hz,
-            "baudrate": self.baudrate, "synth_only": self.synth_only,
+            "baudrate": self.baudrate, "synth_only": self.synth_only, "seed": self.seed,
             "synthesis": self.synthesis, "placed": self.placed, "fmax_mhz": self.fmax_mhz,
             "timing_met": self.timing_met, "macs_per_cycle": self.macs_per_cycle(),
             "gops": self.gops(),
@@ -346,14 +348,15 @@ def _does_not_fit(log: str) -> bool:
 def build_board(board: Board, config: ArrayConfig | None = None, *,
                 clock_hz: int | None = None, baudrate: int | None = None,
                 out_dir: Path | str | None = None, synth_only: bool = False,
-                top: str = "board",
+                top: str = "board", seed: int | None = None,
                 say: Callable[[str], None] = lambda message: None) -> BuildReport:
     """Synthesize, place, route and pack the board top for `board` with `config`.
 
     Returns the report (also written to `out_dir`/report.json and report.txt). Raises
     `BuildError` (exit code 2) when a tool is missing or the design does not fit. A timing
     failure is not an exception: `report.timing_met` is False. `top` is "board"
-    (`fpga.top.BoardTop`), or "accelerator" or "array" alone (`StimulusTop`)."""
+    (`fpga.top.BoardTop`), or "accelerator" or "array" alone (`StimulusTop`). `seed` is
+    nextpnr's placement seed (placement, hence Fmax, varies with it)."""
     config = board.config if config is None else config
     if top not in ("board", *StimulusTop.DESIGNS):
         raise ValueError(f"top must be board, accelerator or array, not {top!r}")
@@ -361,6 +364,9 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
     clock_hz = board.clock_hz if clock_hz is None else clock_hz
     baudrate = board.baudrate if baudrate is None else baudrate
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                             or not 0 <= seed < 1 << 31):
+        raise ValueError(f"seed must be an integer from 0 to 2^31 - 1, not {seed!r}")
     if not isinstance(clock_hz, int) or not 1_000_000 <= clock_hz <= 500_000_000:
         raise ValueError(f"clock_hz must be an integer from 1 MHz to 500 MHz, not {clock_hz!r}")
     if config.multiplier == "ice40-sb-mac16" and board.family != "ice40":
@@ -377,7 +383,8 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
     design, top_name, clock_hz = _top(board, config, clock_hz, baudrate, top)
     report = BuildReport(board=board.name, device=board.device, top=top_name, config=config,
                          clock_hz=clock_hz, baudrate=baudrate, out_dir=out,
-                         synth_only=synth_only, tools=_tool_versions(board.family))
+                         synth_only=synth_only, seed=seed,
+                         tools=_tool_versions(board.family))
     say(f"elaborating {top_name} for {board.device}: {config.rows}x{config.cols} array, "
         f"modes {', '.join(config.modes)}, {config.multiplier} multipliers, "
         f"{clock_hz / 1e6:g} MHz")
@@ -387,7 +394,7 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         design, name="top",
         script_after_read=f"hierarchy -top top\n{ABC9_WORKAROUND}\n{NO_COLLISION}",
         script_after_synth="tee -q -o top.stat.json stat -json",
-        nextpnr_opts="--timing-allow-fail")
+        nextpnr_opts="--timing-allow-fail" + (f" --seed {seed}" if seed is not None else ""))
     plan.extract(out)
     report.seconds["elaborate"] = round(time.monotonic() - start, 1)
 
@@ -439,7 +446,8 @@ def format_report(report: BuildReport) -> str:
         f"lpmac build: {report.board} ({report.device}), top {report.top}",
         f"array {config.rows}x{config.cols}, modes {', '.join(config.modes)}, "
         f"multiplier {config.multiplier}, requant_depth {config.requant_depth}",
-        f"target clock {report.clock_hz / 1e6:g} MHz, UART {report.baudrate} baud",
+        f"target clock {report.clock_hz / 1e6:g} MHz, UART {report.baudrate} baud"
+        + (f", nextpnr seed {report.seed}" if report.seed is not None else ""),
         "",
         "synthesis (yosys): " + ", ".join(f"{count} {cell}"
                                           for cell, count in report.synthesis.items()),

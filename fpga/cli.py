@@ -35,9 +35,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--cols", type=int, help="array columns (default: the board's)")
     parser.add_argument("--modes", help=f"comma-separated modes among {', '.join(MODES)}")
     parser.add_argument("--multiplier", help=f"PE multiplier: {', '.join(MULTIPLIERS)}")
-    parser.add_argument("--pipeline", choices=PIPELINES,
-                        help="compact (small FPGAs) or fast (100 MHz class; default: the "
-                             "board's)")
+    parser.add_argument("--pipeline",
+                        help=f"{' or '.join(PIPELINES)}: few registers for small FPGAs, or "
+                             "more for 100 MHz clocks (default: the board's)")
     parser.add_argument("--requant-depth", type=int,
                         help="requantization parameter entries (a power of two)")
     parser.add_argument("--clock-mhz", type=float,
@@ -50,6 +50,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                              "accelerator; default), or the accelerator or the array alone "
                              "behind an LFSR stimulus (to measure their own cells and Fmax; "
                              "that bitstream does nothing useful)")
+    parser.add_argument("--seed", type=int,
+                        help="nextpnr's placement seed (Fmax varies with placement)")
     parser.add_argument("--synth-only", action="store_true",
                         help="stop after synthesis (cell counts and fit check, no bitstream)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -87,7 +89,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     try:
         report = build_board(board, config, clock_hz=clock_hz, baudrate=args.baudrate,
                              out_dir=args.out, synth_only=args.synth_only,
-                             top=args.top, say=say)
+                             top=args.top, seed=args.seed, say=say)
     except BuildError as error:
         if args.json and error.report is not None:
             print(json.dumps(error.report.as_dict(), indent=1))

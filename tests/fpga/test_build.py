@@ -51,6 +51,9 @@ def lpmac(*args: str) -> subprocess.CompletedProcess:
     (["--board", "icebreaker", "--clock-mhz", "-5"], "--clock-mhz must be positive"),
     (["--board", "icebreaker", "--rows", "16", "--cols", "16"],
      "rows must be at most 8 for protocol 1.0"),
+    (["--board", "icebreaker", "--seed", "-1"], "seed must be an integer from 0"),
+    (["--board", "ulx3s-85f", "--pipeline", "deep"],
+     "pipeline must be 'compact' or 'fast', not 'deep'"),
 ])
 def test_bad_usage_exits_2_with_one_sentence(args: list[str], message: str) -> None:
     result = lpmac("build", *args)
