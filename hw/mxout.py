@@ -152,7 +152,7 @@ class MxQuantizer(wiring.Component):
     `format` selects MXINT8 or MXINT4; change it only while `busy` is low.
 
     Two block buffers of BK entries alternate: one fills while the other is quantised, so
-    throughput is one value per cycle. The first element of a block appears `latency` (10)
+    throughput is one value per cycle. The first element of a block appears `latency` (11)
     cycles after its last value was accepted (no backpressure).
     """
 
@@ -192,7 +192,7 @@ class MxQuantizer(wiring.Component):
     def latency(self) -> int:
         """Cycles from accepting the value that completes a block to presenting the block's
         first element (no backpressure)."""
-        return 10
+        return 11
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -261,7 +261,7 @@ class MxQuantizer(wiring.Component):
                 m.d.sync += [write_index.eq(write_index + 1), block_max.eq(new_max),
                              block_any.eq(new_any)]
 
-        # --- Reader: quantise a full bank, one element per cycle (5 stages incl. the read).
+        # --- Reader: quantise a full bank, one element per cycle (6 stages incl. the read).
         read_bank = Signal()
         read_index = Signal(index_bits)
         reader = Module()
@@ -285,7 +285,7 @@ class MxQuantizer(wiring.Component):
             return register(reader, value, name)
 
         # Valid bits of the reader stages (these, unlike the data registers, reset).
-        valid = [Signal(name=f"valid_{n}") for n in range(1, 5)]
+        valid = [Signal(name=f"valid_{n}") for n in range(1, 6)]
         reader.d.sync += [valid[0].eq(issue), *(valid[n].eq(valid[n - 1])
                                                 for n in range(1, len(valid)))]
 
@@ -298,35 +298,43 @@ class MxQuantizer(wiring.Component):
         first = reg(read_index == 0, "first_1")
         last = reg(is_last, "last_1")
 
+        def reg_view(view: data.View, name: str) -> data.View:
+            register = Signal(self.entry_layout, name=name, reset_less=True)
+            reader.d.sync += register.eq(view)
+            return register
+
         # R2: the entry registered (the memory's output feeds no logic).
-        entry = Signal(self.entry_layout, name="entry_2", reset_less=True)
-        reader.d.sync += entry.eq(read_port.data)
+        entry = reg_view(read_port.data, "entry_2")
         shared, first, last = reg(shared, "shared_2"), reg(first, "first_2"), reg(last, "last_2")
 
-        # R3: bits to drop: (KEPT - 1 - f) + (shared - lead); saturate when lead > shared.
+        # R3: the exponent distance shared - lead (lead > shared saturates).
+        distance = reg(shared - entry.lead, "distance_3")
+        entry = reg_view(entry, "entry_3")
+        shared, first, last = reg(shared, "shared_3"), reg(first, "first_3"), reg(last, "last_3")
+
+        # R4: bits to drop: (KEPT - 1 - f) + distance, at most `limit`.
         mxint8 = self.format == MxElementFormat.MXINT8
         fraction_bits = Mux(mxint8, MX_FORMATS["mxint8"].fraction_bits,
                             MX_FORMATS["mxint4"].fraction_bits)
-        distance = shared - entry.lead
         drop = (self._KEPT_BITS - 1) - fraction_bits + distance
         limit = self._KEPT_BITS + 1  # everything rounds to 0 from here on
-        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_3")
-        saturate = reg(distance < 0, "saturate_3")
-        kept_3 = reg(entry.kept, "kept_3")
-        sticky_3 = reg(entry.sticky, "sticky_3")
-        negative_3 = reg(entry.negative, "negative_3")
-        zero_3 = reg(entry.zero, "zero_3")
-        shared, first, last = reg(shared, "shared_3"), reg(first, "first_3"), reg(last, "last_3")
-
-        # R4: shift to the element's grid.
-        kept, guard, rest = shift_right_rounding(kept_3, drop, limit)
-        up = reg(guard & (rest | sticky_3 | kept[0]), "up_4")
-        kept = reg(kept[:self._KEPT_BITS], "kept_4")
-        saturate, negative, zero = (reg(saturate, "saturate_4"), reg(negative_3, "negative_4"),
-                                    reg(zero_3, "zero_4"))
+        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_4")
+        saturate = reg(distance < 0, "saturate_4")
+        kept_4 = reg(entry.kept, "kept_4")
+        sticky_4 = reg(entry.sticky, "sticky_4")
+        negative_4 = reg(entry.negative, "negative_4")
+        zero_4 = reg(entry.zero, "zero_4")
         shared, first, last = reg(shared, "shared_4"), reg(first, "first_4"), reg(last, "last_4")
 
-        # R5: round, clamp to +-max, sign.
+        # R5: shift to the element's grid.
+        kept, guard, rest = shift_right_rounding(kept_4, drop, limit)
+        up = reg(guard & (rest | sticky_4 | kept[0]), "up_5")
+        kept = reg(kept[:self._KEPT_BITS], "kept_5")
+        saturate, negative, zero = (reg(saturate, "saturate_5"), reg(negative_4, "negative_5"),
+                                    reg(zero_4, "zero_5"))
+        shared, first, last = reg(shared, "shared_5"), reg(first, "first_5"), reg(last, "last_5")
+
+        # R6: round, clamp to +-max, sign.
         max_code = Mux(mxint8, MX_FORMATS["mxint8"].max_code, MX_FORMATS["mxint4"].max_code)
         rounded = kept + up
         element = Mux(saturate | (rounded > max_code), max_code, rounded)
