@@ -943,29 +943,28 @@ class Accelerator(wiring.Component):
                 m.d.sync += [items_left.eq(items_left - 1), item_last.eq(items_left == 1)]
         # d1 holds the memories' read data. In the compact pipeline the output units take
         # the lane's value (with its requantization parameters and BFP value) from there.
-        # The fast pipeline registers the memories' whole words (stage r), then the lane's
-        # value (d2), and a skid buffer hands it to the units: no logic follows a memory's
-        # output, no lane multiplexer precedes a unit, and the units' `ready` does not
-        # reach the drain counters.
-        source = {"valid": d1_valid, "lane": d1_lane, "block_end": d1_block_end,
-                  "acc": acc_drain.data}
+        # The fast pipeline hands the memories' whole words to a skid buffer (registers
+        # with a registered `ready`: the units' `ready` does not reach the drain counters,
+        # and no logic follows a memory's output), then registers the lane's value (d2):
+        # no lane multiplexer precedes a unit either.
+        source = {"lane": d1_lane, "block_end": d1_block_end, "acc": acc_drain.data}
         if has_requant:
             source["params"] = requant_read.data
         if has_mx:
             source["bfp"] = bfp_drain.data
-        source_ready = d1_ready
-        if config.registered_acc_reads:
-            r_ready = Signal()
-            registered = {"valid": Signal(name="r_valid")}
-            for name, value in source.items():
-                if name != "valid":    # views (the memories' layouts) stay views
-                    registered[name] = Signal(value.shape(), name=f"r_{name}",
-                                              reset_less=True)
-            m.d.comb += source_ready.eq(~registered["valid"] | r_ready)
-            with m.If(source_ready):
-                m.d.sync += [registered[name].eq(value) for name, value in source.items()]
-            extra_busy.append(registered["valid"])
-            source, source_ready = registered, r_ready
+        source_valid, source_ready = d1_valid, d1_ready
+        if fast:
+            words_skid = SkidBuffer(data.StructLayout(
+                {name: value.shape() for name, value in source.items()}))
+            m.submodules.words_skid = words_skid
+            m.d.comb += [words_skid.i_stream.valid.eq(d1_valid),
+                         d1_ready.eq(words_skid.i_stream.ready)]
+            m.d.comb += [getattr(words_skid.i_stream.payload, name).eq(value)
+                         for name, value in source.items()]
+            words = words_skid.o_stream
+            source = {name: getattr(words.payload, name) for name in source}
+            source_valid, source_ready = words.valid, words.ready
+            extra_busy.append(words_skid.busy)
         drain_fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
         if has_requant:
             drain_fields["params"] = requant_read.data.shape()
@@ -979,23 +978,17 @@ class Accelerator(wiring.Component):
             m.d.comb += lane_values.params.eq(source["params"])
         if has_mx:
             m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
+        drained = stream.Signature(drain_layout).create()
         if fast:
-            drain_skid = SkidBuffer(drain_layout)
-            m.submodules.drain_skid = drain_skid
             d2_valid = Signal()
             d2 = Signal(drain_layout, reset_less=True)
-            m.d.comb += [
-                source_ready.eq(~d2_valid | drain_skid.i_stream.ready),
-                drain_skid.i_stream.valid.eq(d2_valid),
-                drain_skid.i_stream.payload.eq(d2),
-            ]
+            m.d.comb += [source_ready.eq(~d2_valid | drained.ready),
+                         drained.valid.eq(d2_valid), drained.payload.eq(d2)]
             with m.If(source_ready):
-                m.d.sync += [d2_valid.eq(source["valid"]), d2.eq(lane_values)]
-            extra_busy += [d2_valid, drain_skid.busy]
-            drained = drain_skid.o_stream
+                m.d.sync += [d2_valid.eq(source_valid), d2.eq(lane_values)]
+            extra_busy.append(d2_valid)
         else:       # the units take the lane straight from the memories
-            drained = stream.Signature(drain_layout).create()
-            m.d.comb += [drained.valid.eq(source["valid"]), drained.payload.eq(lane_values),
+            m.d.comb += [drained.valid.eq(source_valid), drained.payload.eq(lane_values),
                          source_ready.eq(drained.ready)]
         d2_ready = drained.ready
         d2_block_end = drained.payload.block_end
