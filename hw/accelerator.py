@@ -1294,8 +1294,9 @@ class _ConfigFields:
         # group = BK / lc N-tiles for MX outputs (lc <= 16 <= BK), else 1.
         self.group_log2 = Mux(self.mx_out, log_block - lc_log2, 0)[:3]
         # Words per N-tile of the COMPUTE payload: K weight rows (+ scale words per block).
-        scale_words = Mux(self.lanes2 & (lc_max > 8), 2, 1)
-        self.tile_words = self.k + Mux(self.mx, self.k_blocks * scale_words, 0)
+        # (1 or 2 scale words per block: a shift, not a multiplication.)
+        two_scale_words = self.lanes2 & (lc_max > 8)
+        self.tile_words = self.k + Mux(self.mx, self.k_blocks << two_scale_words, 0)
         self.lc = Mux(self.lanes2, 2 * cols, cols)
         self._nibble_log2 = Mux(self.out_kind.matches(kinds["int32"], kinds["fp32"]), 3,
                                 Mux(self.out_kind.matches(kinds["int4"], kinds["mxint4"]),
