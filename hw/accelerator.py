@@ -923,16 +923,8 @@ class Accelerator(wiring.Component):
         extra_busy = []
         if fast:
             item = stream.Signature(packer.i_stream.payload.shape()).create()
-            staged_valid = Signal()
-            staged = Signal(packer.i_stream.payload.shape(), reset_less=True)
-            m.d.comb += [
-                item.ready.eq(~staged_valid | packer.i_stream.ready),
-                packer.i_stream.valid.eq(staged_valid),
-                packer.i_stream.payload.eq(staged),
-            ]
-            with m.If(item.ready):
-                m.d.sync += [staged_valid.eq(item.valid), staged.eq(item.payload)]
-            extra_busy.append(staged_valid)
+            extra_busy.append(_pipeline_register(m, item.valid, item.ready, item.payload,
+                                                 packer.i_stream, "staged"))
         else:
             item = packer.i_stream
         m.d.comb += item.payload.last.eq(item_last)
@@ -980,13 +972,8 @@ class Accelerator(wiring.Component):
             m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
         drained = stream.Signature(drain_layout).create()
         if fast:
-            d2_valid = Signal()
-            d2 = Signal(drain_layout, reset_less=True)
-            m.d.comb += [source_ready.eq(~d2_valid | drained.ready),
-                         drained.valid.eq(d2_valid), drained.payload.eq(d2)]
-            with m.If(source_ready):
-                m.d.sync += [d2_valid.eq(source_valid), d2.eq(lane_values)]
-            extra_busy.append(d2_valid)
+            extra_busy.append(_pipeline_register(m, source_valid, source_ready, lane_values,
+                                                 drained, "d2"))
         else:       # the units take the lane straight from the memories
             m.d.comb += [drained.valid.eq(source_valid), drained.payload.eq(lane_values),
                          source_ready.eq(drained.ready)]
@@ -1219,6 +1206,20 @@ class Accelerator(wiring.Component):
                 "ca": unsigned(8),           # the row's activation scale code for the block
             })
         return data.StructLayout(fields)
+
+
+def _pipeline_register(m: Module, valid: Value, ready: Signal, payload: Value,
+                       sink: stream.Interface, name: str) -> Signal:
+    """One register stage from (`valid`, `ready`, `payload`) to the stream `sink`: its
+    valid and payload come from registers, and `ready` (driven here) is
+    ~sink.valid | sink.ready, combinationally. Returns the stage's valid register."""
+    staged_valid = Signal(name=f"{name}_valid")
+    staged = Signal(sink.payload.shape(), name=name, reset_less=True)
+    m.d.comb += [ready.eq(~staged_valid | sink.ready), sink.valid.eq(staged_valid),
+                 sink.payload.eq(staged)]
+    with m.If(ready):
+        m.d.sync += [staged_valid.eq(valid), staged.eq(payload)]
+    return staged_valid
 
 
 def _registered_room(m: Module, fifo: SyncFIFOBuffered, name: str) -> Signal:
