@@ -229,9 +229,9 @@ class Accelerator(wiring.Component):
             scale_write = scale_mem.write_port()
             scale_read = scale_mem.read_port()
             scale_row_words = -(-lc_max // 8)
-            bscale_fifo = SyncFIFOBuffered(
+            bscale_fifo = SyncFIFOBuffered(    # (+ 2: the slots `scale_room` keeps spare)
                 width=64 * scale_row_words,
-                depth=max(4, config.weight_buffer_depth // block + 2))
+                depth=max(4, config.weight_buffer_depth // block + 2) + 2)
             m.submodules.bscale_fifo = bscale_fifo
             bfp_value = _bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
             bfp_mem = Memory(shape=data.ArrayLayout(bfp_value, lc_max),
@@ -266,7 +266,6 @@ class Accelerator(wiring.Component):
         # ======================================================================================
         i = self.i_stream
         word = i.payload.data
-        transfer = i.valid & i.ready
         opcode = Signal(8)
         tag = Signal(8)
         length = Signal(LENGTH_BITS)
@@ -371,9 +370,10 @@ class Accelerator(wiring.Component):
                                                       Cat(route_word, Const(0, 64))))
             else:
                 m.d.comb += bscale_fifo.w_data.eq(route_word)
+            scale_room = _registered_room(m, bscale_fifo, "scale_room")
             with m.If(is_scale):
-                m.d.comb += route_ready.eq(~push_scale | bscale_fifo.w_rdy)
-                m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale)
+                m.d.comb += route_ready.eq(~push_scale | scale_room)
+                m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale & scale_room)
             with m.Else():
                 m.d.comb += [route_ready.eq(weight_room),
                              weight_fifo.w_en.eq(route_offer & weight_room)]
@@ -446,10 +446,32 @@ class Accelerator(wiring.Component):
             m.d.comb += [scale_write.addr.eq(bank * scale_bank + count),
                          scale_write.data.eq(word)]
 
+        # One register per state that takes words (set with the state by `goto`), so that
+        # `ready` and the enables of what a word writes decode no state; `taken[state]`: a
+        # word is taken in that state (only WEIGHTS' `ready` depends on more than the flag).
+        in_state = {name: Signal(name=f"in_{name.lower()}", init=name == "HEADER")
+                    for name in ("HEADER", "WEIGHTS", "PAYLOAD", "FILL", "DISCARD")}
+        taken = {name: in_state[name] & i.valid for name in ("HEADER", "PAYLOAD", "DISCARD")}
+        taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & route_ready
+
+        def goto(state: str) -> None:
+            m.next = state
+            m.d.sync += [flag.eq(name == state) for name, flag in in_state.items()]
+
+        m.d.comb += [
+            i.ready.eq(in_state["HEADER"] | in_state["PAYLOAD"] | in_state["DISCARD"]
+                       | (in_state["WEIGHTS"] & route_ready)),
+            route_word.eq(Mux(in_state["WEIGHTS"], word, 0)),
+            route_offer.eq((in_state["WEIGHTS"] & i.valid) | in_state["FILL"]),
+        ]
+        # Payload words taken (or filled in), counted in the states that take them.
+        with m.If(taken["WEIGHTS"] | taken["PAYLOAD"] | (in_state["FILL"] & route_ready)):
+            m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
+                         at_last.eq(remaining == 2)]
+
         with m.FSM(name="decoder"):
             with m.State("HEADER"):
-                m.d.comb += i.ready.eq(1)
-                with m.If(transfer):
+                with m.If(taken["HEADER"]):
                     m.d.sync += [
                         opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
                         expected_value.eq(expected),
@@ -457,11 +479,11 @@ class Accelerator(wiring.Component):
                         at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
                         position.eq(0), *position_restart,
                     ]
-                    m.next = "CHECK"
+                    goto("CHECK")
 
             with m.State("CHECK"):      # the header checks, registered
                 m.d.sync += header_flags.eq(Cat(*(bad for _, _, bad in header_checks)))
-                m.next = "DISPATCH"
+                goto("DISPATCH")
 
             with m.State("DISPATCH"):
                 with m.If(opcode == Opcode.CONFIGURE):
@@ -471,9 +493,9 @@ class Accelerator(wiring.Component):
                                         value=Mux(check_code == Status.BAD_LENGTH,
                                                   expected_value, 0),
                                         discard=~header_last)
-                    m.next = "RESPOND"
+                    goto("RESPOND")
                 with m.Else():
-                    m.next = "START"
+                    goto("START")
 
             with m.State("START"):
                 with m.If(may_start_r):
@@ -489,7 +511,7 @@ class Accelerator(wiring.Component):
                             ]
                             m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
                                                 kind=kind, discard=~header_last)
-                            m.next = "RESPOND"
+                            goto("RESPOND")
                         with m.Case(Opcode.COMPUTE):
                             m.d.comb += [
                                 job_fifo.w_en.eq(1),
@@ -502,39 +524,32 @@ class Accelerator(wiring.Component):
                             with m.If(header_last):
                                 m.d.sync += respond(Status.TRUNCATED,
                                                     kind=_Response.COMPUTE_STATUS)
-                                m.next = "FILL"
+                                goto("FILL")
                             with m.Else():
-                                m.next = "WEIGHTS"
+                                goto("WEIGHTS")
                         with m.Default():
                             with m.If(header_last):
                                 m.d.sync += respond(Status.TRUNCATED)
-                                m.next = "RESPOND"
+                                goto("RESPOND")
                             with m.Else():
-                                m.next = "PAYLOAD"
+                                goto("PAYLOAD")
 
             # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
             with m.State("WEIGHTS"):
-                m.d.comb += [route_word.eq(word), route_offer.eq(i.valid),
-                             i.ready.eq(route_ready)]
-                with m.If(transfer):
-                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
-                                 at_last.eq(remaining == 2)]
+                with m.If(taken["WEIGHTS"]):
                     with m.If(at_last):
                         m.d.sync += respond(Mux(i.payload.last, Status.OK, Status.TOO_LONG),
                                             kind=_Response.COMPUTE_STATUS,
                                             discard=~i.payload.last)
-                        m.next = "RESPOND"
+                        goto("RESPOND")
                     with m.Elif(i.payload.last):
                         m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
                                             value=count_next)
-                        m.next = "FILL"
+                        goto("FILL")
 
             # The payload of the other commands.
             with m.State("PAYLOAD"):
-                m.d.comb += i.ready.eq(1)
-                with m.If(transfer):
-                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
-                                 at_last.eq(remaining == 2)]
+                with m.If(taken["PAYLOAD"]):
                     with m.Switch(opcode):
                         with m.Case(Opcode.CONFIGURE):
                             with m.If(count == 0):
@@ -554,51 +569,47 @@ class Accelerator(wiring.Component):
                     with m.If(at_last):
                         m.d.sync += final_last.eq(i.payload.last)
                         with m.If(opcode == Opcode.CONFIGURE):
-                            m.next = "CONFIG_1"
+                            goto("CONFIG_1")
                         with m.Else():
                             m.d.sync += respond(
                                 Mux(i.payload.last, Status.OK, Status.TOO_LONG),
                                 discard=~i.payload.last)
-                            m.next = "RESPOND"
+                            goto("RESPOND")
                     with m.Elif(i.payload.last):
                         m.d.sync += respond(Status.TRUNCATED, value=count_next)
-                        m.next = "RESPOND"
+                        goto("RESPOND")
 
             with m.State("FILL"):
                 # A truncated COMPUTE: the job runs on, with zeros for the missing words.
-                m.d.comb += [route_word.eq(0), route_offer.eq(1)]
-                with m.If(route_ready):
-                    m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
-                                 at_last.eq(remaining == 2)]
-                    with m.If(at_last):
-                        m.next = "RESPOND"
+                with m.If(route_ready & at_last):
+                    goto("RESPOND")
 
             # CONFIGURE: three products with one serial multiplier, then the checks.
             with m.State("CONFIG_1"):
                 m.d.comb += multiply(f.m, f.k_tiles)
-                m.next = "CONFIG_2"
+                goto("CONFIG_2")
             with m.State("CONFIG_2"):
                 with m.If(~multiplier.busy):
                     m.d.comb += multiply(f.n_tiles, f.tile_words)
                     m.d.sync += act_words_calc.eq(product)
-                    m.next = "CONFIG_3"
+                    goto("CONFIG_3")
             with m.State("CONFIG_3"):
                 with m.If(~multiplier.busy):
                     m.d.comb += multiply(f.m, f.n)
                     m.d.sync += compute_words_calc.eq(product)
-                    m.next = "CONFIG_SIZES"
+                    goto("CONFIG_SIZES")
             with m.State("CONFIG_SIZES"):
                 with m.If(~multiplier.busy):
                     m.d.sync += result_words_calc.eq(f.result_nibbles(items))
-                    m.next = "CONFIG_WORDS"
+                    goto("CONFIG_WORDS")
             with m.State("CONFIG_WORDS"):
                 m.d.sync += result_words_calc.eq(f.result_words(result_words_calc))
-                m.next = "CONFIG_FLAGS"
+                goto("CONFIG_FLAGS")
             # The checks, each registered as one flag, then taken in priority order (a
             # short path per cycle: CONFIGURE is rare, the clock is not).
             with m.State("CONFIG_FLAGS"):
                 m.d.sync += config_flags.eq(Cat(*(bad for _, _, bad in checks)))
-                m.next = "CONFIG_CHECK"
+                goto("CONFIG_CHECK")
             with m.State("CONFIG_CHECK"):
                 with m.If(config_flags == 0):
                     m.d.sync += [
@@ -611,40 +622,39 @@ class Accelerator(wiring.Component):
                     ]
                 with m.Else():
                     m.d.sync += respond(error, field=which, discard=~final_last)
-                m.next = "RESPOND"
+                goto("RESPOND")
 
             with m.State("RESPOND"):
                 with m.If(response_fifo.w_rdy):
                     m.d.comb += response_fifo.w_en.eq(1)
                     with m.If(response.kind == _Response.COUNTERS):
                         m.d.sync += counters_pending.eq(1)
-                        m.next = "COUNTERS_WAIT"
+                        goto("COUNTERS_WAIT")
                     with m.Elif(discard_after):
-                        m.next = "DISCARD"
+                        goto("DISCARD")
                     with m.Else():
-                        m.next = "HEADER"
+                        goto("HEADER")
 
             # READ_COUNTERS: nothing new starts until the counter words are out, so the
             # counters other than `cycles` (idle since the fence) need no snapshot.
             with m.State("COUNTERS_WAIT"):
                 with m.If(~counters_pending):
                     with m.If(discard_after):
-                        m.next = "DISCARD"
+                        goto("DISCARD")
                     with m.Else():
-                        m.next = "HEADER"
+                        goto("HEADER")
 
             with m.State("DISCARD"):
-                m.d.comb += i.ready.eq(1)
-                with m.If(transfer & i.payload.last):
-                    m.next = "HEADER"
+                with m.If(taken["DISCARD"] & i.payload.last):
+                    goto("HEADER")
 
         # ======================================================================================
         # Sequencer: jobs -> activation vectors for the array
         # ======================================================================================
         running = Signal()
         job_bank = Signal()
-        row = Signal(16)            # i: row of the M-tile (>= M: a bubble)
-        k_tile = Signal(16)
+        row = Signal.like(c.pass_last)      # i: row of the M-tile (>= M: a bubble)
+        k_tile = Signal.like(c.k_last)
         tile = Signal(range(max(2, block // cols + 1)))   # N-tile within the group
         group = Signal(16)
         pass_base = Signal(range(act_half + 1))           # k_tile * M
@@ -855,7 +865,7 @@ class Accelerator(wiring.Component):
         draining = Signal()
         drain_select = Signal()
         drain_last = Signal()
-        d_row = Signal(16)
+        d_row = Signal.like(c.m_last)
         d_tile = Signal(range(max(2, block // cols + 1)))
         d_lane = Signal(range(lc_max))
         d_tile_base = Signal(range(acc_half + 1))
@@ -916,15 +926,17 @@ class Accelerator(wiring.Component):
         # Without the requantizer and the MX units every item is an int32 (8 nibbles).
         packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
         m.submodules.packer = packer
-        # The output units offer items on `item`; in the fast pipeline a pipeline register
-        # hands them to the packer (the output-kind multiplexer and the packer's shifter in
-        # separate cycles).
+        # The output units offer items on `item`; in the fast pipeline a skid buffer hands
+        # them to the packer (the output-kind multiplexer and the packer's shifter in
+        # separate cycles, and the packer's `ready` registered).
         fast = config.pipeline == "fast"
         extra_busy = []
         if fast:
-            item = stream.Signature(packer.i_stream.payload.shape()).create()
-            extra_busy.append(_pipeline_register(m, item.valid, item.ready, item.payload,
-                                                 packer.i_stream, "staged"))
+            staged = SkidBuffer(packer.i_stream.payload.shape())
+            m.submodules.staged = staged
+            wiring.connect(m, staged.o_stream, packer.i_stream)
+            item = staged.i_stream
+            extra_busy.append(staged.busy)
         else:
             item = packer.i_stream
         m.d.comb += item.payload.last.eq(item_last)
@@ -937,8 +949,9 @@ class Accelerator(wiring.Component):
         # the lane's value (with its requantization parameters and BFP value) from there.
         # The fast pipeline hands the memories' whole words to a skid buffer (registers
         # with a registered `ready`: the units' `ready` does not reach the drain counters,
-        # and no logic follows a memory's output), then registers the lane's value (d2):
-        # no lane multiplexer precedes a unit either.
+        # and no logic follows a memory's output), then the lane's value through a second
+        # one (d2): no lane multiplexer precedes a unit, and the units' `ready`, through the
+        # output-kind multiplexer, only enables d2's output register.
         source = {"lane": d1_lane, "block_end": d1_block_end, "acc": acc_drain.data}
         if has_requant:
             source["params"] = requant_read.data
@@ -972,8 +985,15 @@ class Accelerator(wiring.Component):
             m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
         drained = stream.Signature(drain_layout).create()
         if fast:
-            extra_busy.append(_pipeline_register(m, source_valid, source_ready, lane_values,
-                                                 drained, "d2"))
+            lane_skid = SkidBuffer(drain_layout)
+            m.submodules.lane_skid = lane_skid
+            m.d.comb += [lane_skid.i_stream.valid.eq(source_valid),
+                         lane_skid.i_stream.payload.eq(lane_values),
+                         source_ready.eq(lane_skid.i_stream.ready)]
+            m.d.comb += [drained.valid.eq(lane_skid.o_stream.valid),
+                         drained.payload.eq(lane_skid.o_stream.payload),
+                         lane_skid.o_stream.ready.eq(drained.ready)]
+            extra_busy.append(lane_skid.busy)
         else:       # the units take the lane straight from the memories
             m.d.comb += [drained.valid.eq(source_valid), drained.payload.eq(lane_values),
                          source_ready.eq(drained.ready)]
@@ -1208,20 +1228,6 @@ class Accelerator(wiring.Component):
         return data.StructLayout(fields)
 
 
-def _pipeline_register(m: Module, valid: Value, ready: Signal, payload: Value,
-                       sink: stream.Interface, name: str) -> Signal:
-    """One register stage from (`valid`, `ready`, `payload`) to the stream `sink`: its
-    valid and payload come from registers, and `ready` (driven here) is
-    ~sink.valid | sink.ready, combinationally. Returns the stage's valid register."""
-    staged_valid = Signal(name=f"{name}_valid")
-    staged = Signal(sink.payload.shape(), name=name, reset_less=True)
-    m.d.comb += [ready.eq(~staged_valid | sink.ready), sink.valid.eq(staged_valid),
-                 sink.payload.eq(staged)]
-    with m.If(ready):
-        m.d.sync += [staged_valid.eq(valid), staged.eq(payload)]
-    return staged_valid
-
-
 def _registered_room(m: Module, fifo: SyncFIFOBuffered, name: str) -> Signal:
     """A register that is high when `fifo` can take a word: one cycle late, and the
     buffered FIFO's output register aside, so it keeps two slots spare. A writer gated by
@@ -1327,14 +1333,19 @@ class _ConfigRegisters:
         self.relu = Signal()
         self.zero_point = Signal(signed(9))
         # Loop bounds are kept as their last index: a counter compares with a register.
-        self.m = Signal(16)
-        self.m_last = Signal(16)
-        self.k_last = Signal(16)
+        # A CONFIGURE is refused unless M fits an accumulator bank and M * K-tiles an
+        # activation bank, so the registers (and the counters that compare with them) are
+        # only as wide as those bounds.
+        acc_half = config.accumulator_depth // 2
+        act_half = config.activation_buffer_depth // 2
+        self.m = Signal(range(acc_half + 1))
+        self.m_last = Signal(range(max(2, acc_half)))
+        self.k_last = Signal(range(max(2, act_half)))
         self.groups_last = Signal(16)
         self.group_last = Signal(range(max(2, config.block_size // config.cols + 1)))
         self.group_log2 = Signal(3)
         self.lc = Signal(range(lc_max + 1))
-        self.pass_last = Signal(16)
+        self.pass_last = Signal(range(max(2, acc_half, *accelerator._pass_mins())))
         # Flags that no CONFIGURE of this build can change are constants, so that the
         # logic of the units the build leaves out disappears in synthesis.
         built = [MODE_INFO[name] for name in config.modes]

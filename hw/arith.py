@@ -169,13 +169,17 @@ class SkidBuffer(wiring.Component):
         skid = Signal.like(i.payload, reset_less=True)
         skid_valid = Signal()
         m.d.comb += [i.ready.eq(~skid_valid), self.busy.eq(o.valid | skid_valid)]
+        # The skid register copies every beat accepted (it is only read while
+        # `skid_valid`), so its enable does not depend on `o_stream.ready`.
+        with m.If(i.valid & ~skid_valid):
+            m.d.sync += skid.eq(i.payload)
         with m.If(~o.valid | o.ready):      # the output register takes a beat
             with m.If(skid_valid):
                 m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
                 m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
         with m.Elif(i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(i.payload), skid_valid.eq(1)]
+            m.d.sync += skid_valid.eq(1)
         return m
 
 
