@@ -241,8 +241,13 @@ class FrameBridge(wiring.Component):
                      tx_read.addr.eq(Cat(byte_index, (tx_ack + word_index)[:address_bits]))]
         sent = Signal()
         m.d.comb += sent.eq(self.tx_byte.valid & self.tx_byte.ready)
+        # The receiver takes bytes in every state but VERIFY, COMMIT, RESET and SEAL (from a
+        # complete frame to its reply): `listening` is a register low exactly there, so
+        # `got` decodes no state.
+        listening = Signal(init=1)
         got = Signal()
-        m.d.comb += got.eq(self.rx_byte.valid & self.rx_byte.ready)
+        m.d.comb += [self.rx_byte.ready.eq(listening),
+                     got.eq(self.rx_byte.valid & listening)]
 
         # timed_out is a register equal to (silence == timeout_cycles), so the comparison
         # is off the receive state machine's paths.
@@ -255,7 +260,7 @@ class FrameBridge(wiring.Component):
 
         def nak() -> None:
             m.d.sync += [reply_type.eq(FrameType.NAK), reply_count.eq(0),
-                         header_index.eq(0), tx_crc.eq(CRC_INIT)]
+                         header_index.eq(0), tx_crc.eq(CRC_INIT), listening.eq(1)]
             m.d.comb += self.frame_bad.eq(1)
             m.next = "REPLY_HEADER"
 
@@ -274,13 +279,11 @@ class FrameBridge(wiring.Component):
         m.d.sync += self.accel_reset.eq(0)      # unless COMMIT accepts a RESET frame
         with m.FSM(name="link"):
             with m.State("HUNT"):
-                m.d.comb += self.rx_byte.ready.eq(1)
                 with m.If(got & (self.rx_byte.payload == SYNC)):
                     m.d.sync += [crc.eq(CRC_INIT), header_index.eq(0), silence.eq(0)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
-                m.d.comb += self.rx_byte.ready.eq(1)
                 byte = self.rx_byte.payload
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
@@ -316,7 +319,6 @@ class FrameBridge(wiring.Component):
                     nak()
 
             with m.State("PAYLOAD"):
-                m.d.comb += self.rx_byte.ready.eq(1)
                 slot = (rx_head + word_index)[:address_bits]
                 m.d.comb += [rx_write.addr.eq(Cat(byte_index, slot)),
                              rx_write.data.eq(self.rx_byte.payload)]
@@ -334,10 +336,10 @@ class FrameBridge(wiring.Component):
                     nak()
 
             with m.State("CRC"):
-                m.d.comb += self.rx_byte.ready.eq(1)
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
                     with m.If(header_index == 1):
+                        m.d.sync += listening.eq(0)
                         m.next = "VERIFY"
                 with m.Elif(timed_out):
                     nak()
@@ -370,7 +372,6 @@ class FrameBridge(wiring.Component):
                     m.next = "SEAL"
 
             with m.State("DISCARD"):            # damaged length: wait for silence, then NAK
-                m.d.comb += self.rx_byte.ready.eq(1)
                 with m.If(timed_out):
                     nak()
 
@@ -391,11 +392,11 @@ class FrameBridge(wiring.Component):
                                  reply_count.eq(MAX_FRAME_WORDS)]
                 with m.Else():
                     m.d.sync += [tx_seal.eq(tx_fill), reply_count.eq(waiting)]
-                m.d.sync += [header_index.eq(0), tx_crc.eq(CRC_INIT)]
+                m.d.sync += [header_index.eq(0), tx_crc.eq(CRC_INIT), listening.eq(1)]
                 m.next = "REPLY_HEADER"
 
             with m.State("REPLY_HEADER"):
-                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1)]
+                m.d.comb += [self.tx_byte.valid.eq(1)]
                 with m.Switch(header_index):
                     with m.Case(0):
                         m.d.comb += tx_byte.eq(SYNC)
@@ -419,18 +420,17 @@ class FrameBridge(wiring.Component):
                         m.next = "REPLY_NEXT"
 
             with m.State("REPLY_NEXT"):
-                m.d.comb += self.rx_byte.ready.eq(1)
                 with m.If(word_index == reply_count):
                     m.next = "REPLY_CRC"
                 with m.Else():
                     m.next = "REPLY_LOAD"
 
             with m.State("REPLY_LOAD"):         # tx_read.addr is the byte's address
-                m.d.comb += [self.rx_byte.ready.eq(1), tx_read.en.eq(1)]
+                m.d.comb += [tx_read.en.eq(1)]
                 m.next = "REPLY_BYTE"
 
             with m.State("REPLY_BYTE"):         # the read data is valid (and held: en low)
-                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1),
+                m.d.comb += [self.tx_byte.valid.eq(1),
                              tx_read.en.eq(0),
                              tx_byte.eq(tx_read.data)]
                 with m.If(sent):
@@ -443,7 +443,7 @@ class FrameBridge(wiring.Component):
                         m.next = "REPLY_LOAD"
 
             with m.State("REPLY_CRC"):
-                m.d.comb += [self.rx_byte.ready.eq(1), self.tx_byte.valid.eq(1),
+                m.d.comb += [self.tx_byte.valid.eq(1),
                              tx_byte.eq(Mux(header_index == 0, tx_crc[8:], tx_crc[:8]))]
                 with m.If(sent):
                     m.d.sync += header_index.eq(header_index + 1)

@@ -454,9 +454,20 @@ class Accelerator(wiring.Component):
         taken = {name: in_state[name] & i.valid for name in ("HEADER", "PAYLOAD", "DISCARD")}
         taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & route_ready
 
-        def goto(state: str) -> None:
-            m.next = state
-            m.d.sync += [flag.eq(name == state) for name, flag in in_state.items()]
+        here = ["HEADER"]       # the state whose body is being described
+
+        def state(name: str) -> object:
+            here[0] = name
+            return m.State(name)
+
+        def goto(target: str) -> None:
+            """Go to `target` from the state `here`: only the flags of these two change (a
+            flag's enable then has a few terms, not every transition of the decoder)."""
+            m.next = target
+            if target in in_state:
+                m.d.sync += in_state[target].eq(1)
+            if here[0] in in_state and here[0] != target:
+                m.d.sync += in_state[here[0]].eq(0)
 
         m.d.comb += [
             i.ready.eq(in_state["HEADER"] | in_state["PAYLOAD"] | in_state["DISCARD"]
@@ -470,7 +481,7 @@ class Accelerator(wiring.Component):
                          at_last.eq(remaining == 2)]
 
         with m.FSM(name="decoder"):
-            with m.State("HEADER"):
+            with state("HEADER"):
                 with m.If(taken["HEADER"]):
                     m.d.sync += [
                         opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
@@ -481,11 +492,11 @@ class Accelerator(wiring.Component):
                     ]
                     goto("CHECK")
 
-            with m.State("CHECK"):      # the header checks, registered
+            with state("CHECK"):      # the header checks, registered
                 m.d.sync += header_flags.eq(Cat(*(bad for _, _, bad in header_checks)))
                 goto("DISPATCH")
 
-            with m.State("DISPATCH"):
+            with state("DISPATCH"):
                 with m.If(opcode == Opcode.CONFIGURE):
                     m.d.sync += configured.eq(0)
                 with m.If(header_flags != 0):
@@ -497,7 +508,7 @@ class Accelerator(wiring.Component):
                 with m.Else():
                     goto("START")
 
-            with m.State("START"):
+            with state("START"):
                 with m.If(may_start_r):
                     with m.Switch(opcode):
                         with m.Case(Opcode.IDENTIFY, Opcode.READ_COUNTERS,
@@ -535,7 +546,7 @@ class Accelerator(wiring.Component):
                                 goto("PAYLOAD")
 
             # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
-            with m.State("WEIGHTS"):
+            with state("WEIGHTS"):
                 with m.If(taken["WEIGHTS"]):
                     with m.If(at_last):
                         m.d.sync += respond(Mux(i.payload.last, Status.OK, Status.TOO_LONG),
@@ -548,7 +559,7 @@ class Accelerator(wiring.Component):
                         goto("FILL")
 
             # The payload of the other commands.
-            with m.State("PAYLOAD"):
+            with state("PAYLOAD"):
                 with m.If(taken["PAYLOAD"]):
                     with m.Switch(opcode):
                         with m.Case(Opcode.CONFIGURE):
@@ -579,38 +590,38 @@ class Accelerator(wiring.Component):
                         m.d.sync += respond(Status.TRUNCATED, value=count_next)
                         goto("RESPOND")
 
-            with m.State("FILL"):
+            with state("FILL"):
                 # A truncated COMPUTE: the job runs on, with zeros for the missing words.
                 with m.If(route_ready & at_last):
                     goto("RESPOND")
 
             # CONFIGURE: three products with one serial multiplier, then the checks.
-            with m.State("CONFIG_1"):
+            with state("CONFIG_1"):
                 m.d.comb += multiply(f.m, f.k_tiles)
                 goto("CONFIG_2")
-            with m.State("CONFIG_2"):
+            with state("CONFIG_2"):
                 with m.If(~multiplier.busy):
                     m.d.comb += multiply(f.n_tiles, f.tile_words)
                     m.d.sync += act_words_calc.eq(product)
                     goto("CONFIG_3")
-            with m.State("CONFIG_3"):
+            with state("CONFIG_3"):
                 with m.If(~multiplier.busy):
                     m.d.comb += multiply(f.m, f.n)
                     m.d.sync += compute_words_calc.eq(product)
                     goto("CONFIG_SIZES")
-            with m.State("CONFIG_SIZES"):
+            with state("CONFIG_SIZES"):
                 with m.If(~multiplier.busy):
                     m.d.sync += result_words_calc.eq(f.result_nibbles(items))
                     goto("CONFIG_WORDS")
-            with m.State("CONFIG_WORDS"):
+            with state("CONFIG_WORDS"):
                 m.d.sync += result_words_calc.eq(f.result_words(result_words_calc))
                 goto("CONFIG_FLAGS")
             # The checks, each registered as one flag, then taken in priority order (a
             # short path per cycle: CONFIGURE is rare, the clock is not).
-            with m.State("CONFIG_FLAGS"):
+            with state("CONFIG_FLAGS"):
                 m.d.sync += config_flags.eq(Cat(*(bad for _, _, bad in checks)))
                 goto("CONFIG_CHECK")
-            with m.State("CONFIG_CHECK"):
+            with state("CONFIG_CHECK"):
                 with m.If(config_flags == 0):
                     m.d.sync += [
                         configured.eq(1),
@@ -624,7 +635,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += respond(error, field=which, discard=~final_last)
                 goto("RESPOND")
 
-            with m.State("RESPOND"):
+            with state("RESPOND"):
                 with m.If(response_fifo.w_rdy):
                     m.d.comb += response_fifo.w_en.eq(1)
                     with m.If(response.kind == _Response.COUNTERS):
@@ -637,14 +648,14 @@ class Accelerator(wiring.Component):
 
             # READ_COUNTERS: nothing new starts until the counter words are out, so the
             # counters other than `cycles` (idle since the fence) need no snapshot.
-            with m.State("COUNTERS_WAIT"):
+            with state("COUNTERS_WAIT"):
                 with m.If(~counters_pending):
                     with m.If(discard_after):
                         goto("DISCARD")
                     with m.Else():
                         goto("HEADER")
 
-            with m.State("DISCARD"):
+            with state("DISCARD"):
                 with m.If(taken["DISCARD"] & i.payload.last):
                     goto("HEADER")
 
