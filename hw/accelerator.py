@@ -685,8 +685,9 @@ class Accelerator(wiring.Component):
         # row, k_tile and tile are all 0: a flag kept with them (a short path into
         # waiting_bank, step and every sequencer register).
         group_start = Signal()
+        bank_busy = Signal()        # the bank of the group at hand is busy (see below)
         waiting_bank = Signal()
-        m.d.comb += waiting_bank.eq(running & group_start & acc_busy.bit_select(acc_select, 1))
+        m.d.comb += waiting_bank.eq(running & group_start & bank_busy)
         step = Signal()
         m.d.comb += step.eq(running & advance & ~waiting_bank)
         # Each loop counter's "at its last value" is a flag kept with it (the counters'
@@ -695,6 +696,13 @@ class Accelerator(wiring.Component):
         last_k = Signal()           # k_tile == c.k_last
         last_tile = Signal()        # tile == c.group_last
         last_group = Signal()       # group == c.groups_last
+        # `bank_busy` is a register (a short path into step): acc_busy's bit for the bank
+        # `acc_select` names in the next cycle. Only the sequencer sets a bit (its own bank's,
+        # at a group's first step, which is never the step before another group's start), and
+        # the drain's releases are seen a cycle late: the flag is never low for a busy bank.
+        m.d.sync += bank_busy.eq(Mux(step & last_row & last_k & last_tile,
+                                     acc_busy.bit_select(~acc_select, 1),
+                                     acc_busy.bit_select(acc_select, 1)))
 
         with m.If(~running & job_fifo.r_rdy):
             m.d.comb += job_fifo.r_en.eq(1)
