@@ -369,7 +369,11 @@ class BoardTop(wiring.Component):
             m.d.por += ready.eq(1)
         with m.Else():
             m.d.por += delay.eq(delay + 1)
-        m.d.comb += ResetSignal("sync").eq(~ready)
+        # The reset comes straight from a register (no inverter between it and the reset
+        # net, which reaches every corner of the design).
+        reset = Signal(init=1)
+        m.d.por += reset.eq(~ready)
+        m.d.comb += ResetSignal("sync").eq(reset)
 
         m.submodules.core = core = BridgedAccelerator(self._config, divisor=self._divisor)
         uart = platform.request("uart", 0, dir="-")
