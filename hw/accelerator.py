@@ -427,6 +427,7 @@ class Accelerator(wiring.Component):
              | (result_words_calc[:LENGTH_BITS] == MAX_LENGTH)),
         ]
         config_flags = Signal(len(checks))
+        config_phase = Signal(7)        # one-hot: CONFIGURE's step in the state CONFIG
         error, which = _first_failure(m, checks, config_flags)
 
         def multiply(a: object, b: object) -> list:
@@ -580,7 +581,8 @@ class Accelerator(wiring.Component):
                     with m.If(at_last):
                         m.d.sync += final_last.eq(i.payload.last)
                         with m.If(opcode == Opcode.CONFIGURE):
-                            goto("CONFIG_1")
+                            m.d.sync += config_phase.eq(1)
+                            goto("CONFIG")
                         with m.Else():
                             m.d.sync += respond(
                                 Mux(i.payload.last, Status.OK, Status.TOO_LONG),
@@ -595,45 +597,44 @@ class Accelerator(wiring.Component):
                 with m.If(route_ready & at_last):
                     goto("RESPOND")
 
-            # CONFIGURE: three products with one serial multiplier, then the checks.
-            with state("CONFIG_1"):
-                m.d.comb += multiply(f.m, f.k_tiles)
-                goto("CONFIG_2")
-            with state("CONFIG_2"):
-                with m.If(~multiplier.busy):
+            # CONFIGURE: three products with one serial multiplier, then the checks, each
+            # registered as one flag, then taken in priority order (a short path per cycle:
+            # CONFIGURE is rare, the clock is not). One state, its steps one-hot in
+            # `config_phase` (fewer decoder states, a shallower next-state logic).
+            with state("CONFIG"):
+                def next_phase() -> list:
+                    return [config_phase.eq(config_phase << 1)]
+
+                with m.If(config_phase[0]):
+                    m.d.comb += multiply(f.m, f.k_tiles)
+                    m.d.sync += next_phase()
+                with m.If(config_phase[1] & ~multiplier.busy):
                     m.d.comb += multiply(f.n_tiles, f.tile_words)
-                    m.d.sync += act_words_calc.eq(product)
-                    goto("CONFIG_3")
-            with state("CONFIG_3"):
-                with m.If(~multiplier.busy):
+                    m.d.sync += [act_words_calc.eq(product), *next_phase()]
+                with m.If(config_phase[2] & ~multiplier.busy):
                     m.d.comb += multiply(f.m, f.n)
-                    m.d.sync += compute_words_calc.eq(product)
-                    goto("CONFIG_SIZES")
-            with state("CONFIG_SIZES"):
-                with m.If(~multiplier.busy):
-                    m.d.sync += result_words_calc.eq(f.result_nibbles(items))
-                    goto("CONFIG_WORDS")
-            with state("CONFIG_WORDS"):
-                m.d.sync += result_words_calc.eq(f.result_words(result_words_calc))
-                goto("CONFIG_FLAGS")
-            # The checks, each registered as one flag, then taken in priority order (a
-            # short path per cycle: CONFIGURE is rare, the clock is not).
-            with state("CONFIG_FLAGS"):
-                m.d.sync += config_flags.eq(Cat(*(bad for _, _, bad in checks)))
-                goto("CONFIG_CHECK")
-            with state("CONFIG_CHECK"):
-                with m.If(config_flags == 0):
-                    m.d.sync += [
-                        configured.eq(1),
-                        item_last.eq(items == 1), items_left.eq(items - 1),
-                        *c.apply(f, act_words_calc, compute_words_calc, items,
-                                 result_words_calc),
-                        *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
-                                 discard=~final_last),
-                    ]
-                with m.Else():
-                    m.d.sync += respond(error, field=which, discard=~final_last)
-                goto("RESPOND")
+                    m.d.sync += [compute_words_calc.eq(product), *next_phase()]
+                with m.If(config_phase[3] & ~multiplier.busy):
+                    m.d.sync += [result_words_calc.eq(f.result_nibbles(items)), *next_phase()]
+                with m.If(config_phase[4]):
+                    m.d.sync += [result_words_calc.eq(f.result_words(result_words_calc)),
+                                 *next_phase()]
+                with m.If(config_phase[5]):
+                    m.d.sync += [config_flags.eq(Cat(*(bad for _, _, bad in checks))),
+                                 *next_phase()]
+                with m.If(config_phase[6]):
+                    with m.If(config_flags == 0):
+                        m.d.sync += [
+                            configured.eq(1),
+                            item_last.eq(items == 1), items_left.eq(items - 1),
+                            *c.apply(f, act_words_calc, compute_words_calc, items,
+                                     result_words_calc),
+                            *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
+                                     discard=~final_last),
+                        ]
+                    with m.Else():
+                        m.d.sync += respond(error, field=which, discard=~final_last)
+                    goto("RESPOND")
 
             with state("RESPOND"):
                 with m.If(response_fifo.w_rdy):
