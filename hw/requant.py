@@ -67,7 +67,7 @@ class Requantizer(wiring.Component):
     fp32 mode is exact for every int32 x and every finite s32 of either sign, normal or
     subnormal (s32 = +-inf or NaN is not supported).
 
-    Latency `latency` (15) cycles, throughput one element per cycle.
+    Latency `latency` (16) cycles, throughput one element per cycle.
     """
 
     input_layout = data.StructLayout({
@@ -91,7 +91,7 @@ class Requantizer(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting an input to presenting its result (no backpressure)."""
-        return 15
+        return 16
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -146,76 +146,83 @@ class Requantizer(wiring.Component):
             reg(b, "b_5"), reg(negative, "negative_5"), reg(zero, "zero_5"),
             reg(right, "right_5"), reg(saturate_high, "saturate_high_5"))
 
-        # 6: signed 32 x 32 multiply, as four 16 x 16 partial products (one DSP each).
+        # 6: the multiplier's operands registered again: registers that feed nothing but
+        #    the multipliers (the DSP blocks on an FPGA), so they can be placed next to them.
+        a, b = reg(a, "a_6"), reg(b, "b_6")
+        exp, negative, zero, right, saturate_high = (
+            reg(exp, "exp_6"), reg(negative, "negative_6"), reg(zero, "zero_6"),
+            reg(right, "right_6"), reg(saturate_high, "saturate_high_6"))
+
+        # 7: signed 32 x 32 multiply, as four 16 x 16 partial products (one DSP each).
         a_high, a_low = a[16:].as_signed(), a[:16]
         b_high, b_low = b[16:].as_signed(), b[:16]
-        high_high = reg(a_high * b_high, "high_high_6")
-        high_low = reg(a_high * b_low, "high_low_6")
-        low_high = reg(a_low * b_high, "low_high_6")
-        low_low = reg(a_low * b_low, "low_low_6")
+        high_high = reg(a_high * b_high, "high_high_7")
+        high_low = reg(a_high * b_low, "high_low_7")
+        low_high = reg(a_low * b_high, "low_high_7")
+        low_low = reg(a_low * b_low, "low_low_7")
         # Right shifts that take the rounded 24-bit product (P >> 23 or P >> 24) to an
         # integer: -(exp + 23) and -(exp + 24).
-        shift_23 = reg(-(exp + 23), "shift_23_6")
+        shift_23 = reg(-(exp + 23), "shift_23_7")
         negative, zero, right, saturate_high = (
-            reg(negative, "negative_6"), reg(zero, "zero_6"), reg(right, "right_6"),
-            reg(saturate_high, "saturate_high_6"))
+            reg(negative, "negative_7"), reg(zero, "zero_7"), reg(right, "right_7"),
+            reg(saturate_high, "saturate_high_7"))
 
-        # 7: the middle partial products summed; the outer two do not overlap (low_low has
+        # 8: the middle partial products summed; the outer two do not overlap (low_low has
         # 32 bits), so they are concatenated.
-        middle = reg(high_low + low_high, "middle_7")
-        outer = reg(Cat(low_low[:32], high_high), "outer_7")
-        shift_23, negative, zero, right, saturate_high = (
-            reg(shift_23, "shift_23_7"), reg(negative, "negative_7"), reg(zero, "zero_7"),
-            reg(right, "right_7"), reg(saturate_high, "saturate_high_7"))
-
-        # 8: the product.
-        product = reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_8")
+        middle = reg(high_low + low_high, "middle_8")
+        outer = reg(Cat(low_low[:32], high_high), "outer_8")
         shift_23, negative, zero, right, saturate_high = (
             reg(shift_23, "shift_23_8"), reg(negative, "negative_8"), reg(zero, "zero_8"),
             reg(right, "right_8"), reg(saturate_high, "saturate_high_8"))
 
-        # 9, 10: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
+        # 9: the product.
+        product = reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_9")
+        shift_23, negative, zero, right, saturate_high = (
+            reg(shift_23, "shift_23_9"), reg(negative, "negative_9"), reg(zero, "zero_9"),
+            reg(right, "right_9"), reg(saturate_high, "saturate_high_9"))
+
+        # 10, 11: fp32: the float32 product, RNE to 24 bits (the product has 47 or 48 bits);
         #    whether it is 2^10 or more; the right shift that makes it an integer.
         #    gemmlowp: SRDHM = (a * b + 2^30) >> 31, saturating.
         #    Two stages: the kept bits, the round bits and the sums first, then the choices.
         top = product[47]
-        kept = reg(Mux(top, product[24:48], product[23:47]), "kept_9")
-        guard = reg(Mux(top, product[23], product[22]), "guard_9")
-        rest = reg(Mux(top, product[:23] != 0, product[:22] != 0), "rest_9")
-        p_shift = reg(shift_23 - top, "p_shift_9")
-        srdhm = reg(((product[30:].as_signed() + 1) >> 1)[:32].as_signed(), "srdhm_9")
+        kept = reg(Mux(top, product[24:48], product[23:47]), "kept_10")
+        guard = reg(Mux(top, product[23], product[22]), "guard_10")
+        rest = reg(Mux(top, product[:23] != 0, product[:22] != 0), "rest_10")
+        p_shift = reg(shift_23 - top, "p_shift_10")
+        srdhm = reg(((product[30:].as_signed() + 1) >> 1)[:32].as_signed(), "srdhm_10")
         negative, zero, right, saturate_high = (
-            reg(negative, "negative_9"), reg(zero, "zero_9"), reg(right, "right_9"),
-            reg(saturate_high, "saturate_high_9"))
+            reg(negative, "negative_10"), reg(zero, "zero_10"), reg(right, "right_10"),
+            reg(saturate_high, "saturate_high_10"))
         p_rounded = kept + (guard & (rest | kept[0]))
         srdhm = Mux(saturate_high, INT32_MAX, srdhm)
-        value = reg(Mux(fp32, p_rounded, srdhm), "value_10")
+        value = reg(Mux(fp32, p_rounded, srdhm), "value_11")
         amount = reg(Mux(fp32, Mux(p_shift < 0, 0, Mux(p_shift > 32, 32, p_shift)), right)[:6],
-                     "amount_10")
-        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_10")
-        negate = reg(fp32 & negative, "negate_10")
+                     "amount_11")
+        saturate = reg(fp32 & ~zero & (p_shift <= 13), "saturate_11")
+        negate = reg(fp32 & negative, "negate_11")
 
-        # 11, 12: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT),
+        # 12, 13: the shared rounding right shift (fp32: to an integer; gemmlowp: RDBPOT),
         # by the multiple of 8 first, then by the rest.
-        kept, guard, rest = staged_shift_right_rounding(reg, value, amount, 33, "shift_11")
-        saturate, negate = reg(saturate, "saturate_11"), reg(negate, "negate_11")
-        kept = reg(kept[:33].as_signed(), "kept_12")
-        guard, rest = reg(guard, "guard_12"), reg(rest, "rest_12")
+        kept, guard, rest = staged_shift_right_rounding(reg, value, amount, 33, "shift_12")
         saturate, negate = reg(saturate, "saturate_12"), reg(negate, "negate_12")
-
-        # 13: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
-        up = Mux(fp32, guard & (rest | kept[0]), guard & (~kept[-1] | rest))
-        rounded = reg((Mux(negate, ~kept, kept) + Mux(negate, ~up, up))[:34].as_signed(),
-                      "rounded_13")
+        kept = reg(kept[:33].as_signed(), "kept_13")
+        guard, rest = reg(guard, "guard_13"), reg(rest, "rest_13")
         saturate, negate = reg(saturate, "saturate_13"), reg(negate, "negate_13")
 
-        # 14: clamp R to 11 bits (anything larger saturates the output anyway).
+        # 14: round (fp32: half to even; gemmlowp: half away from zero) and apply the sign.
+        up = Mux(fp32, guard & (rest | kept[0]), guard & (~kept[-1] | rest))
+        rounded = reg((Mux(negate, ~kept, kept) + Mux(negate, ~up, up))[:34].as_signed(),
+                      "rounded_14")
+        saturate, negate = reg(saturate, "saturate_14"), reg(negate, "negate_14")
+
+        # 15: clamp R to 11 bits (anything larger saturates the output anyway).
         clamped = Mux(rounded >= _R_LIMIT, _R_LIMIT - 1,
                       Mux(rounded < -_R_LIMIT, -_R_LIMIT, rounded[:11].as_signed()))
         clamped = reg(Mux(saturate, Mux(negate, -_R_LIMIT, _R_LIMIT - 1), clamped)
-                      .as_signed(), "clamped_14")
+                      .as_signed(), "clamped_15")
 
-        # 15: + zo, clamp to [lo, hi].
+        # 16: + zo, clamp to [lo, hi].
         shifted = clamped + self.config.zero_point
         lo, hi = self.config.lo, self.config.hi
         dp.d.sync += self.o_stream.payload.value.eq(

@@ -20,7 +20,7 @@ exactly (all 34 bits), and the output equals y.
 
 The product. Both multipliers (the unit's four 16 x 16 partial products and the
 reference's) are out of reach of a SAT-based solver when structured differently, so the
-default proof cuts the unit's product register `product_8` free (Yosys `cutpoint`) and
+default proof cuts the unit's product register `product_9` free (Yosys `cutpoint`) and
 feeds the *same* free value to the reference as `ab`: it proves everything after the
 multiplier for every 64-bit product in the range of int32 x int32 products, and
 everything before it. That the unit's partial products sum to shifted * q31 is *not*
@@ -50,8 +50,8 @@ LEGAL_SHIFTS = (-31, GEMMLOWP_MAX_SHIFT)
 # The range hw.requant.Requantizer documents for its `shift` port.
 PORT_SHIFTS = (-32, 31)
 # Internal registers of the unit that the proof observes (and, for the product, cuts).
-PRODUCT_REGISTER = "product_8"
-R_REGISTER = "rounded_13"
+PRODUCT_REGISTER = "product_9"
+R_REGISTER = "rounded_14"
 # Unrolling the BMC problem makes z3 about 5x faster here (6 s instead of 35 s).
 ENGINES = ("smtbmc --unroll z3",)
 # Every product of two int32 values other than INT32_MIN * INT32_MIN lies in this range.
