@@ -67,7 +67,7 @@ class FrameBridge(wiring.Component):
 
     Latency: the reply to a frame starts the cycle after its last CRC byte is received
     (NAK after `timeout_cycles` of silence for an incomplete frame). Throughput: a word is
-    forwarded every 11 cycles and collected every 10, far more than the UART needs (a word
+    forwarded every 13 cycles and collected every 10, far more than the UART needs (a word
     is 90 bit times on the line).
     """
 
@@ -153,10 +153,17 @@ class FrameBridge(wiring.Component):
         m.d.comb += [rx_read.addr.eq(Cat(fetch, rx_tail[:address_bits])),
                      self.to_accel.payload.data.eq(forward_word),
                      self.to_accel.payload.last.eq(forward_last)]
+        # Whether the ring holds a word, as a register (off the state machine's path): it
+        # is one cycle behind the pointers, so WAIT trusts it only from its second cycle
+        # (`armed`), when it reflects the pointers WAIT found (and a RESET disarms).
+        rx_pending = Signal()
+        armed = Signal()
+        m.d.sync += rx_pending.eq(rx_tail != rx_head)
         with m.FSM(name="forward"):
             with m.State("WAIT"):
-                m.d.sync += fetch.eq(0)
-                with m.If((rx_tail != rx_head) & ~clear):
+                m.d.sync += [fetch.eq(0), armed.eq(~clear)]
+                with m.If(armed & rx_pending & ~clear):
+                    m.d.sync += armed.eq(0)
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += fetch.eq(fetch + 1)

@@ -667,8 +667,10 @@ class Accelerator(wiring.Component):
         job_bank = Signal()
         row = Signal.like(c.pass_last)      # i: row of the M-tile (>= M: a bubble)
         k_tile = Signal.like(c.k_last)
+        k_next = Signal.like(c.k_last)      # k_tile + 1, a register: no adder on the path
+        #                                     into last_k (the same for group_next)
         tile = Signal(range(max(2, block // cols + 1)))   # N-tile within the group
-        group = Signal(16)
+        group_next = Signal(16)     # the group's index + 1
         pass_base = Signal(range(act_half + 1))           # k_tile * M
         tile_base = Signal(range(acc_half + 1))           # tile * M
         acc_select = Signal()
@@ -696,7 +698,7 @@ class Accelerator(wiring.Component):
         last_row = Signal()         # row == c.pass_last
         last_k = Signal()           # k_tile == c.k_last
         last_tile = Signal()        # tile == c.group_last
-        last_group = Signal()       # group == c.groups_last
+        last_group = Signal()       # group_next == c.groups_last + 1
         # `bank_busy` is a register (a short path into step): acc_busy's bit for the bank
         # `acc_select` names in the next cycle. Only the sequencer sets a bit (its own bank's,
         # at a group's first step, which is never the step before another group's start), and
@@ -709,10 +711,11 @@ class Accelerator(wiring.Component):
             m.d.comb += job_fifo.r_en.eq(1)
             m.d.sync += [
                 running.eq(1), job_bank.eq(job_fifo.r_data[0]), row.eq(0), k_tile.eq(0),
+                k_next.eq(1), group_next.eq(1),
                 last_row.eq(c.pass_last == 0), last_k.eq(c.k_last == 0),
                 last_tile.eq(c.group_last == 0), last_group.eq(c.groups_last == 0),
                 group_start.eq(1),
-                tile.eq(0), group.eq(0), pass_base.eq(0), tile_base.eq(0), block_pass.eq(0),
+                tile.eq(0), pass_base.eq(0), tile_base.eq(0), block_pass.eq(0),
                 first_block.eq(1), code_base.eq(0),
             ]
 
@@ -763,10 +766,10 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += block_pass.eq(block_pass + 1)
                 with m.If(~last_k):
-                    m.d.sync += [k_tile.eq(k_tile + 1), pass_base.eq(pass_base + c.m),
-                                 last_k.eq(k_tile + 1 == c.k_last)]
+                    m.d.sync += [k_tile.eq(k_next), k_next.eq(k_next + 1),
+                                 pass_base.eq(pass_base + c.m), last_k.eq(k_next == c.k_last)]
                 with m.Else():
-                    m.d.sync += [k_tile.eq(0), pass_base.eq(0), block_pass.eq(0),
+                    m.d.sync += [k_tile.eq(0), k_next.eq(1), pass_base.eq(0), block_pass.eq(0),
                                  first_block.eq(1), code_base.eq(0), last_k.eq(c.k_last == 0)]
                     with m.If(~last_tile):
                         m.d.sync += [tile.eq(tile + 1), tile_base.eq(tile_base + c.m),
@@ -775,8 +778,8 @@ class Accelerator(wiring.Component):
                         m.d.sync += [tile.eq(0), tile_base.eq(0), acc_select.eq(~acc_select),
                                      last_tile.eq(c.group_last == 0)]
                         with m.If(~last_group):
-                            m.d.sync += [group.eq(group + 1),
-                                         last_group.eq(group + 1 == c.groups_last)]
+                            m.d.sync += [group_next.eq(group_next + 1),
+                                         last_group.eq(group_next == c.groups_last)]
                         with m.Else():
                             m.d.sync += running.eq(0)
                             m.d.comb += bank_use_dec.eq(Mux(job_bank, 0b10, 0b01))
