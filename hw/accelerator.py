@@ -455,6 +455,13 @@ class Accelerator(wiring.Component):
         taken = {name: in_state[name] & i.valid for name in ("HEADER", "PAYLOAD", "DISCARD")}
         taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & route_ready
 
+        # The opcode as one flag per command that DISPATCH, START and PAYLOAD tell apart
+        # (registered in CHECK: no 8-bit comparison on their paths).
+        is_op = {op: Signal(name=f"is_{op.name.lower()}")
+                 for op in (Opcode.IDENTIFY, Opcode.READ_COUNTERS, Opcode.CLEAR_COUNTERS,
+                            Opcode.COMPUTE, Opcode.CONFIGURE, Opcode.LOAD_REQUANT,
+                            Opcode.LOAD_SCALES, Opcode.LOAD_ACTIVATIONS)}
+
         here = ["HEADER"]       # the state whose body is being described
 
         def state(name: str) -> object:
@@ -493,12 +500,13 @@ class Accelerator(wiring.Component):
                     ]
                     goto("CHECK")
 
-            with state("CHECK"):      # the header checks, registered
-                m.d.sync += header_flags.eq(Cat(*(bad for _, _, bad in header_checks)))
+            with state("CHECK"):      # the header checks and the opcode's flags, registered
+                m.d.sync += [header_flags.eq(Cat(*(bad for _, _, bad in header_checks))),
+                             *(flag.eq(opcode == op) for op, flag in is_op.items())]
                 goto("DISPATCH")
 
             with state("DISPATCH"):
-                with m.If(opcode == Opcode.CONFIGURE):
+                with m.If(is_op[Opcode.CONFIGURE]):
                     m.d.sync += configured.eq(0)
                 with m.If(header_flags != 0):
                     m.d.sync += respond(check_code, field=check_field,
@@ -511,40 +519,39 @@ class Accelerator(wiring.Component):
 
             with state("START"):
                 with m.If(may_start_r):
-                    with m.Switch(opcode):
-                        with m.Case(Opcode.IDENTIFY, Opcode.READ_COUNTERS,
-                                    Opcode.CLEAR_COUNTERS):
-                            kind = Mux(opcode == Opcode.IDENTIFY, _Response.IDENTIFY,
-                                       Mux(opcode == Opcode.READ_COUNTERS, _Response.COUNTERS,
-                                           _Response.SIMPLE))
-                            m.d.comb += [
-                                clear_counters.eq(opcode == Opcode.CLEAR_COUNTERS),
-                                snapshot_counters.eq(opcode == Opcode.READ_COUNTERS),
-                            ]
-                            m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
-                                                kind=kind, discard=~header_last)
+                    with m.If(is_op[Opcode.IDENTIFY] | is_op[Opcode.READ_COUNTERS]
+                              | is_op[Opcode.CLEAR_COUNTERS]):
+                        kind = Mux(is_op[Opcode.IDENTIFY], _Response.IDENTIFY,
+                                   Mux(is_op[Opcode.READ_COUNTERS], _Response.COUNTERS,
+                                       _Response.SIMPLE))
+                        m.d.comb += [
+                            clear_counters.eq(is_op[Opcode.CLEAR_COUNTERS]),
+                            snapshot_counters.eq(is_op[Opcode.READ_COUNTERS]),
+                        ]
+                        m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
+                                            kind=kind, discard=~header_last)
+                        goto("RESPOND")
+                    with m.Elif(is_op[Opcode.COMPUTE]):
+                        m.d.comb += [
+                            job_fifo.w_en.eq(1),
+                            job_fifo.w_data.eq(bank),
+                            bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
+                            response_fifo.w_en.eq(1),
+                            push_entry.kind.eq(_Response.COMPUTE_START),
+                            push_entry.value.eq(c.result_words + 1),
+                        ]
+                        with m.If(header_last):
+                            m.d.sync += respond(Status.TRUNCATED,
+                                                kind=_Response.COMPUTE_STATUS)
+                            goto("FILL")
+                        with m.Else():
+                            goto("WEIGHTS")
+                    with m.Else():
+                        with m.If(header_last):
+                            m.d.sync += respond(Status.TRUNCATED)
                             goto("RESPOND")
-                        with m.Case(Opcode.COMPUTE):
-                            m.d.comb += [
-                                job_fifo.w_en.eq(1),
-                                job_fifo.w_data.eq(bank),
-                                bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
-                                response_fifo.w_en.eq(1),
-                                push_entry.kind.eq(_Response.COMPUTE_START),
-                                push_entry.value.eq(c.result_words + 1),
-                            ]
-                            with m.If(header_last):
-                                m.d.sync += respond(Status.TRUNCATED,
-                                                    kind=_Response.COMPUTE_STATUS)
-                                goto("FILL")
-                            with m.Else():
-                                goto("WEIGHTS")
-                        with m.Default():
-                            with m.If(header_last):
-                                m.d.sync += respond(Status.TRUNCATED)
-                                goto("RESPOND")
-                            with m.Else():
-                                goto("PAYLOAD")
+                        with m.Else():
+                            goto("PAYLOAD")
 
             # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
             with state("WEIGHTS"):
@@ -562,25 +569,22 @@ class Accelerator(wiring.Component):
             # The payload of the other commands.
             with state("PAYLOAD"):
                 with m.If(taken["PAYLOAD"]):
-                    with m.Switch(opcode):
-                        with m.Case(Opcode.CONFIGURE):
-                            with m.If(count == 0):
-                                m.d.sync += stage.eq(word)
-                            with m.Else():
-                                m.d.sync += config_word1.eq(word)
-                        with m.Case(Opcode.LOAD_REQUANT):
-                            with m.If(~count[0]):
-                                m.d.sync += stage.eq(word)
-                            if has_requant:
-                                m.d.comb += requant_write.en.eq(count[0])
-                        with m.Case(Opcode.LOAD_SCALES):
-                            if has_mx:
-                                m.d.comb += scale_write.en.eq(1)
-                        with m.Case(Opcode.LOAD_ACTIVATIONS):
-                            m.d.comb += act_write.en.eq(1)
+                    with m.If(is_op[Opcode.CONFIGURE]):
+                        with m.If(count == 0):
+                            m.d.sync += stage.eq(word)
+                        with m.Else():
+                            m.d.sync += config_word1.eq(word)
+                    with m.If(is_op[Opcode.LOAD_REQUANT]):
+                        with m.If(~count[0]):
+                            m.d.sync += stage.eq(word)
+                        if has_requant:
+                            m.d.comb += requant_write.en.eq(count[0])
+                    if has_mx:
+                        m.d.comb += scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
+                    m.d.comb += act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
                     with m.If(at_last):
                         m.d.sync += final_last.eq(i.payload.last)
-                        with m.If(opcode == Opcode.CONFIGURE):
+                        with m.If(is_op[Opcode.CONFIGURE]):
                             m.d.sync += config_phase.eq(1)
                             goto("CONFIG")
                         with m.Else():
