@@ -57,13 +57,13 @@ class Board:
 
 # iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SPRAM (unused).
 # A 4 x 4 array uses all 8 SB_MAC16 blocks in their dual 8x8 mode: 16 int8 MACs per
-# cycle. With the UART bridge that fills 94% of the logic cells, so the build offers A8W8
+# cycle. With the UART bridge that fills 93% of the logic cells, so the build offers A8W8
 # only: the 4-bit-weight modes need a second (LUT) multiplier per PE and twice the
 # accumulators, about 1,300 more logic cells, and the MX modes (BFP accumulator, FP32 and
 # MX output units) about 2,700 LUT4s. Buffers are sized for block RAM. The requantization
 # unit is left out (requant_depth=0): int32 outputs, requantized on the host
-# (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 30 MHz: the board top
-# closes 31 to 35.7 MHz when asked for 36 (docs/fpga.md).
+# (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz: the board top
+# closes 37.76 MHz with nextpnr's default seed (docs/fpga.md).
 ICEBREAKER = Board(
     name="icebreaker",
     description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
@@ -75,7 +75,7 @@ ICEBREAKER = Board(
         rows=4, cols=4, block_size=16, modes=("a8w8",),
         multiplier="ice40-sb-mac16", weight_buffer_depth=64, activation_buffer_depth=256,
         accumulator_depth=64, requant_depth=0, counter_bits=40),
-    clock_hz=30_000_000,
+    clock_hz=36_000_000,
 )
 
 # ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). Protocol 1.0

@@ -39,13 +39,13 @@ def test_board_table() -> None:
     assert board("icebreaker") is ICEBREAKER and board("ulx3s-85f") is ULX3S_85F
     with pytest.raises(ValueError, match="board must be one of icebreaker, ulx3s-85f, not 'x'"):
         board("x")
-    # iCEBreaker: 16 int8 MACs per cycle on 8 SB_MAC16 blocks (A8W8 only, at 30 MHz: what
+    # iCEBreaker: 16 int8 MACs per cycle on 8 SB_MAC16 blocks (A8W8 only, at 36 MHz: what
     # fits and closes timing next to the UART bridge, docs/fpga.md).
     config = ICEBREAKER.config
     assert config.modes == ("a8w8",) and config.peak_macs_per_cycle("a8w8") == 16
     assert config.rows * config.cols // 2 == ICEBREAKER.capacity["dsp"] == 8
     assert config.multiplier == "ice40-sb-mac16" and not config.has_mx
-    assert ICEBREAKER.clock_hz == 30_000_000 and ULX3S_85F.clock_hz >= 100_000_000
+    assert ICEBREAKER.clock_hz == 36_000_000 and ULX3S_85F.clock_hz >= 100_000_000
     assert set(ULX3S_85F.config.modes) == set(golden.config.MODES)
 
 
