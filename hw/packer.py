@@ -34,6 +34,7 @@ class ResultPacker(wiring.Component):
 
     def __init__(self, granule: int = 1) -> None:
         if granule not in (1, 2, 4, 8):
+            self._MustUse__silence = True     # refused: no "created but never used" warning
             raise ValueError(f"granule must be 1, 2, 4 or 8 nibbles, not {granule!r}")
         self._granule = granule
         super().__init__(unit_members(self.input_layout, self.output_layout))
