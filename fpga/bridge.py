@@ -403,7 +403,7 @@ class FrameBridge(wiring.Component):
                 m.next = "REPLY_HEADER"
 
             with m.State("REPLY_HEADER"):
-                m.d.comb += [self.tx_byte.valid.eq(1)]
+                m.d.comb += self.tx_byte.valid.eq(1)
                 with m.Switch(header_index):
                     with m.Case(0):
                         m.d.comb += tx_byte.eq(SYNC)
@@ -433,12 +433,11 @@ class FrameBridge(wiring.Component):
                     m.next = "REPLY_LOAD"
 
             with m.State("REPLY_LOAD"):         # tx_read.addr is the byte's address
-                m.d.comb += [tx_read.en.eq(1)]
+                m.d.comb += tx_read.en.eq(1)
                 m.next = "REPLY_BYTE"
 
             with m.State("REPLY_BYTE"):         # the read data is valid (and held: en low)
-                m.d.comb += [self.tx_byte.valid.eq(1),
-                             tx_read.en.eq(0),
+                m.d.comb += [self.tx_byte.valid.eq(1), tx_read.en.eq(0),
                              tx_byte.eq(tx_read.data)]
                 with m.If(sent):
                     m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(1)]

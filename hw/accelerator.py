@@ -1010,18 +1010,16 @@ class Accelerator(wiring.Component):
             m.d.comb += lane_values.params.eq(source["params"])
         if has_mx:
             m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
-        drained = stream.Signature(drain_layout).create()
         if fast:
             lane_skid = SkidBuffer(drain_layout)
             m.submodules.lane_skid = lane_skid
             m.d.comb += [lane_skid.i_stream.valid.eq(source_valid),
                          lane_skid.i_stream.payload.eq(lane_values),
                          source_ready.eq(lane_skid.i_stream.ready)]
-            m.d.comb += [drained.valid.eq(lane_skid.o_stream.valid),
-                         drained.payload.eq(lane_skid.o_stream.payload),
-                         lane_skid.o_stream.ready.eq(drained.ready)]
             extra_busy.append(lane_skid.busy)
+            drained = lane_skid.o_stream
         else:       # the units take the lane straight from the memories
+            drained = stream.Signature(drain_layout).create()
             m.d.comb += [drained.valid.eq(source_valid), drained.payload.eq(lane_values),
                          source_ready.eq(drained.ready)]
         d2_ready = drained.ready

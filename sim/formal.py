@@ -248,7 +248,7 @@ def find_signal(fragment: Fragment, name: str) -> Signal:
 
 def signal_path(fragment: Fragment, name: str) -> str:
     """The hierarchical name of `find_signal(fragment, name)` below `fragment`
-    ("datapath.product_8"): prefix it with the harness's submodule name to select the
+    ("datapath.product_9"): prefix it with the harness's submodule name to select the
     signal in the flattened Yosys netlist (`cutpoint_script`)."""
     signal_, path = _find(fragment, name)
     return ".".join((*path, signal_.name))
@@ -260,7 +260,7 @@ def cutpoint_script(*wires: str) -> list[str]:
     one included (the wire's init value is dropped). Each name must match exactly one wire
     (`select -assert-count 1`), so a renamed signal is an ERROR, not a silently weaker
     proof. Names are hierarchical, as `signal_path` gives them, below the harness
-    ("dut.datapath.product_8")."""
+    ("dut.datapath.product_9")."""
     lines = ["flatten"]
     for wire in wires:
         lines += [f"select -assert-count 1 w:{wire}", f"setattr -unset init w:{wire}",
