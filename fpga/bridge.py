@@ -243,6 +243,7 @@ class FrameBridge(wiring.Component):
         reply_type = Signal(8)
         reply_count = Signal(8)
         tx_byte = Signal(8)
+        tx_data = Signal(8)         # the reply byte read from the ring
         tx_crc = Signal(16)
         m.d.comb += [self.tx_byte.payload.eq(tx_byte),
                      tx_read.addr.eq(Cat(byte_index, (tx_ack + word_index)[:address_bits]))]
@@ -434,11 +435,17 @@ class FrameBridge(wiring.Component):
 
             with m.State("REPLY_LOAD"):         # tx_read.addr is the byte's address
                 m.d.comb += tx_read.en.eq(1)
+                m.next = "REPLY_FETCH"
+
+            # The block RAM's output is slow (about 6 ns on the ECP5): it goes into a
+            # register, not straight into the transmitter and the CRC.
+            with m.State("REPLY_FETCH"):        # the read data is valid (and held: en low)
+                m.d.comb += tx_read.en.eq(0)
+                m.d.sync += tx_data.eq(tx_read.data)
                 m.next = "REPLY_BYTE"
 
-            with m.State("REPLY_BYTE"):         # the read data is valid (and held: en low)
-                m.d.comb += [self.tx_byte.valid.eq(1), tx_read.en.eq(0),
-                             tx_byte.eq(tx_read.data)]
+            with m.State("REPLY_BYTE"):
+                m.d.comb += [self.tx_byte.valid.eq(1), tx_read.en.eq(0), tx_byte.eq(tx_data)]
                 with m.If(sent):
                     m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(1)]
                     with m.If(byte_index == 8):

@@ -97,11 +97,13 @@ class ArrayConfig:
         partial products sharing one 8x8 array; smallest on LUT fabric), "packed" (one
         8x16 product per PE; one inferred DSP block per PE) or "lut" (the split products
         written as shift-and-add sums, which synthesis keeps in LUTs and carry chains next
-        to the partial-sum adders instead of DSP blocks far away). "ice40-sb-mac16": every PE
-        uses one half of an iCE40 UltraPlus SB_MAC16 in its dual 8x8 mode (two PEs per
-        block, so an R x C array takes R * C / 2 blocks) plus a small LUT multiplier for
-        the second 4-bit-weight lane; it only builds for iCE40 UltraPlus parts and
-        simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth simulator.
+        to the partial-sum adders instead of DSP blocks far away; the requantizer's 32 x 32
+        multiplier is then shift-and-add too, so no DSP block is used). "ice40-sb-mac16":
+        every PE uses one half of an iCE40 UltraPlus SB_MAC16 in its dual 8x8 mode (two
+        PEs per block, so an R x C array takes R * C / 2 blocks) plus a small LUT
+        multiplier for the second 4-bit-weight lane; it only builds for iCE40 UltraPlus
+        parts and simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth
+        simulator.
     pipeline
         "compact" (fewest registers, for small FPGAs at tens of MHz) or "fast" (for clocks
         near 100 MHz): every PE registers its products before the partial-sum adder

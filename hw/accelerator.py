@@ -1028,7 +1028,9 @@ class Accelerator(wiring.Component):
         units_busy = Signal()
         busy_terms = [d1_valid, *extra_busy, packer.busy]
         if has_requant:
-            requantizer = Requantizer()
+            # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
+            requantizer = Requantizer(
+                multiplier="lut" if self._multiplier == "lut" else "dsp")
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
             params = drained.payload.params

@@ -12,8 +12,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["SerialMultiplier", "SkidBuffer", "StalledPipeline", "unit_members",
-           "count_leading_zeros", "register", "shift_right_rounding",
-           "staged_shift_right_rounding", "zero_extend"]
+           "add_shifted", "count_leading_zeros", "register", "shift_add_multiply",
+           "shift_right_rounding", "staged_shift_right_rounding", "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -36,6 +36,24 @@ def count_leading_zeros(value: Value) -> Value:
         return count, high_zero & low_zero
 
     return tree(bits)[0]
+
+
+def shift_add_multiply(a: Value, b: Value) -> Value:
+    """a * b for a signed `b` as a sum of shifted copies of `a` (two's complement: the top
+    bit of `b` weighs -2^(n-1)), so synthesis builds it from LUTs and carry chains, never
+    from a DSP block."""
+    width = len(b)
+    total: Value = -Mux(b[width - 1], a << (width - 1), 0)
+    for bit in range(width - 1):
+        total = total + Mux(b[bit], a << bit, 0)
+    return total
+
+
+def add_shifted(low: Value, high: Value, shift: int) -> Value:
+    """low + (high << shift) for signed values, without an adder over the `shift` low bits
+    of `low` (they pass through): the carry chain is `shift` bits shorter."""
+    low = Value.cast(low)
+    return Cat(low[:shift], (low >> shift) + high).as_signed()
 
 
 def shift_right_rounding(value: Value, amount: Value,

@@ -59,6 +59,8 @@ from amaranth.lib.wiring import In, Out
 from golden.config import MODE_INFO, MODES, PE_STAGES
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 
+from .arith import shift_add_multiply
+
 __all__ = [
     "Mode", "WeightLayout", "ProcessingElement", "Ice40Mac16Pair", "MULTIPLIERS",
     "DSP_MULTIPLIERS", "check_multiplier", "product_range", "psum_shape", "mode_lanes",
@@ -324,7 +326,7 @@ class ProcessingElement(wiring.Component):
                                 shadow.int4[0].as_unsigned()))
         product_low = Signal(signed(13))
         product_high = Signal(signed(12))
-        multiply = _shift_add if self._multiplier == "lut" else _times
+        multiply = shift_add_multiply if self._multiplier == "lut" else _times
         m.d.comb += [product_low.eq(multiply(a, low)), product_high.eq(multiply(a, high))]
 
         def finish(raw: list[Value], a: Value, two_lanes: Value) -> list[Value]:
@@ -375,17 +377,6 @@ def _as_products(raw: list[Value], a: Value, two_lanes: Value) -> list[Value]:
 
 def _times(a: Value, b: Value) -> Value:
     return a * b
-
-
-def _shift_add(a: Value, b: Value) -> Value:
-    """a * b for a signed `b` as a sum of shifted copies of `a` (two's complement: the top
-    bit of `b` weighs -2^(n-1)), so synthesis builds it from LUTs and carry chains, never
-    from a DSP block."""
-    width = len(b)
-    total: Value = -Mux(b[width - 1], a << (width - 1), 0)
-    for bit in range(width - 1):
-        total = total + Mux(b[bit], a << bit, 0)
-    return total
 
 
 class Ice40Mac16Pair(wiring.Component):

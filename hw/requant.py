@@ -11,15 +11,19 @@ bit-exact with `golden.requant.requantize` in both rounding modes, in integer lo
 - gemmlowp: R = RDBPOT(SRDHM(wrap32(x << max(shift, 0)), q31), max(-shift, 0)), including
   SRDHM's INT32_MIN * INT32_MIN saturation.
 
-One signed 32 x 32-bit multiplier (four 16 x 16 partial products) serves both modes.
+One signed 32 x 32-bit multiplier serves both modes: four 16 x 16 partial products, which
+synthesis maps to DSP blocks (multiplier="dsp"), or eight 32 x 4-bit shift-and-add
+partial products summed over two more stages, all in LUTs and carry chains
+(multiplier="lut": no route to and from a DSP column on the path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In
 
@@ -27,13 +31,20 @@ from golden.requant import RequantParams
 
 from .arith import (
     StalledPipeline,
+    add_shifted,
     count_leading_zeros,
     register,
+    shift_add_multiply,
     staged_shift_right_rounding,
     unit_members,
 )
 
-__all__ = ["RequantRounding", "Requantizer", "requant_config", "requant_inputs"]
+__all__ = ["RequantRounding", "Requantizer", "requant_config", "requant_inputs",
+           "REQUANT_MULTIPLIERS"]
+
+REQUANT_MULTIPLIERS = ("dsp", "lut")
+"""How the requantizer multiplies: "dsp" (`*` on 16-bit halves, which synthesis maps to DSP
+blocks where the target has them) or "lut" (shift-and-add, never a DSP block)."""
 
 
 class RequantRounding(enum.Enum, shape=1):
@@ -67,6 +78,9 @@ class Requantizer(wiring.Component):
     fp32 mode is exact for every int32 x and every finite s32 of either sign, normal or
     subnormal (s32 = +-inf or NaN is not supported).
 
+    `multiplier` ("dsp" or "lut", `REQUANT_MULTIPLIERS`) selects how the 32 x 32-bit
+    product is built; the results, the latency and the throughput are the same.
+
     Latency `latency` (16) cycles, throughput one element per cycle.
     """
 
@@ -84,7 +98,12 @@ class Requantizer(wiring.Component):
     })
     output_layout = data.StructLayout({"value": signed(9)})
 
-    def __init__(self) -> None:
+    def __init__(self, *, multiplier: str = "dsp") -> None:
+        if multiplier not in REQUANT_MULTIPLIERS:
+            self._MustUse__silence = True     # refused: no "created but never used" warning
+            raise ValueError(f"multiplier must be one of {', '.join(REQUANT_MULTIPLIERS)}, "
+                             f"not {multiplier!r}")
+        self._multiplier = multiplier
         super().__init__(unit_members(self.input_layout, self.output_layout,
                                       config=In(self.config_layout)))
 
@@ -137,9 +156,12 @@ class Requantizer(wiring.Component):
             reg(b, "b_4"), reg(negative, "negative_4"), reg(zero, "zero_4"),
             reg(right, "right_4"), reg(saturate_high, "saturate_high_4"))
 
-        # 5: fp32: fl32(x), rounded to nearest even on 24 bits; a carry renormalises.
-        x_rounded = a[8:32] + (a[7] & ((a[:7] != 0) | a[8]))
-        x_carry = x_rounded[24]
+        # 5: fp32: fl32(x), rounded to nearest even on 24 bits; a carry renormalises. The
+        #    carry out is found from the bits (all ones and rounding up), not at the end of
+        #    the adder's carry chain, so the exponent's adder does not wait for it.
+        round_up = a[7] & ((a[:7] != 0) | a[8])
+        x_rounded = a[8:32] + round_up
+        x_carry = round_up & a[8:32].all()
         a = reg(Mux(fp32, Mux(x_carry, 1 << 23, x_rounded[:24]), a), "a_5")
         exp = reg(exp + (fp32 & x_carry), "exp_5")
         b, negative, zero, right, saturate_high = (
@@ -153,30 +175,21 @@ class Requantizer(wiring.Component):
             reg(exp, "exp_6"), reg(negative, "negative_6"), reg(zero, "zero_6"),
             reg(right, "right_6"), reg(saturate_high, "saturate_high_6"))
 
-        # 7: signed 32 x 32 multiply, as four 16 x 16 partial products (one DSP each).
-        a_high, a_low = a[16:].as_signed(), a[:16]
-        b_high, b_low = b[16:].as_signed(), b[:16]
-        high_high = reg(a_high * b_high, "high_high_7")
-        high_low = reg(a_high * b_low, "high_low_7")
-        low_high = reg(a_low * b_high, "low_high_7")
-        low_low = reg(a_low * b_low, "low_low_7")
+        # 7, 8, 9: the signed 32 x 32 product (a and b as int32; in fp32 mode both are
+        #    below 2^24).
+        if self._multiplier == "dsp":
+            product = self._dsp_product(reg, a, b)
+        else:
+            product = self._lut_product(reg, a, b)
         # Right shifts that take the rounded 24-bit product (P >> 23 or P >> 24) to an
         # integer: -(exp + 23) and -(exp + 24).
         shift_23 = reg(-(exp + 23), "shift_23_7")
         negative, zero, right, saturate_high = (
             reg(negative, "negative_7"), reg(zero, "zero_7"), reg(right, "right_7"),
             reg(saturate_high, "saturate_high_7"))
-
-        # 8: the middle partial products summed; the outer two do not overlap (low_low has
-        # 32 bits), so they are concatenated.
-        middle = reg(high_low + low_high, "middle_8")
-        outer = reg(Cat(low_low[:32], high_high), "outer_8")
         shift_23, negative, zero, right, saturate_high = (
             reg(shift_23, "shift_23_8"), reg(negative, "negative_8"), reg(zero, "zero_8"),
             reg(right, "right_8"), reg(saturate_high, "saturate_high_8"))
-
-        # 9: the product.
-        product = reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_9")
         shift_23, negative, zero, right, saturate_high = (
             reg(shift_23, "shift_23_9"), reg(negative, "negative_9"), reg(zero, "zero_9"),
             reg(right, "right_9"), reg(saturate_high, "saturate_high_9"))
@@ -230,6 +243,41 @@ class Requantizer(wiring.Component):
 
         pipe.insert_datapath(m, dp)
         return m
+
+    @staticmethod
+    def _dsp_product(reg: Callable[[Value, str], Signal], a: Value, b: Value) -> Signal:
+        # 7: four 16 x 16 partial products (one DSP block each).
+        a_high, a_low = a[16:].as_signed(), a[:16]
+        b_high, b_low = b[16:].as_signed(), b[:16]
+        high_high = reg(a_high * b_high, "high_high_7")
+        high_low = reg(a_high * b_low, "high_low_7")
+        low_high = reg(a_low * b_high, "low_high_7")
+        low_low = reg(a_low * b_low, "low_low_7")
+        # 8: the middle partial products summed; the outer two do not overlap (low_low has
+        # 32 bits), so they are concatenated.
+        middle = reg(high_low + low_high, "middle_8")
+        outer = reg(Cat(low_low[:32], high_high), "outer_8")
+        # 9: the product.
+        return reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_9")
+
+    @staticmethod
+    def _lut_product(reg: Callable[[Value, str], Signal], a: Value, b: Value) -> Signal:
+        # 7: eight 32 x 4-bit partial products a * b[4g : 4g + 4] (the top nibble signed,
+        # the others unsigned), each a sum of four shifted copies of a.
+        a = a.as_signed()
+        partial = []
+        for group in range(8):
+            nibble = b[4 * group:4 * group + 4]
+            nibble = nibble.as_signed() if group == 7 else Cat(nibble, Const(0, 1)).as_signed()
+            partial.append(reg(shift_add_multiply(a, nibble), f"partial_7_{group}"))
+        # 8: each half of b's partial products summed (two adder levels).
+        halves = []
+        for half in range(2):
+            p0, p1, p2, p3 = partial[4 * half:4 * half + 4]
+            halves.append(reg(add_shifted(add_shifted(p0, p1, 4), add_shifted(p2, p3, 4), 8),
+                              f"half_8_{half}"))
+        # 9: the product.
+        return reg(add_shifted(halves[0], halves[1], 16)[:64].as_signed(), "product_9")
 
 
 # --- Host-side helpers: golden parameters -> port values ---------------------------------
