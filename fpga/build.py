@@ -16,7 +16,8 @@ MACs per cycle and GOPS per mode.
 
 Outcomes (`BuildError.exit_code`, the exit code of `lpmac build`):
 
-* 0: the build met timing (or, with --synth-only, synthesis fits the part);
+* 0: the build met timing (or, with --synth-only, the design fits the part after
+  synthesis and packing);
 * 1: placed and routed, but some clock misses its target: the bitstream and the report are
   still written, and the report says by how much;
 * 2: a tool is missing, the configuration is bad, the design does not fit the part, or a
@@ -81,6 +82,7 @@ PLACED_CELLS = {
 }
 SYNTH_NAMES = {"logic": "LUT4s", "dsp": "DSP blocks", "block_ram": "block RAMs",
                "flip_flops": "flip-flops"}
+PACKED_NAMES = {"logic": "logic cells", "dsp": "DSP blocks", "block_ram": "block RAMs"}
 BITSTREAM_SUFFIX = {"ice40": "bin", "ecp5": "bit"}
 
 
@@ -209,6 +211,9 @@ class BuildReport:
     """nextpnr's placement seed (None: its default)."""
     synthesis: dict[str, int] = dataclasses.field(default_factory=dict)
     """Cells after synthesis, by Yosys cell type."""
+    packed: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """{report name: {"used": n, "available": n}} after nextpnr's packing (the fit check
+    before placement: logic cells count LUTs and flip-flops that share none)."""
     placed: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     """{report name: {"used": n, "available": n}} after placement."""
     fmax_mhz: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -238,7 +243,8 @@ class BuildReport:
             "board": self.board, "device": self.device, "top": self.top,
             "config": self.config.as_dict(), "clock_hz": self.clock_hz,
             "baudrate": self.baudrate, "synth_only": self.synth_only, "seed": self.seed,
-            "synthesis": self.synthesis, "placed": self.placed, "fmax_mhz": self.fmax_mhz,
+            "synthesis": self.synthesis, "packed": self.packed, "placed": self.placed,
+            "fmax_mhz": self.fmax_mhz,
             "timing_met": self.timing_met, "macs_per_cycle": self.macs_per_cycle(),
             "gops": self.gops(),
             "bitstream": str(self.bitstream) if self.bitstream else None,
@@ -421,9 +427,19 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         report.synthesis = {cell: int(count) for cell, count
                             in sorted(stat["design"]["num_cells_by_type"].items())}
         overflows = _synthesis_fit(report, board.capacity, board.family)
+        if not overflows:
+            placer = next(c for c in commands if c[0].startswith("nextpnr"))
+            report.packed, report.seconds["fit_check"] = _pack_check(
+                placer, out, env, board.family, say)
+            overflows = [f"{cells['used']} {PACKED_NAMES[name]} (of {cells['available']})"
+                         for name, cells in report.packed.items()
+                         if cells["used"] > cells["available"]]
+            stage = "after packing it needs"
+        else:
+            stage = "synthesis needs"
         if overflows:
             _write_report(report)
-            raise BuildError(f"the design does not fit the {board.device}: synthesis needs "
+            raise BuildError(f"the design does not fit the {board.device}: {stage} "
                              f"{'; '.join(overflows)} (report: {out / 'report.txt'})",
                              report=report)
         if synth_only:
@@ -432,6 +448,34 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
     report.bitstream = out / f"top.{BITSTREAM_SUFFIX[board.family]}"
     _write_report(report)
     return report
+
+
+def _utilization(cells: dict[str, dict[str, int]]) -> str:
+    return ", ".join(f"{name.replace('_', ' ')} {count['used']}/{count['available']} "
+                     f"({100 * count['used'] / max(count['available'], 1):.0f}%)"
+                     for name, count in cells.items())
+
+
+def _pack_check(command: list[str], out: Path, env: dict[str, str], family: str,
+                say: Callable[[str], None]) -> tuple[dict[str, dict[str, int]], float]:
+    """(the cells the synthesized design packs into, {report name: {"used", "available"}};
+    seconds taken),
+    from nextpnr's `--pack-only` run (seconds, before the long placement). Synthesis
+    counts LUTs; a logic cell holds one LUT and one flip-flop, so a design whose LUTs fit
+    can still need more logic cells than the part has."""
+    argv, rest = [env[TOOLS[command[0]][0]]], iter(command[1:])
+    for argument in rest:
+        if argument in ("--asc", "--textcfg"):      # no output files from this run
+            next(rest)
+        elif argument == "--log":
+            next(rest)
+            argv += ["--log", "fit.tim"]
+        else:
+            argv.append(argument)
+    seconds = _run_step(f"fit check ({TOOLS[command[0]][1]} --pack-only)",
+                        [*argv, "--pack-only"], out, env, say, "fit.log")
+    packed, _ = parse_nextpnr_log((out / "fit.tim").read_text(), family)
+    return packed, round(seconds, 1)
 
 
 def _write_report(report: BuildReport) -> None:
@@ -452,11 +496,10 @@ def format_report(report: BuildReport) -> str:
         "synthesis (yosys): " + ", ".join(f"{count} {cell}"
                                           for cell, count in report.synthesis.items()),
     ]
-    if report.placed:
-        lines.append("placed (nextpnr): " + ", ".join(
-            f"{name.replace('_', ' ')} {cells['used']}/{cells['available']} "
-            f"({100 * cells['used'] / max(cells['available'], 1):.0f}%)"
-            for name, cells in report.placed.items()))
+    for label, cells in (("packed (nextpnr --pack-only)", report.packed),
+                         ("placed (nextpnr)", report.placed)):
+        if cells:
+            lines.append(f"{label}: " + _utilization(cells))
     for clock, mhz in report.fmax_mhz.items():
         verdict = "meets" if mhz * 1e6 >= report.clock_hz else "MISSES"
         lines.append(f"Fmax {clock}: {mhz:.2f} MHz ({verdict} {report.clock_hz / 1e6:g} MHz)")

@@ -53,7 +53,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int,
                         help="nextpnr's placement seed (Fmax varies with placement)")
     parser.add_argument("--synth-only", action="store_true",
-                        help="stop after synthesis (cell counts and fit check, no bitstream)")
+                        help="stop after synthesis and the packing fit check (cell counts, no "
+                             "bitstream)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=cmd_build)
     return parser

@@ -229,9 +229,12 @@ class Accelerator(wiring.Component):
             scale_write = scale_mem.write_port()
             scale_read = scale_mem.read_port()
             scale_row_words = -(-lc_max // 8)
-            bscale_fifo = SyncFIFOBuffered(    # (+ 2: the slots `scale_room` keeps spare)
-                width=64 * scale_row_words,
-                depth=max(4, config.weight_buffer_depth // block + 2) + 2)
+            # + 2: the slots `scale_room` keeps spare. The inner FIFO (one slot less) gets
+            # a power-of-two depth: its pointers then wrap without a comparison, which keeps
+            # its level's loop short (an 8 x 8 ECP5 build's critical path).
+            scale_slots = max(4, config.weight_buffer_depth // block + 2) + 2
+            bscale_fifo = SyncFIFOBuffered(
+                width=64 * scale_row_words, depth=1 + (1 << ceil_log2(scale_slots - 1)))
             m.submodules.bscale_fifo = bscale_fifo
             bfp_value = _bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
             bfp_mem = Memory(shape=data.ArrayLayout(bfp_value, lc_max),

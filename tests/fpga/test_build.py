@@ -3,10 +3,11 @@
 report, and synthesis of the iCEBreaker array.
 
 Default run: bad usage exits 2 with one sentence, the log parser and report on a fixed
-nextpnr log, and Yosys `synth_ice40` of the iCEBreaker 4 x 4 SB_MAC16 array (about 10 s):
-exactly the 8 SB_MAC16 blocks of the part and no inferred multiplier. Slow: the whole
-iCEBreaker board top synthesized (it does not fit the iCE40UP5K yet: strict xfail, so the
-day it fits the test says so), and a full ULX3S-85F bitstream build with its report.
+nextpnr log, Yosys `synth_ice40` of the iCEBreaker 4 x 4 SB_MAC16 array (about 10 s):
+exactly the 8 SB_MAC16 blocks of the part and no inferred multiplier; a board top whose
+LUTs fit but whose logic cells do not is refused after nextpnr's packing; the whole
+iCEBreaker bitstream with its report (about 6 minutes). Slow: a full ULX3S-85F bitstream
+build with its report.
 """
 
 from __future__ import annotations
@@ -138,6 +139,22 @@ def test_icebreaker_array_uses_the_8_sb_mac16(tmp_path: Path) -> None:
     assert cells["SB_LUT4"] < ICEBREAKER.capacity["logic"] // 2
 
 
+def test_logic_cells_that_do_not_fit_are_refused_before_placement(tmp_path: Path) -> None:
+    """Every integer mode on an 8 x 2 iCEBreaker array: its LUT4s fit the iCE40UP5K
+    (synthesis alone would pass it) but its LUTs and flip-flops pack into more logic cells
+    than the part has; `lpmac build --synth-only` says so with exit code 2."""
+    result = lpmac("build", "--board", "icebreaker", "--rows", "8", "--cols", "2",
+                   "--modes", "a8w8,a8w4,a4w4", "--synth-only", "--out", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["synthesis"]["SB_LUT4"] <= ICEBREAKER.capacity["logic"]
+    used = data["packed"]["logic"]["used"]
+    assert used > ICEBREAKER.capacity["logic"]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lpmac build: the design does not fit the iCE40UP5K: after packing "
+                           f"it needs {used} logic cells (of 5280)"), last
+
+
 @pytest.mark.xdist_group("icebreaker-bitstream")
 def test_icebreaker_bitstream_and_report(tmp_path: Path) -> None:
     """The whole iCEBreaker board top (PLL, UART, bridge, 4 x 4 SB_MAC16 accelerator)
@@ -151,6 +168,8 @@ def test_icebreaker_bitstream_and_report(tmp_path: Path) -> None:
     for cell in ("logic", "dsp", "block_ram"):
         assert report.placed[cell]["used"] <= report.placed[cell]["available"]
     assert report.placed["logic"]["used"] > 3000 and report.placed["dsp"]["used"] == 8
+    # The fit check packs exactly what placement then places.
+    assert report.packed == report.placed
     assert report.timing_met is True and min(report.fmax_mhz.values()) >= 36
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["macs_per_cycle"] == {"a8w8": 16} and data["timing_met"] is True
