@@ -229,10 +229,10 @@ class Accelerator(wiring.Component):
             scale_write = scale_mem.write_port()
             scale_read = scale_mem.read_port()
             scale_row_words = -(-lc_max // 8)
-            # + 2: the slots `scale_room` keeps spare. The inner FIFO (one slot less) gets
+            # + 3: the slots `scale_room` keeps spare. The inner FIFO (one slot less) gets
             # a power-of-two depth: its pointers then wrap without a comparison, which keeps
             # its level's loop short (an 8 x 8 ECP5 build's critical path).
-            scale_slots = max(4, config.weight_buffer_depth // block + 2) + 2
+            scale_slots = max(4, config.weight_buffer_depth // block + 2) + 3
             bscale_fifo = SyncFIFOBuffered(
                 width=64 * scale_row_words, depth=1 + (1 << ceil_log2(scale_slots - 1)))
             m.submodules.bscale_fifo = bscale_fifo
@@ -368,15 +368,24 @@ class Accelerator(wiring.Component):
 
             position_restart = position_is(Const(0, len(position)))
             if scale_row_words == 2:
-                m.d.comb += bscale_fifo.w_data.eq(Mux(scale_count == 2,
-                                                      Cat(stage, route_word),
-                                                      Cat(route_word, Const(0, 64))))
+                scale_codes = Mux(scale_count == 2, Cat(stage, route_word),
+                                  Cat(route_word, Const(0, 64)))
             else:
-                m.d.comb += bscale_fifo.w_data.eq(route_word)
-            scale_room = _registered_room(m, bscale_fifo, "scale_room")
+                scale_codes = route_word
+            # A block's scale codes enter the FIFO from registers, a cycle after their last
+            # word is taken: the FIFO's level logic is then off the paths from the link.
+            # They are still readable no later than the block's first weight row, which
+            # enters the weight FIFO in that cycle at the earliest. One more slot is kept
+            # spare for the word in the register.
+            scale_push = Signal()
+            scale_data = Signal.like(bscale_fifo.w_data)
+            m.d.comb += [bscale_fifo.w_en.eq(scale_push), bscale_fifo.w_data.eq(scale_data)]
+            m.d.sync += scale_push.eq(0)
+            scale_room = _registered_room(m, bscale_fifo, "scale_room", spare=3)
             with m.If(is_scale):
                 m.d.comb += route_ready.eq(~push_scale | scale_room)
-                m.d.comb += bscale_fifo.w_en.eq(route_offer & push_scale & scale_room)
+                with m.If(route_offer & push_scale & scale_room):
+                    m.d.sync += [scale_push.eq(1), scale_data.eq(scale_codes)]
             with m.Else():
                 m.d.comb += [route_ready.eq(weight_room),
                              weight_fifo.w_en.eq(route_offer & weight_room)]
@@ -1258,12 +1267,13 @@ class Accelerator(wiring.Component):
         return data.StructLayout(fields)
 
 
-def _registered_room(m: Module, fifo: SyncFIFOBuffered, name: str) -> Signal:
+def _registered_room(m: Module, fifo: SyncFIFOBuffered, name: str, spare: int = 2) -> Signal:
     """A register that is high when `fifo` can take a word: one cycle late, and the
-    buffered FIFO's output register aside, so it keeps two slots spare. A writer gated by
-    it has a short path to its `ready` (no FIFO level arithmetic)."""
+    buffered FIFO's output register aside, so it keeps `spare` slots spare (two; three for
+    a writer whose words go through one more register). A writer gated by it has a short
+    path to its `ready` (no FIFO level arithmetic)."""
     room = Signal(name=name)
-    m.d.sync += room.eq(fifo.level < fifo.depth - 2)
+    m.d.sync += room.eq(fifo.level < fifo.depth - spare)
     return room
 
 
