@@ -1041,8 +1041,8 @@ class Accelerator(wiring.Component):
         busy_terms = [d1_valid, *extra_busy, packer.busy]
         if has_requant:
             # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
-            requantizer = Requantizer(
-                multiplier="lut" if self._multiplier == "lut" else "dsp")
+            pe_multiplier = self._multiplier or config.multiplier
+            requantizer = Requantizer(multiplier="lut" if pe_multiplier == "lut" else "dsp")
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
             params = drained.payload.params

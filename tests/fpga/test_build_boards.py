@@ -140,3 +140,26 @@ def test_icebreaker_accelerator_on_verilator(sim_seed: int) -> None:
                    "LPMAC_ACCEL_CASES": "qlinear,matmul,a8w8_small",
                    "LPMAC_ACCEL_GAPS": "0.3", "LPMAC_ACCEL_STALLS": "0.3"})
     assert result.tests == (f"{COCOTB_MODULE}.gemms",)
+
+
+def _variable_products(config: ArrayConfig) -> int:
+    """`$mul` cells of the accelerator with no constant operand (what synthesis may map to
+    a DSP block; a product with a constant is a shift or a few adders)."""
+    import re
+
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(Accelerator(config), name="top")
+    cells = re.findall(r"cell \$mul .*?\n((?:\s+(?:parameter|connect) .*\n)+)", text)
+    return sum(1 for body in cells
+               if not re.search(r"connect \\[AB] \d+'[01]+\s*$", body, re.M))
+
+
+def test_ulx3s_lut_build_multiplies_only_in_logic() -> None:
+    """The ULX3S configuration (`multiplier="lut"`) has no product of two variables left
+    for synthesis to put on a MULT18X18D, the requantizer's included; with the `split`
+    PEs there are (the check can fail)."""
+    config = ULX3S_85F.config.replace(rows=4, cols=4)
+    assert config.multiplier == "lut" and config.has_requantizer
+    assert _variable_products(config) == 0
+    assert _variable_products(config.replace(multiplier="split")) > 4
