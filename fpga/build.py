@@ -459,10 +459,9 @@ def _utilization(cells: dict[str, dict[str, int]]) -> str:
 def _pack_check(command: list[str], out: Path, env: dict[str, str], family: str,
                 say: Callable[[str], None]) -> tuple[dict[str, dict[str, int]], float]:
     """(the cells the synthesized design packs into, {report name: {"used", "available"}};
-    seconds taken),
-    from nextpnr's `--pack-only` run (seconds, before the long placement). Synthesis
-    counts LUTs; a logic cell holds one LUT and one flip-flop, so a design whose LUTs fit
-    can still need more logic cells than the part has."""
+    the seconds taken), from nextpnr's `--pack-only` run (seconds, before the long
+    placement). Synthesis counts LUTs; a logic cell holds one LUT and one flip-flop, so a
+    design whose LUTs fit can still need more logic cells than the part has."""
     argv, rest = [env[TOOLS[command[0]][0]]], iter(command[1:])
     for argument in rest:
         if argument in ("--asc", "--textcfg"):      # no output files from this run

@@ -130,7 +130,7 @@ class Accelerator(wiring.Component):
     def __init__(self, config: ArrayConfig, *, multiplier: str | None = None) -> None:
         check_accelerator_config(config)
         self._config = config
-        self._multiplier = multiplier
+        self._multiplier = config.multiplier if multiplier is None else multiplier
         super().__init__({
             "i_stream": In(stream.Signature(WORD_LAYOUT)),
             "o_stream": Out(stream.Signature(WORD_LAYOUT)),
@@ -1041,8 +1041,8 @@ class Accelerator(wiring.Component):
         busy_terms = [d1_valid, *extra_busy, packer.busy]
         if has_requant:
             # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
-            pe_multiplier = self._multiplier or config.multiplier
-            requantizer = Requantizer(multiplier="lut" if pe_multiplier == "lut" else "dsp")
+            requantizer = Requantizer(
+                multiplier="lut" if self._multiplier == "lut" else "dsp")
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
             params = drained.payload.params
