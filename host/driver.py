@@ -52,6 +52,7 @@ from .protocol import (
     Packet,
     Response,
     decode_identify,
+    identified_fields,
     parse_responses,
 )
 from .reference import ReferenceAccelerator
@@ -311,13 +312,16 @@ class Accelerator:
         self.last_stats: GemmStats | None = None
         try:
             self.protocol_version, self.config = self._identify()
-            if config is not None and config != self.config:
-                changed = [f"{name} {getattr(self.config, name)!r} (not "
-                           f"{getattr(config, name)!r})"
-                           for name in config.as_dict()
-                           if getattr(config, name) != getattr(self.config, name)]
-                raise ValueError(f"the accelerator reports {', '.join(changed)}; pass "
-                                 "config=None to use what the hardware reports")
+            if config is not None:
+                # IDENTIFY does not carry how the hardware is built (the multiplier, the
+                # pipeline), so those fields are the caller's.
+                reported, expected = identified_fields(self.config), identified_fields(config)
+                changed = [f"{name} {value!r} (not {expected[name]!r})"
+                           for name, value in reported.items() if value != expected[name]]
+                if changed:
+                    raise ValueError(f"the accelerator reports {', '.join(changed)}; pass "
+                                     "config=None to use what the hardware reports")
+                self.config = config
         except BaseException:
             transport.close()
             raise
@@ -392,9 +396,10 @@ class Accelerator:
         return responses
 
     def identify(self) -> dict[str, Any]:
-        """What the accelerator reports: protocol version and configuration."""
+        """What the accelerator reports: protocol version and configuration (the fields
+        IDENTIFY carries, `host.protocol.identified_fields`)."""
         return {"protocol": f"{self.protocol_version[0]}.{self.protocol_version[1]}",
-                "config": self.config.as_dict()}
+                "config": identified_fields(self.config)}
 
     # --- Weights ---
 

@@ -24,6 +24,7 @@ __all__ = [
     "StatusWord", "Packet", "Response", "Beat", "ConfigureFields", "Geometry",
     "check_accelerator_config", "mode_code", "out_kind_code", "encode_configure",
     "decode_configure", "check_configure", "identify_words", "decode_identify",
+    "UNIDENTIFIED_FIELDS", "identified_fields",
     "encode_requant_words", "split_packets", "parse_responses", "item_nibbles",
     "pack_results", "unpack_results", "words_to_nibbles", "nibbles_to_words",
 ]
@@ -436,8 +437,20 @@ def identify_words(config: ArrayConfig) -> list[int]:
     ]
 
 
+UNIDENTIFIED_FIELDS = ("multiplier", "pipeline")
+"""`ArrayConfig` fields IDENTIFY does not carry: how the hardware is built, which changes
+neither the protocol nor any result. `decode_identify` leaves them at their defaults."""
+
+
+def identified_fields(config: ArrayConfig) -> dict[str, object]:
+    """The fields of `config` that IDENTIFY carries, by name."""
+    return {name: value for name, value in config.as_dict().items()
+            if name not in UNIDENTIFIED_FIELDS}
+
+
 def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]:
-    """(protocol version, ArrayConfig) from IDENTIFY's data words."""
+    """(protocol version, ArrayConfig) from IDENTIFY's data words (`UNIDENTIFIED_FIELDS`
+    at their defaults)."""
     if len(words) != 4 or words[0] & 0xFFFFFFFF != MAGIC:
         raise ValueError("not an lpmac IDENTIFY response (magic number missing)")
     version = ((words[0] >> 32) & 0xFF, (words[0] >> 40) & 0xFF)

@@ -12,6 +12,7 @@ import pytest
 
 import golden
 from golden.config import ArrayConfig
+from host.driver import GoldenTransport
 from host.tiling import plan_gemm
 
 INT_RANGES = {"a8w8": ((-128, 127), (-128, 127)), "a8w4": ((-128, 127), (-8, 7)),
@@ -216,6 +217,25 @@ def test_utilization_256_cubed_a8w8_on_verilator(verilator_accelerator):
 def test_accelerator_reports_the_configuration_it_was_built_with(accelerator):
     assert accelerator.config == ArrayConfig()
     assert accelerator.identify()["protocol"] == "1.0"
+
+
+def test_build_choices_identify_does_not_carry_are_the_callers():
+    """IDENTIFY carries no multiplier or pipeline: a configuration that differs from the
+    defaults only there opens, keeps them and computes; a reported field that differs is
+    refused by name."""
+    from host import Accelerator
+
+    built = ArrayConfig(rows=4, cols=4, multiplier="lut", pipeline="fast")
+    with Accelerator(built, backend="golden") as accelerator:
+        assert accelerator.config == built
+        reported = accelerator.identify()["config"]
+        assert reported["rows"] == 4 and "multiplier" not in reported \
+            and "pipeline" not in reported
+        a, b = _int_operands(_rng("build choices"), "a8w8", 5, 9, 6)
+        np.testing.assert_array_equal(accelerator.matmul(a, b), golden.matmul(a, b))
+    transport = GoldenTransport(built)
+    with pytest.raises(ValueError, match=r"^the accelerator reports cols 4 \(not 8\); "):
+        Accelerator(built.replace(cols=8), transport=transport)
 
 
 def test_cocotb_backend_small_gemms():

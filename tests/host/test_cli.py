@@ -114,6 +114,7 @@ def test_info(capsys):
     assert info["hardware"]["protocol"] == "1.0"
     assert info["hardware"]["backend"] == "verilator"
     assert info["hardware"]["config"]["rows"] == ArrayConfig().rows
+    assert "multiplier" not in info["hardware"]["config"]   # IDENTIFY does not carry it
     assert main(["info", "--backend", "golden"]) == 0
     assert "accelerator on the golden backend (IDENTIFY), protocol 1.0" in \
         capsys.readouterr().out
