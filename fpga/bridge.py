@@ -18,6 +18,7 @@ from amaranth.utils import exact_log2
 
 from host.framing import CRC_INIT, CRC_POLY, MAX_FRAME_WORDS, SYNC, FrameType
 from hw.accelerator import WORD_LAYOUT
+from hw.fsm import OneHotFSM
 
 __all__ = ["FrameBridge", "crc16_update"]
 
@@ -159,30 +160,30 @@ class FrameBridge(wiring.Component):
         rx_pending = Signal()
         armed = Signal()
         m.d.sync += rx_pending.eq(rx_tail != rx_head)
-        with m.FSM(name="forward"):
-            with m.State("WAIT"):
-                m.d.sync += [fetch.eq(0), armed.eq(~clear)]
-                with m.If(armed & rx_pending & ~clear):
-                    m.d.sync += armed.eq(0)
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.d.sync += fetch.eq(fetch + 1)
-                with m.If((fetch != 0) & (fetch != 9)):
-                    m.d.sync += forward_word.eq(Cat(forward_word[8:], rx_read.data))
-                with m.If(clear):
-                    m.next = "WAIT"
-                with m.Elif(fetch == 9):
-                    m.d.sync += forward_last.eq(rx_read.data[0])
-                    m.next = "SHOW"
-            with m.State("SHOW"):
-                # (Not gated by `clear`: a word taken in a RESET cycle is dropped by the
-                # accelerator's reset in that same cycle.)
-                m.d.comb += self.to_accel.valid.eq(1)
-                with m.If(clear):
-                    m.next = "WAIT"
-                with m.Elif(self.to_accel.ready):
-                    m.d.sync += rx_tail.eq(rx_tail + 1)
-                    m.next = "WAIT"
+        forward = OneHotFSM(m, ("WAIT", "FETCH", "SHOW"), name="forward")
+        with forward.state("WAIT"):
+            m.d.sync += [fetch.eq(0), armed.eq(~clear)]
+            with m.If(armed & rx_pending & ~clear):
+                m.d.sync += armed.eq(0)
+                forward.goto("FETCH")
+        with forward.state("FETCH"):
+            m.d.sync += fetch.eq(fetch + 1)
+            with m.If((fetch != 0) & (fetch != 9)):
+                m.d.sync += forward_word.eq(Cat(forward_word[8:], rx_read.data))
+            with m.If(clear):
+                forward.goto("WAIT")
+            with m.Elif(fetch == 9):
+                m.d.sync += forward_last.eq(rx_read.data[0])
+                forward.goto("SHOW")
+        with forward.state("SHOW"):
+            # (Not gated by `clear`: a word taken in a RESET cycle is dropped by the
+            # accelerator's reset in that same cycle.)
+            m.d.comb += self.to_accel.valid.eq(1)
+            with m.If(clear):
+                forward.goto("WAIT")
+            with m.Elif(self.to_accel.ready):
+                m.d.sync += rx_tail.eq(rx_tail + 1)
+                forward.goto("WAIT")
 
         # --- Collector: accelerator -> transmit ring --------------------------------------
         # A word is taken into a register (nothing of the accelerator's output logic then
@@ -266,11 +267,17 @@ class FrameBridge(wiring.Component):
             m.d.sync += [silence.eq(silence + (silence != self._timeout_cycles)),
                          timed_out.eq(silence >= self._timeout_cycles - 1)]
 
+        # The receiver and replier state machine, one-hot (`hw.fsm`): the receive path's
+        # decisions each read one state register.
+        link = OneHotFSM(m, ("HUNT", "HEADER", "PAYLOAD", "CRC", "VERIFY", "COMMIT", "DISCARD",
+                             "RESET", "SEAL", "REPLY_HEADER", "REPLY_NEXT", "REPLY_LOAD",
+                             "REPLY_FETCH", "REPLY_BYTE", "REPLY_CRC"), name="link")
+
         def nak() -> None:
             m.d.sync += [reply_type.eq(FrameType.NAK), reply_count.eq(0),
                          header_index.eq(0), tx_crc.eq(CRC_INIT), listening.eq(1)]
             m.d.comb += self.frame_bad.eq(1)
-            m.next = "REPLY_HEADER"
+            link.goto("REPLY_HEADER")
 
         # A sent byte enters the reply's CRC one cycle later (off the byte multiplexer's
         # path); REPLY_NEXT lies between the last data byte and the CRC bytes.
@@ -285,183 +292,182 @@ class FrameBridge(wiring.Component):
             m.d.sync += tx_crc.eq(crc16_update(tx_crc, crc_byte))
 
         m.d.sync += self.accel_reset.eq(0)      # unless COMMIT accepts a RESET frame
-        with m.FSM(name="link"):
-            with m.State("HUNT"):
-                with m.If(got & (self.rx_byte.payload == SYNC)):
-                    m.d.sync += [crc.eq(CRC_INIT), header_index.eq(0), silence.eq(0)]
-                    m.next = "HEADER"
+        with link.state("HUNT"):
+            with m.If(got & (self.rx_byte.payload == SYNC)):
+                m.d.sync += [crc.eq(CRC_INIT), header_index.eq(0), silence.eq(0)]
+                link.goto("HEADER")
 
-            with m.State("HEADER"):
-                byte = self.rx_byte.payload
-                with m.If(got):
-                    m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
-                    with m.Switch(header_index):
-                        # What the header decides is worked out byte by byte, so that
-                        # the last header byte only combines registered flags.
-                        with m.Case(0):
-                            m.d.sync += [frame_type.eq(byte),
-                                         type_data.eq(byte == FrameType.DATA),
-                                         type_ok.eq((byte == FrameType.DATA)
-                                                    | (byte == FrameType.RESET))]
-                        with m.Case(1):
-                            m.d.sync += [frame_seq.eq(byte), seq_new.eq(byte != last_seq)]
-                        with m.Case(2):
-                            m.d.sync += frame_ack.eq(byte)
-                        with m.Case(4):
-                            m.d.sync += [count.eq(byte), count_last.eq(byte - 1),
-                                         count_ok.eq(byte <= MAX_FRAME_WORDS),
-                                         count_fits.eq(byte <= rx_free)]
-                        with m.Case(5):
-                            good_header = ((count ^ byte) == 0xFF) & count_ok & type_ok
-                            m.d.sync += [
-                                word_index.eq(0), byte_index.eq(0), header_index.eq(0),
-                                store.eq(type_data & seq_new & count_fits),
-                            ]
-                            with m.If(~good_header):
-                                m.next = "DISCARD"
-                            with m.Elif(count == 0):
-                                m.next = "CRC"
-                            with m.Else():
-                                m.next = "PAYLOAD"
-                with m.Elif(timed_out):
-                    nak()
-
-            with m.State("PAYLOAD"):
-                slot = (rx_head + word_index)[:address_bits]
-                m.d.comb += [rx_write.addr.eq(Cat(byte_index, slot)),
-                             rx_write.data.eq(self.rx_byte.payload)]
-                with m.If(got):
-                    m.d.comb += rx_write.en.eq(store)
-                    m.d.sync += crc.eq(crc_next)
-                    with m.If(byte_index != 8):
-                        m.d.sync += byte_index.eq(byte_index + 1)
-                    with m.Else():
-                        m.d.sync += [byte_index.eq(0), word_index.eq(word_index + 1)]
-                        with m.If(word_index == count_last):
-                            m.d.sync += header_index.eq(0)
-                            m.next = "CRC"
-                with m.Elif(timed_out):
-                    nak()
-
-            with m.State("CRC"):
-                with m.If(got):
-                    m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
-                    with m.If(header_index == 1):
-                        m.d.sync += listening.eq(0)
-                        m.next = "VERIFY"
-                with m.Elif(timed_out):
-                    nak()
-
-            # VERIFY registers the decisions about the received frame, COMMIT applies them.
-            with m.State("VERIFY"):             # the frame's CRC, over all its bytes, is 0
-                m.d.sync += [
-                    verdict_bad.eq(crc != 0),
-                    verdict_release.eq((frame_ack == next_chunk_seq) & (sealed != 0)),
-                    verdict_busy.eq((count != 0) & (frame_seq != last_seq) & ~store),
-                    verdict_accept.eq((count != 0) & store),
-                ]
-                m.next = "COMMIT"
-
-            with m.State("COMMIT"):
-                with m.If(verdict_bad):
-                    nak()
-                with m.Elif(frame_type == FrameType.RESET):
-                    m.d.comb += self.frame_good.eq(1)
-                    m.d.sync += self.accel_reset.eq(1)      # a register: high in RESET
-                    m.next = "RESET"
-                with m.Else():
-                    m.d.comb += self.frame_good.eq(1)
-                    # The host has the chunk it acknowledges: release it.
-                    with m.If(verdict_release):
-                        m.d.sync += [tx_ack.eq(tx_seal), chunk_seq.eq(next_chunk_seq)]
-                    m.d.sync += reply_type.eq(Mux(verdict_busy, FrameType.BUSY, FrameType.ACK))
-                    with m.If(verdict_accept):
-                        m.d.sync += [rx_head.eq(rx_head + count), last_seq.eq(frame_seq)]
-                    m.next = "SEAL"
-
-            with m.State("DISCARD"):            # damaged length: wait for silence, then NAK
-                with m.If(timed_out):
-                    nak()
-
-            with m.State("RESET"):
-                m.d.comb += clear.eq(1)
-                m.d.sync += [rx_head.eq(0), rx_tail.eq(0), tx_ack.eq(0), tx_seal.eq(0),
-                             tx_fill.eq(0), last_seq.eq(frame_seq), chunk_seq.eq(frame_ack),
-                             reply_type.eq(FrameType.ACK)]
-                m.next = "SEAL"
-
-            with m.State("SEAL"):
-                # Choose the words of the reply: the unacknowledged chunk again, or a new
-                # chunk of whatever the accelerator has sent so far.
-                with m.If(sealed != 0):
-                    m.d.sync += reply_count.eq(sealed)
-                with m.Elif(waiting > MAX_FRAME_WORDS):
-                    m.d.sync += [tx_seal.eq(tx_ack + MAX_FRAME_WORDS),
-                                 reply_count.eq(MAX_FRAME_WORDS)]
-                with m.Else():
-                    m.d.sync += [tx_seal.eq(tx_fill), reply_count.eq(waiting)]
-                m.d.sync += [header_index.eq(0), tx_crc.eq(CRC_INIT), listening.eq(1)]
-                m.next = "REPLY_HEADER"
-
-            with m.State("REPLY_HEADER"):
-                m.d.comb += self.tx_byte.valid.eq(1)
+        with link.state("HEADER"):
+            byte = self.rx_byte.payload
+            with m.If(got):
+                m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
                 with m.Switch(header_index):
+                    # What the header decides is worked out byte by byte, so that
+                    # the last header byte only combines registered flags.
                     with m.Case(0):
-                        m.d.comb += tx_byte.eq(SYNC)
+                        m.d.sync += [frame_type.eq(byte),
+                                     type_data.eq(byte == FrameType.DATA),
+                                     type_ok.eq((byte == FrameType.DATA)
+                                                | (byte == FrameType.RESET))]
                     with m.Case(1):
-                        m.d.comb += tx_byte.eq(reply_type)
+                        m.d.sync += [frame_seq.eq(byte), seq_new.eq(byte != last_seq)]
                     with m.Case(2):
-                        m.d.comb += tx_byte.eq(chunk_seq)
-                    with m.Case(3):
-                        m.d.comb += tx_byte.eq(last_seq)
+                        m.d.sync += frame_ack.eq(byte)
                     with m.Case(4):
-                        m.d.comb += tx_byte.eq(free_info)
+                        m.d.sync += [count.eq(byte), count_last.eq(byte - 1),
+                                     count_ok.eq(byte <= MAX_FRAME_WORDS),
+                                     count_fits.eq(byte <= rx_free)]
                     with m.Case(5):
-                        m.d.comb += tx_byte.eq(reply_count)
-                    with m.Default():
-                        m.d.comb += tx_byte.eq(~reply_count)
-                with m.If(sent):
-                    m.d.sync += header_index.eq(header_index + 1)
-                    m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(header_index != 0)]
-                    with m.If(header_index == 6):
-                        m.d.sync += [word_index.eq(0), header_index.eq(0), byte_index.eq(0)]
-                        m.next = "REPLY_NEXT"
+                        good_header = ((count ^ byte) == 0xFF) & count_ok & type_ok
+                        m.d.sync += [
+                            word_index.eq(0), byte_index.eq(0), header_index.eq(0),
+                            store.eq(type_data & seq_new & count_fits),
+                        ]
+                        with m.If(~good_header):
+                            link.goto("DISCARD")
+                        with m.Elif(count == 0):
+                            link.goto("CRC")
+                        with m.Else():
+                            link.goto("PAYLOAD")
+            with m.Elif(timed_out):
+                nak()
 
-            with m.State("REPLY_NEXT"):
-                with m.If(word_index == reply_count):
-                    m.next = "REPLY_CRC"
+        with link.state("PAYLOAD"):
+            slot = (rx_head + word_index)[:address_bits]
+            m.d.comb += [rx_write.addr.eq(Cat(byte_index, slot)),
+                         rx_write.data.eq(self.rx_byte.payload)]
+            with m.If(got):
+                m.d.comb += rx_write.en.eq(store)
+                m.d.sync += crc.eq(crc_next)
+                with m.If(byte_index != 8):
+                    m.d.sync += byte_index.eq(byte_index + 1)
                 with m.Else():
-                    m.next = "REPLY_LOAD"
+                    m.d.sync += [byte_index.eq(0), word_index.eq(word_index + 1)]
+                    with m.If(word_index == count_last):
+                        m.d.sync += header_index.eq(0)
+                        link.goto("CRC")
+            with m.Elif(timed_out):
+                nak()
 
-            with m.State("REPLY_LOAD"):         # tx_read.addr is the byte's address
-                m.d.comb += tx_read.en.eq(1)
-                m.next = "REPLY_FETCH"
+        with link.state("CRC"):
+            with m.If(got):
+                m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
+                with m.If(header_index == 1):
+                    m.d.sync += listening.eq(0)
+                    link.goto("VERIFY")
+            with m.Elif(timed_out):
+                nak()
 
-            # The block RAM's output is slow (about 6 ns on the ECP5): it goes into a
-            # register, not straight into the transmitter and the CRC.
-            with m.State("REPLY_FETCH"):        # the read data is valid (and held: en low)
-                m.d.comb += tx_read.en.eq(0)
-                m.d.sync += tx_data.eq(tx_read.data)
-                m.next = "REPLY_BYTE"
+        # VERIFY registers the decisions about the received frame, COMMIT applies them.
+        with link.state("VERIFY"):             # the frame's CRC, over all its bytes, is 0
+            m.d.sync += [
+                verdict_bad.eq(crc != 0),
+                verdict_release.eq((frame_ack == next_chunk_seq) & (sealed != 0)),
+                verdict_busy.eq((count != 0) & (frame_seq != last_seq) & ~store),
+                verdict_accept.eq((count != 0) & store),
+            ]
+            link.goto("COMMIT")
 
-            with m.State("REPLY_BYTE"):
-                m.d.comb += [self.tx_byte.valid.eq(1), tx_read.en.eq(0), tx_byte.eq(tx_data)]
-                with m.If(sent):
-                    m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(1)]
-                    with m.If(byte_index == 8):
-                        m.d.sync += [word_index.eq(word_index + 1), byte_index.eq(0)]
-                        m.next = "REPLY_NEXT"
-                    with m.Else():
-                        m.d.sync += byte_index.eq(byte_index + 1)
-                        m.next = "REPLY_LOAD"
+        with link.state("COMMIT"):
+            with m.If(verdict_bad):
+                nak()
+            with m.Elif(frame_type == FrameType.RESET):
+                m.d.comb += self.frame_good.eq(1)
+                m.d.sync += self.accel_reset.eq(1)      # a register: high in RESET
+                link.goto("RESET")
+            with m.Else():
+                m.d.comb += self.frame_good.eq(1)
+                # The host has the chunk it acknowledges: release it.
+                with m.If(verdict_release):
+                    m.d.sync += [tx_ack.eq(tx_seal), chunk_seq.eq(next_chunk_seq)]
+                m.d.sync += reply_type.eq(Mux(verdict_busy, FrameType.BUSY, FrameType.ACK))
+                with m.If(verdict_accept):
+                    m.d.sync += [rx_head.eq(rx_head + count), last_seq.eq(frame_seq)]
+                link.goto("SEAL")
 
-            with m.State("REPLY_CRC"):
-                m.d.comb += [self.tx_byte.valid.eq(1),
-                             tx_byte.eq(Mux(header_index == 0, tx_crc[8:], tx_crc[:8]))]
-                with m.If(sent):
-                    m.d.sync += header_index.eq(header_index + 1)
-                    with m.If(header_index == 1):
-                        m.next = "HUNT"
+        with link.state("DISCARD"):            # damaged length: wait for silence, then NAK
+            with m.If(timed_out):
+                nak()
+
+        with link.state("RESET"):
+            m.d.comb += clear.eq(1)
+            m.d.sync += [rx_head.eq(0), rx_tail.eq(0), tx_ack.eq(0), tx_seal.eq(0),
+                         tx_fill.eq(0), last_seq.eq(frame_seq), chunk_seq.eq(frame_ack),
+                         reply_type.eq(FrameType.ACK)]
+            link.goto("SEAL")
+
+        with link.state("SEAL"):
+            # Choose the words of the reply: the unacknowledged chunk again, or a new
+            # chunk of whatever the accelerator has sent so far.
+            with m.If(sealed != 0):
+                m.d.sync += reply_count.eq(sealed)
+            with m.Elif(waiting > MAX_FRAME_WORDS):
+                m.d.sync += [tx_seal.eq(tx_ack + MAX_FRAME_WORDS),
+                             reply_count.eq(MAX_FRAME_WORDS)]
+            with m.Else():
+                m.d.sync += [tx_seal.eq(tx_fill), reply_count.eq(waiting)]
+            m.d.sync += [header_index.eq(0), tx_crc.eq(CRC_INIT), listening.eq(1)]
+            link.goto("REPLY_HEADER")
+
+        with link.state("REPLY_HEADER"):
+            m.d.comb += self.tx_byte.valid.eq(1)
+            with m.Switch(header_index):
+                with m.Case(0):
+                    m.d.comb += tx_byte.eq(SYNC)
+                with m.Case(1):
+                    m.d.comb += tx_byte.eq(reply_type)
+                with m.Case(2):
+                    m.d.comb += tx_byte.eq(chunk_seq)
+                with m.Case(3):
+                    m.d.comb += tx_byte.eq(last_seq)
+                with m.Case(4):
+                    m.d.comb += tx_byte.eq(free_info)
+                with m.Case(5):
+                    m.d.comb += tx_byte.eq(reply_count)
+                with m.Default():
+                    m.d.comb += tx_byte.eq(~reply_count)
+            with m.If(sent):
+                m.d.sync += header_index.eq(header_index + 1)
+                m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(header_index != 0)]
+                with m.If(header_index == 6):
+                    m.d.sync += [word_index.eq(0), header_index.eq(0), byte_index.eq(0)]
+                    link.goto("REPLY_NEXT")
+
+        with link.state("REPLY_NEXT"):
+            with m.If(word_index == reply_count):
+                link.goto("REPLY_CRC")
+            with m.Else():
+                link.goto("REPLY_LOAD")
+
+        with link.state("REPLY_LOAD"):         # tx_read.addr is the byte's address
+            m.d.comb += tx_read.en.eq(1)
+            link.goto("REPLY_FETCH")
+
+        # The block RAM's output is slow (about 6 ns on the ECP5): it goes into a
+        # register, not straight into the transmitter and the CRC.
+        with link.state("REPLY_FETCH"):        # the read data is valid (and held: en low)
+            m.d.comb += tx_read.en.eq(0)
+            m.d.sync += tx_data.eq(tx_read.data)
+            link.goto("REPLY_BYTE")
+
+        with link.state("REPLY_BYTE"):
+            m.d.comb += [self.tx_byte.valid.eq(1), tx_read.en.eq(0), tx_byte.eq(tx_data)]
+            with m.If(sent):
+                m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(1)]
+                with m.If(byte_index == 8):
+                    m.d.sync += [word_index.eq(word_index + 1), byte_index.eq(0)]
+                    link.goto("REPLY_NEXT")
+                with m.Else():
+                    m.d.sync += byte_index.eq(byte_index + 1)
+                    link.goto("REPLY_LOAD")
+
+        with link.state("REPLY_CRC"):
+            m.d.comb += [self.tx_byte.valid.eq(1),
+                         tx_byte.eq(Mux(header_index == 0, tx_crc[8:], tx_crc[:8]))]
+            with m.If(sent):
+                m.d.sync += header_index.eq(header_index + 1)
+                with m.If(header_index == 1):
+                    link.goto("HUNT")
 
         return m
 

@@ -60,6 +60,7 @@ from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, 
 from .accumulate import bfp_layout as _bfp_layout
 from .arith import SerialMultiplier, SkidBuffer
 from .array import SystolicArray
+from .fsm import OneHotFSM
 from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
 from .pe import Mode
@@ -459,10 +460,14 @@ class Accelerator(wiring.Component):
             m.d.comb += [scale_write.addr.eq(bank * scale_bank + count),
                          scale_write.data.eq(word)]
 
-        # One register per state that takes words (set with the state by `goto`), so that
-        # `ready` and the enables of what a word writes decode no state; `taken[state]`: a
-        # word is taken in that state (only WEIGHTS' `ready` depends on more than the flag).
-        in_state = {name: Signal(name=f"in_{name.lower()}", init=name == "HEADER")
+        # The decoder is one-hot (`hw.fsm`): `ready` and the enables of what a word writes
+        # each read a state's register, and a state's next value has only the terms of
+        # its own transitions. `taken[state]`: a word is taken in that state (only
+        # WEIGHTS' `ready` depends on more than the state).
+        decoder = OneHotFSM(m, ("HEADER", "CHECK", "DISPATCH", "START", "WEIGHTS", "PAYLOAD",
+                                "FILL", "CONFIG", "RESPOND", "COUNTERS_WAIT", "DISCARD"),
+                            name="decoder")
+        in_state = {name: decoder.ongoing(name)
                     for name in ("HEADER", "WEIGHTS", "PAYLOAD", "FILL", "DISCARD")}
         taken = {name: in_state[name] & i.valid for name in ("HEADER", "PAYLOAD", "DISCARD")}
         taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & route_ready
@@ -473,21 +478,6 @@ class Accelerator(wiring.Component):
                  for op in (Opcode.IDENTIFY, Opcode.READ_COUNTERS, Opcode.CLEAR_COUNTERS,
                             Opcode.COMPUTE, Opcode.CONFIGURE, Opcode.LOAD_REQUANT,
                             Opcode.LOAD_SCALES, Opcode.LOAD_ACTIVATIONS)}
-
-        here = ["HEADER"]       # the state whose body is being described
-
-        def state(name: str) -> object:
-            here[0] = name
-            return m.State(name)
-
-        def goto(target: str) -> None:
-            """Go to `target` from the state `here`: only the flags of these two change (a
-            flag's enable then has a few terms, not every transition of the decoder)."""
-            m.next = target
-            if target in in_state:
-                m.d.sync += in_state[target].eq(1)
-            if here[0] in in_state and here[0] != target:
-                m.d.sync += in_state[here[0]].eq(0)
 
         m.d.comb += [
             i.ready.eq(in_state["HEADER"] | in_state["PAYLOAD"] | in_state["DISCARD"]
@@ -500,181 +490,180 @@ class Accelerator(wiring.Component):
             m.d.sync += [count.eq(count_next), remaining.eq(remaining - 1),
                          at_last.eq(remaining == 2)]
 
-        with m.FSM(name="decoder"):
-            with state("HEADER"):
-                with m.If(taken["HEADER"]):
-                    m.d.sync += [
-                        opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
-                        expected_value.eq(expected),
-                        args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
-                        at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
-                        position.eq(0), *position_restart,
+        with decoder.state("HEADER"):
+            with m.If(taken["HEADER"]):
+                m.d.sync += [
+                    opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
+                    expected_value.eq(expected),
+                    args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
+                    at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
+                    position.eq(0), *position_restart,
+                ]
+                decoder.goto("CHECK")
+
+        with decoder.state("CHECK"):      # the header checks and the opcode's flags, registered
+            m.d.sync += [header_flags.eq(Cat(*(bad for _, _, bad in header_checks))),
+                         *(flag.eq(opcode == op) for op, flag in is_op.items())]
+            decoder.goto("DISPATCH")
+
+        with decoder.state("DISPATCH"):
+            with m.If(is_op[Opcode.CONFIGURE]):
+                m.d.sync += configured.eq(0)
+            with m.If(header_flags != 0):
+                m.d.sync += respond(check_code, field=check_field,
+                                    value=Mux(check_code == Status.BAD_LENGTH,
+                                              expected_value, 0),
+                                    discard=~header_last)
+                decoder.goto("RESPOND")
+            with m.Else():
+                decoder.goto("START")
+
+        with decoder.state("START"):
+            with m.If(may_start_r):
+                with m.If(is_op[Opcode.IDENTIFY] | is_op[Opcode.READ_COUNTERS]
+                          | is_op[Opcode.CLEAR_COUNTERS]):
+                    kind = Mux(is_op[Opcode.IDENTIFY], _Response.IDENTIFY,
+                               Mux(is_op[Opcode.READ_COUNTERS], _Response.COUNTERS,
+                                   _Response.SIMPLE))
+                    m.d.comb += [
+                        clear_counters.eq(is_op[Opcode.CLEAR_COUNTERS]),
+                        snapshot_counters.eq(is_op[Opcode.READ_COUNTERS]),
                     ]
-                    goto("CHECK")
-
-            with state("CHECK"):      # the header checks and the opcode's flags, registered
-                m.d.sync += [header_flags.eq(Cat(*(bad for _, _, bad in header_checks))),
-                             *(flag.eq(opcode == op) for op, flag in is_op.items())]
-                goto("DISPATCH")
-
-            with state("DISPATCH"):
-                with m.If(is_op[Opcode.CONFIGURE]):
-                    m.d.sync += configured.eq(0)
-                with m.If(header_flags != 0):
-                    m.d.sync += respond(check_code, field=check_field,
-                                        value=Mux(check_code == Status.BAD_LENGTH,
-                                                  expected_value, 0),
-                                        discard=~header_last)
-                    goto("RESPOND")
+                    m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
+                                        kind=kind, discard=~header_last)
+                    decoder.goto("RESPOND")
+                with m.Elif(is_op[Opcode.COMPUTE]):
+                    m.d.comb += [
+                        job_fifo.w_en.eq(1),
+                        job_fifo.w_data.eq(bank),
+                        bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
+                        response_fifo.w_en.eq(1),
+                        push_entry.kind.eq(_Response.COMPUTE_START),
+                        push_entry.value.eq(c.result_words + 1),
+                    ]
+                    with m.If(header_last):
+                        m.d.sync += respond(Status.TRUNCATED,
+                                            kind=_Response.COMPUTE_STATUS)
+                        decoder.goto("FILL")
+                    with m.Else():
+                        decoder.goto("WEIGHTS")
                 with m.Else():
-                    goto("START")
-
-            with state("START"):
-                with m.If(may_start_r):
-                    with m.If(is_op[Opcode.IDENTIFY] | is_op[Opcode.READ_COUNTERS]
-                              | is_op[Opcode.CLEAR_COUNTERS]):
-                        kind = Mux(is_op[Opcode.IDENTIFY], _Response.IDENTIFY,
-                                   Mux(is_op[Opcode.READ_COUNTERS], _Response.COUNTERS,
-                                       _Response.SIMPLE))
-                        m.d.comb += [
-                            clear_counters.eq(is_op[Opcode.CLEAR_COUNTERS]),
-                            snapshot_counters.eq(is_op[Opcode.READ_COUNTERS]),
-                        ]
-                        m.d.sync += respond(Mux(header_last, Status.OK, Status.TOO_LONG),
-                                            kind=kind, discard=~header_last)
-                        goto("RESPOND")
-                    with m.Elif(is_op[Opcode.COMPUTE]):
-                        m.d.comb += [
-                            job_fifo.w_en.eq(1),
-                            job_fifo.w_data.eq(bank),
-                            bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
-                            response_fifo.w_en.eq(1),
-                            push_entry.kind.eq(_Response.COMPUTE_START),
-                            push_entry.value.eq(c.result_words + 1),
-                        ]
-                        with m.If(header_last):
-                            m.d.sync += respond(Status.TRUNCATED,
-                                                kind=_Response.COMPUTE_STATUS)
-                            goto("FILL")
-                        with m.Else():
-                            goto("WEIGHTS")
+                    with m.If(header_last):
+                        m.d.sync += respond(Status.TRUNCATED)
+                        decoder.goto("RESPOND")
                     with m.Else():
-                        with m.If(header_last):
-                            m.d.sync += respond(Status.TRUNCATED)
-                            goto("RESPOND")
-                        with m.Else():
-                            goto("PAYLOAD")
+                        decoder.goto("PAYLOAD")
 
-            # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
-            with state("WEIGHTS"):
-                with m.If(taken["WEIGHTS"]):
-                    with m.If(at_last):
-                        m.d.sync += respond(Mux(i.payload.last, Status.OK, Status.TOO_LONG),
-                                            kind=_Response.COMPUTE_STATUS,
-                                            discard=~i.payload.last)
-                        goto("RESPOND")
-                    with m.Elif(i.payload.last):
-                        m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
-                                            value=count_next)
-                        goto("FILL")
+        # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
+        with decoder.state("WEIGHTS"):
+            with m.If(taken["WEIGHTS"]):
+                with m.If(at_last):
+                    m.d.sync += respond(Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                                        kind=_Response.COMPUTE_STATUS,
+                                        discard=~i.payload.last)
+                    decoder.goto("RESPOND")
+                with m.Elif(i.payload.last):
+                    m.d.sync += respond(Status.TRUNCATED, kind=_Response.COMPUTE_STATUS,
+                                        value=count_next)
+                    decoder.goto("FILL")
 
-            # The payload of the other commands.
-            with state("PAYLOAD"):
-                with m.If(taken["PAYLOAD"]):
+        # The payload of the other commands.
+        with decoder.state("PAYLOAD"):
+            with m.If(taken["PAYLOAD"]):
+                with m.If(is_op[Opcode.CONFIGURE]):
+                    with m.If(count == 0):
+                        m.d.sync += stage.eq(word)
+                    with m.Else():
+                        m.d.sync += config_word1.eq(word)
+                with m.If(is_op[Opcode.LOAD_REQUANT]):
+                    with m.If(~count[0]):
+                        m.d.sync += stage.eq(word)
+                    if has_requant:
+                        m.d.comb += requant_write.en.eq(count[0])
+                if has_mx:
+                    m.d.comb += scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
+                m.d.comb += act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
+                with m.If(at_last):
+                    m.d.sync += final_last.eq(i.payload.last)
                     with m.If(is_op[Opcode.CONFIGURE]):
-                        with m.If(count == 0):
-                            m.d.sync += stage.eq(word)
-                        with m.Else():
-                            m.d.sync += config_word1.eq(word)
-                    with m.If(is_op[Opcode.LOAD_REQUANT]):
-                        with m.If(~count[0]):
-                            m.d.sync += stage.eq(word)
-                        if has_requant:
-                            m.d.comb += requant_write.en.eq(count[0])
-                    if has_mx:
-                        m.d.comb += scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
-                    m.d.comb += act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
-                    with m.If(at_last):
-                        m.d.sync += final_last.eq(i.payload.last)
-                        with m.If(is_op[Opcode.CONFIGURE]):
-                            m.d.sync += config_phase.eq(1)
-                            goto("CONFIG")
-                        with m.Else():
-                            m.d.sync += respond(
-                                Mux(i.payload.last, Status.OK, Status.TOO_LONG),
-                                discard=~i.payload.last)
-                            goto("RESPOND")
-                    with m.Elif(i.payload.last):
-                        m.d.sync += respond(Status.TRUNCATED, value=count_next)
-                        goto("RESPOND")
-
-            with state("FILL"):
-                # A truncated COMPUTE: the job runs on, with zeros for the missing words.
-                with m.If(route_ready & at_last):
-                    goto("RESPOND")
-
-            # CONFIGURE: three products with one serial multiplier, then the checks, each
-            # registered as one flag, then taken in priority order (a short path per cycle:
-            # CONFIGURE is rare, the clock is not). One state, its steps one-hot in
-            # `config_phase` (fewer decoder states, a shallower next-state logic).
-            with state("CONFIG"):
-                def next_phase() -> list:
-                    return [config_phase.eq(config_phase << 1)]
-
-                with m.If(config_phase[0]):
-                    m.d.comb += multiply(f.m, f.k_tiles)
-                    m.d.sync += next_phase()
-                with m.If(config_phase[1] & ~multiplier.busy):
-                    m.d.comb += multiply(f.n_tiles, f.tile_words)
-                    m.d.sync += [act_words_calc.eq(product), *next_phase()]
-                with m.If(config_phase[2] & ~multiplier.busy):
-                    m.d.comb += multiply(f.m, f.n)
-                    m.d.sync += [compute_words_calc.eq(product), *next_phase()]
-                with m.If(config_phase[3] & ~multiplier.busy):
-                    m.d.sync += [result_words_calc.eq(f.result_nibbles(items)), *next_phase()]
-                with m.If(config_phase[4]):
-                    m.d.sync += [result_words_calc.eq(f.result_words(result_words_calc)),
-                                 *next_phase()]
-                with m.If(config_phase[5]):
-                    m.d.sync += [config_flags.eq(Cat(*(bad for _, _, bad in checks))),
-                                 *next_phase()]
-                with m.If(config_phase[6]):
-                    with m.If(config_flags == 0):
-                        m.d.sync += [
-                            configured.eq(1),
-                            item_last.eq(items == 1), items_left.eq(items - 1),
-                            *c.apply(f, act_words_calc, compute_words_calc, items,
-                                     result_words_calc),
-                            *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
-                                     discard=~final_last),
-                        ]
+                        m.d.sync += config_phase.eq(1)
+                        decoder.goto("CONFIG")
                     with m.Else():
-                        m.d.sync += respond(error, field=which, discard=~final_last)
-                    goto("RESPOND")
+                        m.d.sync += respond(
+                            Mux(i.payload.last, Status.OK, Status.TOO_LONG),
+                            discard=~i.payload.last)
+                        decoder.goto("RESPOND")
+                with m.Elif(i.payload.last):
+                    m.d.sync += respond(Status.TRUNCATED, value=count_next)
+                    decoder.goto("RESPOND")
 
-            with state("RESPOND"):
-                with m.If(response_fifo.w_rdy):
-                    m.d.comb += response_fifo.w_en.eq(1)
-                    with m.If(response.kind == _Response.COUNTERS):
-                        m.d.sync += counters_pending.eq(1)
-                        goto("COUNTERS_WAIT")
-                    with m.Elif(discard_after):
-                        goto("DISCARD")
-                    with m.Else():
-                        goto("HEADER")
+        with decoder.state("FILL"):
+            # A truncated COMPUTE: the job runs on, with zeros for the missing words.
+            with m.If(route_ready & at_last):
+                decoder.goto("RESPOND")
 
-            # READ_COUNTERS: nothing new starts until the counter words are out, so the
-            # counters other than `cycles` (idle since the fence) need no snapshot.
-            with state("COUNTERS_WAIT"):
-                with m.If(~counters_pending):
-                    with m.If(discard_after):
-                        goto("DISCARD")
-                    with m.Else():
-                        goto("HEADER")
+        # CONFIGURE: three products with one serial multiplier, then the checks, each
+        # registered as one flag, then taken in priority order (a short path per cycle:
+        # CONFIGURE is rare, the clock is not). One state, its steps one-hot in
+        # `config_phase` (fewer decoder states, a shallower next-state logic).
+        with decoder.state("CONFIG"):
+            def next_phase() -> list:
+                return [config_phase.eq(config_phase << 1)]
 
-            with state("DISCARD"):
-                with m.If(taken["DISCARD"] & i.payload.last):
-                    goto("HEADER")
+            with m.If(config_phase[0]):
+                m.d.comb += multiply(f.m, f.k_tiles)
+                m.d.sync += next_phase()
+            with m.If(config_phase[1] & ~multiplier.busy):
+                m.d.comb += multiply(f.n_tiles, f.tile_words)
+                m.d.sync += [act_words_calc.eq(product), *next_phase()]
+            with m.If(config_phase[2] & ~multiplier.busy):
+                m.d.comb += multiply(f.m, f.n)
+                m.d.sync += [compute_words_calc.eq(product), *next_phase()]
+            with m.If(config_phase[3] & ~multiplier.busy):
+                m.d.sync += [result_words_calc.eq(f.result_nibbles(items)), *next_phase()]
+            with m.If(config_phase[4]):
+                m.d.sync += [result_words_calc.eq(f.result_words(result_words_calc)),
+                             *next_phase()]
+            with m.If(config_phase[5]):
+                m.d.sync += [config_flags.eq(Cat(*(bad for _, _, bad in checks))),
+                             *next_phase()]
+            with m.If(config_phase[6]):
+                with m.If(config_flags == 0):
+                    m.d.sync += [
+                        configured.eq(1),
+                        item_last.eq(items == 1), items_left.eq(items - 1),
+                        *c.apply(f, act_words_calc, compute_words_calc, items,
+                                 result_words_calc),
+                        *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
+                                 discard=~final_last),
+                    ]
+                with m.Else():
+                    m.d.sync += respond(error, field=which, discard=~final_last)
+                decoder.goto("RESPOND")
+
+        with decoder.state("RESPOND"):
+            with m.If(response_fifo.w_rdy):
+                m.d.comb += response_fifo.w_en.eq(1)
+                with m.If(response.kind == _Response.COUNTERS):
+                    m.d.sync += counters_pending.eq(1)
+                    decoder.goto("COUNTERS_WAIT")
+                with m.Elif(discard_after):
+                    decoder.goto("DISCARD")
+                with m.Else():
+                    decoder.goto("HEADER")
+
+        # READ_COUNTERS: nothing new starts until the counter words are out, so the
+        # counters other than `cycles` (idle since the fence) need no snapshot.
+        with decoder.state("COUNTERS_WAIT"):
+            with m.If(~counters_pending):
+                with m.If(discard_after):
+                    decoder.goto("DISCARD")
+                with m.Else():
+                    decoder.goto("HEADER")
+
+        with decoder.state("DISCARD"):
+            with m.If(taken["DISCARD"] & i.payload.last):
+                decoder.goto("HEADER")
 
         # ======================================================================================
         # Sequencer: jobs -> activation vectors for the array
