@@ -55,7 +55,9 @@ def link_timeout_cycles(divisor: int) -> int:
 
 class BridgedAccelerator(wiring.Component):
     """UART pins to accelerator: `UartRx` -> `FrameBridge` -> `Accelerator` -> `FrameBridge`
-    -> `UartTx`, all in the `sync` domain.
+    -> `UartTx`, all on the `sync` domain's clock. The UARTs and the bridge leave reset
+    one cycle after `sync` (a register of their own), the accelerator when the bridge
+    releases it.
 
     Parameters
     ----------
@@ -112,9 +114,22 @@ class BridgedAccelerator(wiring.Component):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.uart_rx = uart_rx = UartRx(self._divisor)
-        m.submodules.uart_tx = uart_tx = UartTx(self._divisor)
-        m.submodules.bridge = bridge = FrameBridge(timeout_cycles=self._timeout_cycles)
+        # The UARTs' and the bridge's domain: the same clock, reset by a register of their
+        # own. The board's reset net then reaches one flip-flop here, wherever the board's
+        # reset logic is placed, and this register's fanout stays next to the bridge
+        # (on the ECP5 the board's reset register sat across the chip from the bridge).
+        m.domains.link = ClockDomain("link", local=True)
+        link_reset = Signal(init=1, reset_less=True)
+        m.d.sync += link_reset.eq(ResetSignal("sync"))
+        m.d.comb += [ClockSignal("link").eq(ClockSignal("sync")),
+                     ResetSignal("link").eq(link_reset)]
+        uart_rx = UartRx(self._divisor)
+        uart_tx = UartTx(self._divisor)
+        bridge = FrameBridge(timeout_cycles=self._timeout_cycles)
+        to_link = DomainRenamer({"sync": "link"})
+        m.submodules.uart_rx = to_link(uart_rx)
+        m.submodules.uart_tx = to_link(uart_tx)
+        m.submodules.bridge = to_link(bridge)
         accelerator = Accelerator(self._config)
         # The accelerator's domain: the same clock, reset by the bridge's register alone
         # (high in the bridge's reset too), so no logic merges resets on the way.
