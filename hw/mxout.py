@@ -312,13 +312,18 @@ class MxQuantizer(wiring.Component):
         entry = reg_view(entry, "entry_3")
         shared, first, last = reg(shared, "shared_3"), reg(first, "first_3"), reg(last, "last_3")
 
-        # R4: bits to drop: (KEPT - 1 - f) + distance, at most `limit`.
+        # R4: bits to drop: (KEPT - 1 - f) + distance, at most `limit`. Per format, the
+        # clamp compares `distance` with a constant (beside the sum, not after it), and the
+        # format picks last.
         mxint8 = self.format == MxElementFormat.MXINT8
-        fraction_bits = Mux(mxint8, MX_FORMATS["mxint8"].fraction_bits,
-                            MX_FORMATS["mxint4"].fraction_bits)
-        drop = (self._KEPT_BITS - 1) - fraction_bits + distance
         limit = self._KEPT_BITS + 1  # everything rounds to 0 from here on
-        drop = reg(Mux(drop > limit, limit, drop)[:bits_for(limit)], "drop_4")
+
+        def drop_for(name: str) -> Value:
+            offset = (self._KEPT_BITS - 1) - MX_FORMATS[name].fraction_bits
+            return Mux(distance > limit - offset, limit, offset + distance)
+
+        drop = reg(Mux(mxint8, drop_for("mxint8"), drop_for("mxint4"))[:bits_for(limit)],
+                   "drop_4")
         saturate = reg(distance < 0, "saturate_4")
         kept_4 = reg(entry.kept, "kept_4")
         sticky_4 = reg(entry.sticky, "sticky_4")
