@@ -794,12 +794,23 @@ class Accelerator(wiring.Component):
             array.a.payload.data.eq(act_read.data),
             array.a.payload.swap.eq(s1_swap),
             array.a.payload.meta.eq(s1_meta),
-            array.w.valid.eq(weight_fifo.r_rdy),
-            array.w.payload.data.eq(weight_fifo.r_data),
             array.w.payload.mode.eq(c.mode),
-            weight_fifo.r_en.eq(array.w.ready),
             array.out.ready.eq(1),
         ]
+        # The weight FIFO's output is its block RAM's read register (on the ECP5 about 6 ns
+        # to the data) and the array's weight bus reaches every PE: in the fast pipeline a
+        # skid buffer sits between them. It takes the next tile's words while the shadow
+        # registers are full, so a load still starts right after a swap.
+        weights = stream.Signature(cols * 8).create()
+        m.d.comb += [weights.valid.eq(weight_fifo.r_rdy), weights.payload.eq(weight_fifo.r_data),
+                     weight_fifo.r_en.eq(weights.ready)]
+        if config.pipeline == "fast":
+            weight_skid = SkidBuffer(cols * 8)
+            m.submodules.weight_skid = weight_skid
+            wiring.connect(m, weights, weight_skid.i_stream)
+            weights = weight_skid.o_stream
+        m.d.comb += [array.w.valid.eq(weights.valid), array.w.payload.data.eq(weights.payload),
+                     weights.ready.eq(array.w.ready)]
         if has_mx:
             m.d.comb += array.a.payload.meta.ca.eq(scale_read.data.word_select(s1_byte, 8))
 
