@@ -339,14 +339,25 @@ class MxQuantizer(wiring.Component):
                                     reg(zero_4, "zero_5"))
         shared, first, last = reg(shared, "shared_5"), reg(first, "first_5"), reg(last, "last_5")
 
-        # R6: round, clamp to +-max, sign.
-        max_code = Mux(mxint8, MX_FORMATS["mxint8"].max_code, MX_FORMATS["mxint4"].max_code)
-        rounded = kept + up
-        element = Mux(saturate | (rounded > max_code), max_code, rounded)
-        element = Mux(zero, 0, element)
+        # R6: round, clamp to +-max, sign. Whether kept + up exceeds a format's max_code is
+        # a comparison of `kept` with constants (beside the sum), and the sum and its
+        # negation are formed side by side (-(kept + up) = ~kept + ~up in two's
+        # complement), so the format and the sign only choose.
+        def over_for(name: str) -> Value:
+            max_code = MX_FORMATS[name].max_code
+            return (kept > max_code) | ((kept == max_code) & up)
+
+        def clamped_for(name: str) -> Value:
+            max_code = MX_FORMATS[name].max_code
+            return Mux(negative, -max_code, max_code)
+
+        over = saturate | Mux(mxint8, over_for("mxint8"), over_for("mxint4"))
+        clamped = Mux(mxint8, clamped_for("mxint8"), clamped_for("mxint4"))
+        rounded = Mux(negative, ~kept + ~up, kept + up)
+        element = Mux(zero, 0, Mux(over, clamped, rounded))
         reader.d.sync += [
             o.valid.eq(valid[-1]),
-            o.payload.element.eq(Mux(negative, -element, element)),
+            o.payload.element.eq(element[:8]),
             o.payload.scale.eq(shared + SCALE_BIAS),
             o.payload.first.eq(first),
             o.payload.last.eq(last),
