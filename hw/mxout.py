@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
@@ -316,14 +318,18 @@ class MxQuantizer(wiring.Component):
         # clamp compares `distance` with a constant (beside the sum, not after it), and the
         # format picks last.
         mxint8 = self.format == MxElementFormat.MXINT8
+
+        def per_format(value_for: Callable[[str], Value]) -> Value:
+            """`value_for` the element format in use (both built, the format chooses)."""
+            return Mux(mxint8, value_for("mxint8"), value_for("mxint4"))
+
         limit = self._KEPT_BITS + 1  # everything rounds to 0 from here on
 
         def drop_for(name: str) -> Value:
             offset = (self._KEPT_BITS - 1) - MX_FORMATS[name].fraction_bits
             return Mux(distance > limit - offset, limit, offset + distance)
 
-        drop = reg(Mux(mxint8, drop_for("mxint8"), drop_for("mxint4"))[:bits_for(limit)],
-                   "drop_4")
+        drop = reg(per_format(drop_for)[:bits_for(limit)], "drop_4")
         saturate = reg(distance < 0, "saturate_4")
         kept_4 = reg(entry.kept, "kept_4")
         sticky_4 = reg(entry.sticky, "sticky_4")
@@ -351,8 +357,8 @@ class MxQuantizer(wiring.Component):
             max_code = MX_FORMATS[name].max_code
             return Mux(negative, -max_code, max_code)
 
-        over = saturate | Mux(mxint8, over_for("mxint8"), over_for("mxint4"))
-        clamped = Mux(mxint8, clamped_for("mxint8"), clamped_for("mxint4"))
+        over = saturate | per_format(over_for)
+        clamped = per_format(clamped_for)
         rounded = Mux(negative, ~kept + ~up, kept + up)
         element = Mux(zero, 0, Mux(over, clamped, rounded))
         reader.d.sync += [
