@@ -243,13 +243,17 @@ class SystolicArray(wiring.Component):
         bottom_valid = valid
 
         # --- The PE grid ------------------------------------------------------------------
+        # DSP blocks serve two PEs of one row (the same swap), so with two or more columns
+        # they also hold the PEs' operand and raw-product registers (see `hw.pe`).
+        dsp_registers = self._multiplier in DSP_MULTIPLIERS and cols >= 2
         pes: list[list[ProcessingElement]] = []
         for row in range(rows):
             pe_row = []
             for col in range(cols):
                 pe = ProcessingElement(self._config.modes, accumulated=row,
                                        multiplier=self._multiplier,
-                                       stages=self._config.pe_stages)
+                                       stages=self._config.pe_stages,
+                                       dsp_registers=dsp_registers)
                 grid.submodules[f"pe_{row}_{col}"] = pe
                 grid.d.comb += [
                     pe.activation.eq(row_activation[row]),
@@ -264,11 +268,15 @@ class SystolicArray(wiring.Component):
                 pe_row.append(pe)
             pes.append(pe_row)
         if self._multiplier in DSP_MULTIPLIERS:
-            flat = [pe for pe_row in pes for pe in pe_row]
+            flat = [(row, pe) for row, pe_row in enumerate(pes) for pe in pe_row]
             for index in range(0, len(flat), 2):
-                pair = Ice40Mac16Pair()
+                row, first = flat[index]
+                pair = Ice40Mac16Pair(operand_register=dsp_registers,
+                                      product_register=first.dsp_product_registered)
                 grid.submodules[f"mac16_{index // 2}"] = pair
-                for half, pe in enumerate(flat[index:index + 2]):
+                if dsp_registers:
+                    grid.d.comb += [pair.enable.eq(advance), pair.load_b.eq(row_swap[row])]
+                for half, (_, pe) in enumerate(flat[index:index + 2]):
                     grid.d.comb += [
                         pair.a[half].eq(pe.dsp_a),
                         pair.b[half].eq(pe.dsp_b),

