@@ -48,7 +48,11 @@ from .build import (
 )
 from .toolchain import ensure_toolchain, toolchain_env, toolchain_versions
 
-__all__ = ["FAST_FLAGS", "build_executable", "executable_name"]
+__all__ = ["FAST_FLAGS", "SPLITMIX64_HEADER", "build_executable", "executable_name"]
+
+SPLITMIX64_HEADER = Path(__file__).resolve().parent / "harness" / "splitmix64.h"
+"""The seeded generator the harnesses share (`#include "splitmix64.h"`; pass it to
+`build_executable` in `extra_sources`)."""
 
 FAST_FLAGS: tuple[str, ...] = (
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-CFLAGS", "-O2",

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "Vbridged_accelerator.h"
+#include "splitmix64.h"
 #include "verilated.h"
 
 namespace {
@@ -50,17 +51,6 @@ void on_signal(int) { g_stop = 1; }
                  "[--max-faults N] [--fault-gap G] [--idle-cycles C]\n");
     std::exit(2);
 }
-
-struct SplitMix64 {
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
-};
 
 struct Options {
     long divisor = 0;

@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "Vharness_top.h"
+#include "splitmix64.h"
 #include "verilated.h"
 
 namespace {
@@ -96,16 +97,6 @@ void write_all(const void* buffer, size_t size) {
         size -= static_cast<size_t>(put);
     }
 }
-
-struct Random {  // splitmix64: fast, and the same sequence on every platform
-    uint64_t state;
-    uint64_t next() {
-        uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-        return z ^ (z >> 31);
-    }
-};
 
 // A probability as a threshold on a 64-bit draw (0 never pauses and draws nothing).
 uint64_t threshold(double probability) {
@@ -236,7 +227,7 @@ class Harness {
     std::unique_ptr<VerilatedContext> context_;
     std::unique_ptr<Vharness_top> top_;
     uint64_t gap_threshold_, stall_threshold_;
-    Random random_;
+    SplitMix64 random_;
     uint64_t total_cycles_ = 0;
 };
 
