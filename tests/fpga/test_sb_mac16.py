@@ -69,22 +69,26 @@ def test_mac16_pair_every_product(sim_seed: int) -> None:
     assert result.tests == ("tests.fpga.cocotb_sb_mac16.every_product",)
 
 
-@pytest.mark.parametrize("shape", [pytest.param((4, 4), marks=pytest.mark.slow), (2, 2), (2, 1)])
-def test_dsp_array_matches_golden(shape: tuple[int, int], sim_seed: int) -> None:
+@pytest.mark.parametrize("shape, pipeline", [
+    pytest.param((4, 4), "compact", marks=pytest.mark.slow),
+    ((2, 2), "compact"), ((2, 2), "fast"), ((2, 1), "compact")])
+def test_dsp_array_matches_golden(shape: tuple[int, int], pipeline: str,
+                                  sim_seed: int) -> None:
+    """With the fast pipeline (two-stage PEs) every block also registers the products."""
     import tests.hw.cocotb_array as module
     from sim.build import run_cocotb
     from tests.hw.test_array import ARRAY_BUILD_ARGS
 
     rows, cols = shape
     config = ArrayConfig(rows=rows, cols=cols, block_size=16, modes=ICEBREAKER_MODES,
-                         multiplier="ice40-sb-mac16")
+                         multiplier="ice40-sb-mac16", pipeline=pipeline)
     meta_bits = 4
-    name = f"dsp_array_{rows}x{cols}"
+    name = f"dsp_array_{rows}x{cols}_{pipeline}"
     verilog = generate_verilog(SystolicArray(config, meta_shape=meta_bits), name) \
         + primitive_model("SB_MAC16")
     parameters = {
         "config": {"rows": rows, "cols": cols, "block_size": 16,
-                   "modes": list(config.modes)},
+                   "modes": list(config.modes), "pipeline": pipeline},
         "meta_bits": meta_bits, "multiplier": config.multiplier,
     }
     result = run_cocotb(verilog, name, module, seed=sim_seed, build_name=name,
