@@ -60,7 +60,6 @@ from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, 
 from .accumulate import bfp_layout as _bfp_layout
 from .arith import SerialMultiplier, SkidBuffer
 from .array import SystolicArray
-from .counters import PerformanceCounters
 from .fsm import OneHotFSM
 from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
@@ -1141,10 +1140,10 @@ class Accelerator(wiring.Component):
         entry = Signal(_RESPONSE_LAYOUT)   # the queue's head, taken off when it is sent
         m.d.comb += entry.eq(response_fifo.r_data)
         out_index = Signal(LENGTH_BITS)
-        macs = Mux(c.lanes2, 2 * rows * cols, rows * cols)
-        m.submodules.counters = counters = PerformanceCounters(config.counter_bits,
-                                                               len(Value.cast(macs)))
-        counter_words = Array(counters.words)
+        counters = {name: Signal(config.counter_bits, name=f"counter_{name}")
+                    for name in COUNTER_NAMES}
+        cycles_snapshot = Signal(config.counter_bits)
+        counter_words = Array([cycles_snapshot, *(counters[name] for name in COUNTER_NAMES[1:])])
         identity = Array(Const(w, 64) for w in identify_words(config))
         entry_length = Signal(LENGTH_BITS)
         with m.Switch(entry.kind):
@@ -1224,14 +1223,31 @@ class Accelerator(wiring.Component):
         # Performance counters
         # ======================================================================================
         accepted = array.a.valid & array.a.ready
-        m.d.comb += [
-            counters.events.busy.eq(accepted),
-            counters.events.input_stall.eq(s1_valid & ~array.a.ready),
-            counters.events.output_stall.eq(waiting_bank),
-            counters.events.macs.eq(Mux(accepted, macs, 0)),
-            counters.clear.eq(clear_counters),
-            counters.snapshot.eq(snapshot_counters),
-        ]
+        increments = {
+            "cycles": Const(1, 1),
+            "busy": accepted,
+            "input_stall": s1_valid & ~array.a.ready,
+            "output_stall": waiting_bank,
+            "macs": Mux(accepted, Mux(c.lanes2, 2 * rows * cols, rows * cols), 0),
+        }
+        assert COUNTER_NAMES[0] == "cycles"
+        with m.If(snapshot_counters):
+            m.d.sync += cycles_snapshot.eq(counters["cycles"])
+        for name in COUNTER_NAMES:
+            # Events are registered before they are added (a short path into the adder);
+            # CLEAR_COUNTERS drops the pending ones, as it drops the events of its own cycle.
+            if name == "cycles":
+                with m.If(clear_counters):
+                    m.d.sync += counters[name].eq(0)
+                with m.Else():
+                    m.d.sync += counters[name].eq(counters[name] + 1)
+                continue
+            pending = Signal(len(Value.cast(increments[name])), name=f"pending_{name}")
+            with m.If(clear_counters):
+                m.d.sync += [counters[name].eq(0), pending.eq(0)]
+            with m.Else():
+                m.d.sync += [counters[name].eq(counters[name] + pending),
+                             pending.eq(increments[name])]
         return m
 
     def _meta_layout(self) -> data.StructLayout:
