@@ -64,7 +64,7 @@ class Board:
 # accumulator, FP32 and MX output units) about 2,700 LUT4s. Buffers are sized for block
 # RAM. The requantization unit is left out (requant_depth=0): int32 outputs, requantized
 # on the host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz: the board top
-# closes 38.20 MHz with nextpnr's default seed (docs/fpga.md).
+# closes 39.70 MHz with nextpnr's default seed (docs/fpga.md).
 ICEBREAKER = Board(
     name="icebreaker",
     description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
