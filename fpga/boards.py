@@ -63,8 +63,8 @@ class Board:
 # about 2,000 more logic cells (8 x 2 with A8W8 and A4W4: 6,828), and the MX modes (BFP
 # accumulator, FP32 and MX output units) about 2,700 LUT4s. Buffers are sized for block
 # RAM. The requantization unit is left out (requant_depth=0): int32 outputs, requantized
-# on the host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz: the board top
-# closes 39.70 MHz with nextpnr's default seed (docs/fpga.md).
+# on the host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz:
+# the board top closes 39.70 MHz with nextpnr's default seed (docs/fpga.md).
 ICEBREAKER = Board(
     name="icebreaker",
     description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",

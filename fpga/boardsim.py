@@ -47,14 +47,14 @@ def build_boardsim(config: ArrayConfig, *, divisor: int,
                    progress: Callable[[str], None] | None = None) -> Path:
     """Path of the cached harness executable for `config` at `divisor` cycles per bit."""
     from sim.build import config_build_name, generate_verilog
-    from sim.harness import SPLITMIX64_HEADER, build_executable
+    from sim.harness import build_executable
 
     from .top import BridgedAccelerator
 
     verilog = generate_verilog(BridgedAccelerator(config, divisor=divisor), TOP_NAME)
     return build_executable(verilog, TOP_NAME, HARNESS_MAIN,
                             name=config_build_name(f"boardsim-d{divisor}", config),
-                            extra_sources=[SPLITMIX64_HEADER], progress=progress)
+                            progress=progress)
 
 
 class BoardSimulation:

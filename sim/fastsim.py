@@ -65,7 +65,7 @@ from host.protocol import (
 from host.transport import Transport, TransportError
 
 from .build import _CACHE_FORMAT, cached_build, config_build_name, generate_verilog
-from .harness import SPLITMIX64_HEADER, build_executable
+from .harness import build_executable
 from .toolchain import toolchain_env, toolchain_versions
 
 __all__ = ["ACCELERATOR_TOP", "HARNESS_TOP", "HARNESS_SOURCE", "RESET_CYCLES", "RESET_EDGES",
@@ -190,7 +190,7 @@ def harness_executable(config: ArrayConfig | None = None, *,
     config = config or ArrayConfig()
     return build_executable(harness_verilog(config, progress), HARNESS_TOP, HARNESS_SOURCE,
                             name=config_build_name("harness-accelerator", config),
-                            extra_sources=[SPLITMIX64_HEADER], progress=progress)
+                            progress=progress)
 
 
 # --- Cycle budget --------------------------------------------------------------------------

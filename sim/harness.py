@@ -48,11 +48,11 @@ from .build import (
 )
 from .toolchain import ensure_toolchain, toolchain_env, toolchain_versions
 
-__all__ = ["FAST_FLAGS", "SPLITMIX64_HEADER", "build_executable", "executable_name"]
+__all__ = ["FAST_FLAGS", "SHARED_HEADERS", "build_executable", "executable_name"]
 
-SPLITMIX64_HEADER = Path(__file__).resolve().parent / "harness" / "splitmix64.h"
-"""The seeded generator the harnesses share (`#include "splitmix64.h"`; pass it to
-`build_executable` in `extra_sources`)."""
+SHARED_HEADERS: tuple[Path, ...] = (Path(__file__).resolve().parent / "harness" / "splitmix64.h",)
+"""Headers every harness may include (`#include "splitmix64.h"`: the seeded generator of
+stalls and line faults); `build_executable` copies them into each build."""
 
 FAST_FLAGS: tuple[str, ...] = (
     "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-CFLAGS", "-O2",
@@ -77,19 +77,20 @@ def build_executable(verilog: str, top: str, cpp_main: Path, *, name: str,
     """Path of a Verilator `--cc --exe --build` binary of `verilog` (top module `top`) and
     the C++ `cpp_main`, built once per hash and cached.
 
-    The hash covers the Verilog without its `src` attributes, `top`, the text of `cpp_main`
-    and `extra_sources` (further C++ files, or headers they include), the flags and the tool
-    versions. `flags` are added after `FAST_FLAGS` and `sim.build.lint_waiver_flags()`.
-    `name` labels the cache entry for people browsing it. `progress`, when given, is called
-    with one message before a build that is not in the cache starts (a first build takes a
-    minute or more). Concurrent callers wanting the same build wait for one compilation.
+    The hash covers the Verilog without its `src` attributes, `top`, the text of `cpp_main`,
+    `SHARED_HEADERS` and `extra_sources` (further C++ files, or headers they include), the
+    flags and the tool versions. `flags` are added after `FAST_FLAGS` and
+    `sim.build.lint_waiver_flags()`. `name` labels the cache entry for people browsing it.
+    `progress`, when given, is called with one message before a build that is not in the
+    cache starts (a first build takes a minute or more). Concurrent callers wanting the
+    same build wait for one compilation.
     Raises `VerilatorBuildError` quoting the compiler's diagnostics when the build fails.
     """
     if not isinstance(top, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
         raise ValueError(f"top must be a Verilog identifier, not {top!r}")
     if f"module {top}" not in verilog:
         raise ValueError(f"the Verilog text has no module named {top!r}")
-    sources = [Path(cpp_main), *map(Path, extra_sources)]
+    sources = [Path(cpp_main), *SHARED_HEADERS, *map(Path, extra_sources)]
     for source in sources:
         if not source.is_file():
             raise ValueError(f"C++ source {str(source)!r} does not exist")
