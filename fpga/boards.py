@@ -55,7 +55,7 @@ class Board:
         return make_platform(self.name)
 
 
-# iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SPRAM (unused).
+# iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SB_SPRAM256KA (256 kbit).
 # A 4 x 4 array uses all 8 SB_MAC16 blocks in their dual 8x8 mode: 16 int8 MACs per
 # cycle (the blocks also hold the weight operand and first-row product registers). With the
 # UART bridge that fills 91% of the logic cells, so the build offers A8W8 only: the
@@ -71,11 +71,12 @@ ICEBREAKER = Board(
     family="ice40",
     device="iCE40UP5K",
     package="SG48",
-    capacity={"logic": 5280, "dsp": 8, "block_ram": 30},
+    capacity={"logic": 5280, "dsp": 8, "block_ram": 30, "spram": 4},
     config=ArrayConfig(
         rows=4, cols=4, block_size=16, modes=("a8w8",),
-        multiplier="ice40-sb-mac16", weight_buffer_depth=64, activation_buffer_depth=256,
-        accumulator_depth=64, requant_depth=0, counter_bits=40),
+        multiplier="ice40-sb-mac16", weight_buffer_depth=64, activation_buffer_depth=32768,
+        activation_memory="ice40-spram", accumulator_depth=128, requant_depth=0,
+        counter_bits=40),
     clock_hz=36_000_000,
 )
 

@@ -186,40 +186,33 @@ class FrameBridge(wiring.Component):
                 forward.goto("WAIT")
 
         # --- Collector: accelerator -> transmit ring --------------------------------------
-        # A word is taken into a register (nothing of the accelerator's output logic then
-        # reaches the block RAM in the same cycle), written one byte per cycle, then its
-        # flag byte.
+        # The accelerator's output payload is a register that holds while the stream waits
+        # (`hw.accelerator`), so the word is written from it, one byte per cycle, then its
+        # flag byte, and only then taken: `take` (the stream's `ready`) is a register, high
+        # in the cycle of the flag byte. A word starts while the ring has room for it;
+        # `room` is registered (the accelerator's output logic sees neither ring arithmetic
+        # nor the byte counter) and one cycle late, so it keeps a slot to spare.
         room = Signal()
         take = Signal()
-        held = Signal(64)
-        held_last = Signal()
-        holding = Signal()
-        collect = Signal(4)                 # byte of the held word being written
+        writing = Signal()
+        collect = Signal(4)                 # byte of the offered word being written
+        word = self.from_accel.payload
         m.d.comb += [
             tx_write_port.addr.eq(Cat(collect, tx_fill[:address_bits])),
-            tx_write_port.data.eq(Mux(collect == 8, held_last, held.word_select(collect[:3], 8))),
-            tx_write_port.en.eq(holding & ~clear),
+            tx_write_port.data.eq(Mux(collect == 8, word.last,
+                                      word.data.word_select(collect[:3], 8))),
+            tx_write_port.en.eq(writing & ~clear),
             self.from_accel.ready.eq(take),
         ]
-        # The next word is taken as the flag byte of the held one is written, while the
-        # ring has room for both. `room` and `take` are registered (the accelerator's output
-        # logic sees neither ring arithmetic nor the byte counter): `room` is one cycle
-        # late, so it keeps a slot to spare, and `take` is set for the cycle it applies to.
         m.d.sync += room.eq(waiting < ring - 2)
         with m.If(clear):
-            m.d.sync += [holding.eq(0), collect.eq(0), take.eq(0)]
-        with m.Else():
-            with m.If(holding):
-                m.d.sync += [collect.eq(collect + 1), take.eq((collect == 7) & room)]
-                with m.If(collect == 8):
-                    m.d.sync += [holding.eq(0), collect.eq(0), tx_fill.eq(tx_fill + 1),
-                                 take.eq(room)]
-            with m.Else():
-                m.d.sync += take.eq(room)
-            with m.If(self.from_accel.valid & self.from_accel.ready):
-                m.d.sync += [held.eq(self.from_accel.payload.data),
-                             held_last.eq(self.from_accel.payload.last),
-                             holding.eq(1), collect.eq(0), take.eq(0)]
+            m.d.sync += [writing.eq(0), collect.eq(0), take.eq(0)]
+        with m.Elif(writing):
+            m.d.sync += [collect.eq(collect + 1), take.eq(collect == 7)]
+            with m.If(collect == 8):
+                m.d.sync += [writing.eq(0), collect.eq(0), tx_fill.eq(tx_fill + 1)]
+        with m.Elif(self.from_accel.valid & room):
+            m.d.sync += [writing.eq(1), collect.eq(0)]
 
         # --- Frame receiver and replier -------------------------------------------------
         crc = Signal(16)

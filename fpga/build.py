@@ -54,7 +54,7 @@ from .boards import Board
 
 __all__ = [
     "BuildError", "BuildReport", "StimulusTop", "build_board", "find_tool", "primitive_model",
-    "parse_nextpnr_log", "format_report",
+    "simulation_models", "parse_nextpnr_log", "format_report",
 ]
 
 # Tool -> (environment variable Amaranth reads, YoWASP executable, PyPI package).
@@ -72,17 +72,20 @@ FAMILY_TOOLS = {
 # Report name -> cell type, after synthesis (Yosys) and after placement (nextpnr).
 SYNTH_CELLS = {
     "ice40": {"logic": ("SB_LUT4",), "dsp": ("SB_MAC16",), "block_ram": ("SB_RAM40_4K",),
-              "flip_flops": ("SB_DFF",)},
+              "spram": ("SB_SPRAM256KA",), "flip_flops": ("SB_DFF",)},
     "ecp5": {"logic": ("LUT4",), "dsp": ("MULT18X18D",), "block_ram": ("DP16KD",),
              "flip_flops": ("TRELLIS_FF",)},
 }
 PLACED_CELLS = {
-    "ice40": {"logic": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "block_ram": "ICESTORM_RAM"},
+    "ice40": {"logic": "ICESTORM_LC", "dsp": "ICESTORM_DSP", "block_ram": "ICESTORM_RAM",
+              "spram": "ICESTORM_SPRAM"},
     "ecp5": {"logic": "TRELLIS_COMB", "dsp": "MULT18X18D", "block_ram": "DP16KD"},
 }
 SYNTH_NAMES = {"logic": "LUT4s", "dsp": "DSP blocks", "block_ram": "block RAMs",
+               "spram": "single-port RAMs",
                "flip_flops": "flip-flops"}
-PACKED_NAMES = {"logic": "logic cells", "dsp": "DSP blocks", "block_ram": "block RAMs"}
+PACKED_NAMES = {"logic": "logic cells", "dsp": "DSP blocks", "block_ram": "block RAMs",
+                "spram": "single-port RAMs"}
 BITSTREAM_SUFFIX = {"ice40": "bin", "ecp5": "bit"}
 
 
@@ -110,6 +113,18 @@ def primitive_model(name: str, family: str = "ice40") -> str:
     if match is None:
         raise ValueError(f"{path} has no module named {name!r}")
     return match.group(0) + "\n"
+
+
+def simulation_models(config: ArrayConfig) -> str:
+    """The Verilog models of every vendor primitive an accelerator built with `config`
+    instantiates (SB_MAC16 multipliers, SB_SPRAM256KA activation banks), to append to its
+    Verilog for Verilator; "" when it instantiates none."""
+    names = []
+    if config.multiplier == "ice40-sb-mac16":
+        names.append("SB_MAC16")
+    if config.activation_memory == "ice40-spram":
+        names.append("SB_SPRAM256KA")
+    return "".join(primitive_model(name) for name in names)
 
 
 def find_tool(tool: str) -> Path:
@@ -377,6 +392,9 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         raise ValueError(f"clock_hz must be an integer from 1 MHz to 500 MHz, not {clock_hz!r}")
     if config.multiplier == "ice40-sb-mac16" and board.family != "ice40":
         raise ValueError(f"multiplier 'ice40-sb-mac16' needs an iCE40 board, not {board.name!r}")
+    if config.activation_memory == "ice40-spram" and "spram" not in board.capacity:
+        raise ValueError(f"activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not "
+                         f"{board.name!r}")
     from host.protocol import check_accelerator_config
 
     if top != "array":   # the array alone is not limited by the packet protocol

@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo", "MULTIPLIERS", "PE_STAGES",
-           "PIPELINES"]
+__all__ = ["ACTIVATION_MEMORIES", "ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo",
+           "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS", "SPRAM_DEPTH", "SPRAM_WIDTH"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -51,6 +51,12 @@ MULTIPLIERS = ("split", "packed", "lut", "ice40-sb-mac16")
 PE_STAGES = (1, 2)
 # How deeply the accelerator is pipelined (ArrayConfig.pipeline).
 PIPELINES = ("compact", "fast")
+# Where the activation buffer lives (ArrayConfig.activation_memory; see hw/actbuffer.py).
+ACTIVATION_MEMORIES = ("block", "ice40-spram")
+# The iCE40 UltraPlus single-port RAMs: SB_SPRAM256KA blocks of 16384 x 16 bits, 4 per part.
+SPRAM_DEPTH = 16384
+SPRAM_WIDTH = 16
+SPRAM_BLOCKS = 4
 
 
 def _is_power_of_two(value: object) -> bool:
@@ -111,6 +117,12 @@ class ArrayConfig:
         memory's words are registered before the integer accumulators add them and before
         the drain picks a lane (one more cycle of read-modify-write and of drain). The
         throughput and the results are the same.
+    activation_memory
+        Where the activation buffer is built (`hw.actbuffer`): "block" (an inferred memory:
+        block RAM on an FPGA) or "ice40-spram" (the iCE40 UltraPlus SB_SPRAM256KA blocks,
+        one bank per half of them: 16384 vectors per bank at most, rows at most 4; it
+        only builds for iCE40 UltraPlus parts and simulates on Verilator with Yosys's
+        model, not in the Amaranth simulator).
     """
 
     rows: int = 8
@@ -127,6 +139,7 @@ class ArrayConfig:
     multiplier: str = "split"
     counter_bits: int = 64
     pipeline: str = "compact"
+    activation_memory: str = "block"
 
     def __post_init__(self) -> None:
         self._modes()
@@ -161,6 +174,20 @@ class ArrayConfig:
                 f"counter_bits must be an integer from 40 to 64, not {self.counter_bits!r}")
         if self.pipeline not in PIPELINES:
             raise ValueError(f"pipeline must be 'compact' or 'fast', not {self.pipeline!r}")
+        if self.activation_memory not in ACTIVATION_MEMORIES:
+            raise ValueError(f"activation_memory must be 'block' or 'ice40-spram', not "
+                             f"{self.activation_memory!r}")
+        if self.activation_memory == "ice40-spram":
+            blocks = self.spram_blocks_per_bank
+            if 2 * blocks > SPRAM_BLOCKS:
+                raise ValueError(
+                    f"activation_memory 'ice40-spram' holds vectors of at most "
+                    f"{SPRAM_BLOCKS // 2 * SPRAM_WIDTH} bits (rows at most "
+                    f"{SPRAM_BLOCKS // 2 * SPRAM_WIDTH // 8}), not rows={self.rows}")
+            if self.activation_buffer_depth > 2 * SPRAM_DEPTH:
+                raise ValueError(
+                    f"activation_buffer_depth must be at most {2 * SPRAM_DEPTH} with "
+                    f"activation_memory 'ice40-spram', not {self.activation_buffer_depth}")
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(
                 f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "
@@ -200,6 +227,11 @@ class ArrayConfig:
     def registered_acc_reads(self) -> bool:
         """The accumulator memory's words are registered before use (fast)."""
         return self.pipeline == "fast"
+
+    @property
+    def spram_blocks_per_bank(self) -> int:
+        """SB_SPRAM256KA blocks side by side in one activation bank ("ice40-spram")."""
+        return -(-self.rows * 8 // SPRAM_WIDTH)
 
     @property
     def has_mx(self) -> bool:

@@ -437,7 +437,7 @@ def identify_words(config: ArrayConfig) -> list[int]:
     ]
 
 
-UNIDENTIFIED_FIELDS = ("multiplier", "pipeline")
+UNIDENTIFIED_FIELDS = ("multiplier", "pipeline", "activation_memory")
 """`ArrayConfig` fields IDENTIFY does not carry: how the hardware is built, which changes
 neither the protocol nor any result. `decode_identify` leaves them at their defaults."""
 

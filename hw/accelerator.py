@@ -58,6 +58,7 @@ from host.reference import scale_bank_words
 
 from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, IntAccumulator
 from .accumulate import bfp_layout as _bfp_layout
+from .actbuffer import ActivationBuffer
 from .arith import SerialMultiplier, SkidBuffer
 from .array import SystolicArray
 from .fsm import OneHotFSM
@@ -195,11 +196,7 @@ class Accelerator(wiring.Component):
         configured = Signal()
 
         # --- Memories and FIFOs -----------------------------------------------------------
-        act_mem = Memory(shape=unsigned(rows * 8), depth=config.activation_buffer_depth,
-                         init=[])
-        m.submodules.act_mem = act_mem
-        act_write = act_mem.write_port()
-        act_read = act_mem.read_port()
+        m.submodules.act_buffer = act_buffer = ActivationBuffer(config)
 
         weight_fifo = SyncFIFOBuffered(width=cols * 8, depth=config.weight_buffer_depth)
         m.submodules.weight_fifo = weight_fifo
@@ -261,8 +258,10 @@ class Accelerator(wiring.Component):
         clear_counters = Signal()
         snapshot_counters = Signal()
         counters_pending = Signal()     # a READ_COUNTERS response is queued or being sent
-        item_last = Signal()            # the packer's next item ends a result
-        items_left = Signal(32)         # items of the result after the packer's next one
+        # Items of the result after the packer's next one, minus one: -1 when the next item
+        # ends the result, so `item_last` is the counter's sign bit (no comparison).
+        items_rest = Signal(signed(33))
+        item_last = items_rest[-1]
         all_idle = Signal()
 
         # ======================================================================================
@@ -447,8 +446,8 @@ class Accelerator(wiring.Component):
             return [multiplier.start.eq(1), multiplier.a.eq(a), multiplier.b.eq(b)]
 
         # Payload writes: address and data always driven, only the enables are decoded.
-        m.d.comb += [act_write.addr.eq(bank * act_half + count),
-                     act_write.data.eq(word[:rows * 8])]
+        m.d.comb += [act_buffer.w_addr.eq(bank * act_half + count),
+                     act_buffer.w_data.eq(word[:rows * 8])]
         if has_requant:
             m.d.comb += [
                 requant_write.addr.eq(count[1:]),
@@ -582,7 +581,7 @@ class Accelerator(wiring.Component):
                         m.d.comb += requant_write.en.eq(count[0])
                 if has_mx:
                     m.d.comb += scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
-                m.d.comb += act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
+                m.d.comb += act_buffer.w_en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
                 with m.If(at_last):
                     m.d.sync += final_last.eq(i.payload.last)
                     with m.If(is_op[Opcode.CONFIGURE]):
@@ -631,7 +630,7 @@ class Accelerator(wiring.Component):
                 with m.If(config_flags == 0):
                     m.d.sync += [
                         configured.eq(1),
-                        item_last.eq(items == 1), items_left.eq(items - 1),
+                        items_rest.eq(items - 2),
                         *c.apply(f, act_words_calc, compute_words_calc, items,
                                  result_words_calc),
                         *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
@@ -725,8 +724,8 @@ class Accelerator(wiring.Component):
             ]
 
         m.d.comb += [
-            act_read.addr.eq(job_bank * act_half + pass_base + row),
-            act_read.en.eq(advance),
+            act_buffer.r_addr.eq(job_bank * act_half + pass_base + row),
+            act_buffer.r_en.eq(advance),
         ]
         if has_mx:
             code_index = Signal(range(2 * scale_bank * 8))
@@ -791,7 +790,7 @@ class Accelerator(wiring.Component):
 
         m.d.comb += [
             array.a.valid.eq(s1_valid),
-            array.a.payload.data.eq(act_read.data),
+            array.a.payload.data.eq(act_buffer.r_data),
             array.a.payload.swap.eq(s1_swap),
             array.a.payload.meta.eq(s1_meta),
             array.w.payload.mode.eq(c.mode),
@@ -919,11 +918,17 @@ class Accelerator(wiring.Component):
         d_step = Signal()
         m.d.comb += d_step.eq(draining & d_advance)
 
+        # Each drain counter keeps an "at its last value" flag (registered), so the step
+        # that ends a bank decodes three flags, not three comparisons, after `d_step`.
+        lane_end = Signal()
+        tile_end = Signal()
+        row_end = Signal()
         with m.If(~draining & acc_full.bit_select(drain_select, 1)):
             m.d.sync += [
                 draining.eq(1), drain_last.eq(acc_last.bit_select(drain_select, 1)),
                 d_row.eq(0), d_tile.eq(0), d_lane.eq(0), d_tile_base.eq(0),
-                channel.eq(channel_base),
+                channel.eq(channel_base), lane_end.eq(c.lc == 1),
+                tile_end.eq(c.group_last == 0), row_end.eq(c.m_last == 0),
             ]
         drain_address = drain_select * acc_half + d_tile_base + d_row
         m.d.comb += [acc_drain.addr.eq(drain_address), acc_drain.en.eq(d_advance)]
@@ -934,20 +939,20 @@ class Accelerator(wiring.Component):
         with m.If(d_advance):
             m.d.sync += d1_valid.eq(d_step)
         with m.If(d_step):
-            lane_end = d_lane == c.lc - 1
-            tile_end = d_tile == c.group_last
             m.d.sync += [d1_lane.eq(d_lane), d1_block_end.eq(lane_end & tile_end)]
             with m.If(~lane_end):
-                m.d.sync += [d_lane.eq(d_lane + 1), channel.eq(channel + 1)]
+                m.d.sync += [d_lane.eq(d_lane + 1), channel.eq(channel + 1),
+                             lane_end.eq(d_lane + 2 == c.lc)]
             with m.Else():
-                m.d.sync += d_lane.eq(0)
+                m.d.sync += [d_lane.eq(0), lane_end.eq(c.lc == 1)]
                 with m.If(~tile_end):
                     m.d.sync += [d_tile.eq(d_tile + 1), d_tile_base.eq(d_tile_base + c.m),
-                                 channel.eq(channel + 1)]
+                                 channel.eq(channel + 1), tile_end.eq(d_tile + 1 == c.group_last)]
                 with m.Else():
-                    m.d.sync += [d_tile.eq(0), d_tile_base.eq(0), channel.eq(channel_base)]
-                    with m.If(d_row != c.m_last):
-                        m.d.sync += d_row.eq(d_row + 1)
+                    m.d.sync += [d_tile.eq(0), d_tile_base.eq(0), channel.eq(channel_base),
+                                 tile_end.eq(c.group_last == 0)]
+                    with m.If(~row_end):
+                        m.d.sync += [d_row.eq(d_row + 1), row_end.eq(d_row + 1 == c.m_last)]
                     with m.Else():
                         # Last read issued: the bank may be refilled (the data is latched).
                         m.d.sync += [
@@ -981,9 +986,9 @@ class Accelerator(wiring.Component):
         m.d.comb += item.payload.last.eq(item_last)
         with m.If(item.valid & item.ready):
             with m.If(item_last):
-                m.d.sync += [items_left.eq(c.items_last), item_last.eq(c.items_last == 0)]
+                m.d.sync += items_rest.eq(c.items_last - 1)
             with m.Else():
-                m.d.sync += [items_left.eq(items_left - 1), item_last.eq(items_left == 1)]
+                m.d.sync += items_rest.eq(items_rest - 1)
         # d1 holds the memories' read data. In the compact pipeline the output units take
         # the lane's value (with its requantization parameters and BFP value) from there.
         # The fast pipeline hands the memories' whole words to a skid buffer (registers

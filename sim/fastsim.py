@@ -137,6 +137,9 @@ def _check_simulatable(config: ArrayConfig) -> None:
     if config.multiplier == "ice40-sb-mac16":
         raise ValueError("config.multiplier 'ice40-sb-mac16' instantiates iCE40 primitives; "
                          "simulate the accelerator with multiplier 'split' or 'packed'")
+    if config.activation_memory == "ice40-spram":
+        raise ValueError("config.activation_memory 'ice40-spram' instantiates iCE40 "
+                         "primitives; simulate the accelerator with activation_memory 'block'")
 
 
 @functools.cache

@@ -140,6 +140,9 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  (two N-chunks of the requantization memory), int8 activations
     same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each
                  LOAD_ACTIVATIONS must wait for the COMPUTE before it to finish reading
+    deep         one int32 GEMM in the first integer mode whose activation tile is as
+                 deep as the buffers allow (M x K / R vectors up to one activation bank),
+                 so the last addresses of both banks are written and read
     one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
                  (short drains that finish before the accumulation pipeline has emptied;
                  they once left stale results behind in the integer modes)
@@ -179,6 +182,11 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             case.program.packets = [_bank_zero(packet) for packet in case.program.packets]
             case.name += "_same_bank"
             cases.append(case)
+        elif name == "deep":
+            m = min(config.accumulator_depth // 2, config.activation_buffer_depth // 2)
+            k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
+            cases.append(matmul_case(config, rng, mode=int_modes[0],
+                                     shape=(2 * m, k, config.cols)))
         elif name == "one_row":
             r, c = config.rows, config.cols
             for mode in int_modes:

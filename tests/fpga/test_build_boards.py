@@ -120,26 +120,40 @@ def test_qlinear_requantizes_on_the_host(mode: str, out_dtype: str, rounding: st
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.slow
-def test_icebreaker_accelerator_on_verilator(sim_seed: int) -> None:
-    """The iCEBreaker accelerator (SB_MAC16 multipliers with Yosys's model, no requantizer)
-    on Verilator: int32 GEMMs in every mode and qlinear layers requantized on the host, 0
-    mismatches against golden, every response word equal to the protocol reference."""
-    from fpga.build import primitive_model
+def _icebreaker_on_verilator(config: ArrayConfig, cases: str, seed: int, name: str) -> None:
+    from fpga.build import simulation_models
     from sim.build import config_build_name, generate_verilog, run_cocotb
     from tests.accel.harness import config_to_env
     from tests.accel.test_accel import BUILD_ARGS, COCOTB_MODULE
 
-    verilog = generate_verilog(Accelerator(NO_REQUANT), "accelerator") \
-        + primitive_model("SB_MAC16")
+    verilog = generate_verilog(Accelerator(config), "accelerator") + simulation_models(config)
     result = run_cocotb(
-        verilog, "accelerator", COCOTB_MODULE, testcase="gemms", seed=sim_seed,
-        build_name=config_build_name("accelerator-icebreaker", NO_REQUANT),
-        build_args=BUILD_ARGS,
-        extra_env={"LPMAC_ACCEL_CONFIG": config_to_env(NO_REQUANT),
-                   "LPMAC_ACCEL_CASES": "qlinear,matmul,a8w8_small",
+        verilog, "accelerator", COCOTB_MODULE, testcase="gemms", seed=seed,
+        build_name=config_build_name(name, config), build_args=BUILD_ARGS,
+        extra_env={"LPMAC_ACCEL_CONFIG": config_to_env(config), "LPMAC_ACCEL_CASES": cases,
                    "LPMAC_ACCEL_GAPS": "0.3", "LPMAC_ACCEL_STALLS": "0.3"})
     assert result.tests == (f"{COCOTB_MODULE}.gemms",)
+
+
+def test_icebreaker_build_on_verilator(sim_seed: int) -> None:
+    """The accelerator of the iCEBreaker bitstream as built (SB_MAC16 multipliers and
+    SB_SPRAM256KA activation banks with Yosys's models, no requantizer) on Verilator: a
+    layer requantized on the host, a GEMM whose two M-tiles fill both 16384-vector banks,
+    and loads that must wait for the COMPUTE reading their bank; 0 mismatches against
+    golden, every response word equal to the protocol reference."""
+    assert ICEBREAKER.config.activation_memory == "ice40-spram"
+    _icebreaker_on_verilator(ICEBREAKER.config, "a8w8_small,deep,same_bank", sim_seed,
+                             "accelerator-icebreaker-a8w8")
+
+
+@pytest.mark.slow
+def test_icebreaker_accelerator_on_verilator(sim_seed: int) -> None:
+    """The iCEBreaker accelerator with every integer mode (SB_MAC16 multipliers and
+    SB_SPRAM256KA banks with Yosys's models, no requantizer) on Verilator: int32 GEMMs in
+    every mode and qlinear layers requantized on the host, 0 mismatches against golden,
+    every response word equal to the protocol reference."""
+    _icebreaker_on_verilator(NO_REQUANT, "qlinear,matmul,a8w8_small", sim_seed,
+                             "accelerator-icebreaker")
 
 
 def _variable_products(config: ArrayConfig) -> int:
