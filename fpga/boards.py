@@ -29,7 +29,7 @@ class Board:
         The FPGA part, as nextpnr names it.
     capacity
         Cells of the part, by report name: "logic" (LUT4s), "dsp" (multiplier blocks),
-        "block_ram" (block RAMs).
+        "block_ram" (block RAMs) and, on the iCE40 UltraPlus, "spram" (SB_SPRAM256KA).
     config
         The accelerator built by default.
     clock_hz
@@ -58,13 +58,15 @@ class Board:
 # iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SB_SPRAM256KA (256 kbit).
 # A 4 x 4 array uses all 8 SB_MAC16 blocks in their dual 8x8 mode: 16 int8 MACs per
 # cycle (the blocks also hold the weight operand and first-row product registers). With the
-# UART bridge that fills 91% of the logic cells, so the build offers A8W8 only: the
+# UART bridge that fills 93% of the logic cells, so the build offers A8W8 only: the
 # 4-bit-weight modes need a second (LUT) multiplier per PE and twice the accumulators,
 # about 2,000 more logic cells (8 x 2 with A8W8 and A4W4: 6,828), and the MX modes (BFP
-# accumulator, FP32 and MX output units) about 2,700 LUT4s. Buffers are sized for block
-# RAM. The requantization unit is left out (requant_depth=0): int32 outputs, requantized
-# on the host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz:
-# the board top closes 39.70 MHz with nextpnr's default seed (docs/fpga.md).
+# accumulator, FP32 and MX output units) about 2,700 LUT4s. The activation buffer lives in
+# the four SPRAM blocks (2 x 16384 vectors); 128 accumulator rows (M_tile up to 64; 256
+# rows missed 36 MHz). The requantization unit is left out (requant_depth=0): int32
+# outputs, requantized on the host (`host.tiling.qlinear_program`), bit-identical. 40-bit
+# counters. 36 MHz: the board top closes 36.48 MHz with nextpnr's default seed
+# (docs/fpga.md).
 ICEBREAKER = Board(
     name="icebreaker",
     description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
