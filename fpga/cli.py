@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from golden.config import MODES, MULTIPLIERS, PIPELINES
+from golden.config import ACTIVATION_MEMORIES, MODES, MULTIPLIERS, PIPELINES
 
 __all__ = ["register", "cmd_build"]
 
@@ -40,6 +40,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                              "more for 100 MHz clocks (default: the board's)")
     parser.add_argument("--requant-depth", type=int,
                         help="requantization parameter entries (a power of two)")
+    parser.add_argument("--weight-depth", type=int,
+                        help="weight FIFO rows (a power of two; default: the board's)")
+    parser.add_argument("--activation-depth", type=int,
+                        help="activation buffer vectors, both banks (a power of two)")
+    parser.add_argument("--accumulator-depth", type=int,
+                        help="accumulator rows, both banks (a power of two)")
+    parser.add_argument("--activation-memory",
+                        help=f"where the activation buffer lives: "
+                             f"{' or '.join(ACTIVATION_MEMORIES)} (default: the board's)")
     parser.add_argument("--clock-mhz", type=float,
                         help="accelerator clock to meet (default: the board's)")
     parser.add_argument("--baudrate", type=int, help="UART baud rate (default: the board's)")
@@ -62,10 +71,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _config_changes(args: argparse.Namespace) -> dict[str, object]:
     changes: dict[str, object] = {}
-    for name in ("rows", "cols", "multiplier", "pipeline", "requant_depth"):
+    for name, field in (("rows", "rows"), ("cols", "cols"), ("multiplier", "multiplier"),
+                        ("pipeline", "pipeline"), ("requant_depth", "requant_depth"),
+                        ("weight_depth", "weight_buffer_depth"),
+                        ("activation_depth", "activation_buffer_depth"),
+                        ("accumulator_depth", "accumulator_depth"),
+                        ("activation_memory", "activation_memory")):
         value = getattr(args, name)
         if value is not None:
-            changes[name] = value
+            changes[field] = value
     if args.modes is not None:
         changes["modes"] = tuple(mode.strip() for mode in args.modes.split(",") if mode.strip())
     return changes

@@ -50,8 +50,18 @@ def lpmac(*args: str) -> subprocess.CompletedProcess:
     (["--board", "ulx3s-85f", "--multiplier", "ice40-sb-mac16"],
      "multiplier 'ice40-sb-mac16' needs an iCE40 board, not 'ulx3s-85f'"),
     (["--board", "icebreaker", "--clock-mhz", "-5"], "--clock-mhz must be positive"),
-    (["--board", "icebreaker", "--rows", "16", "--cols", "16"],
+    (["--board", "ulx3s-85f", "--rows", "16", "--cols", "16"],
      "rows must be at most 8 for protocol 1.0"),
+    (["--board", "icebreaker", "--rows", "8"],
+     "activation_memory 'ice40-spram' holds vectors of at most 32 bits (rows at most 4)"),
+    (["--board", "icebreaker", "--activation-memory", "sram"],
+     "activation_memory must be 'block' or 'ice40-spram', not 'sram'"),
+    (["--board", "icebreaker", "--activation-depth", "65536"],
+     "activation_buffer_depth must be at most 32768 with activation_memory 'ice40-spram'"),
+    (["--board", "icebreaker", "--accumulator-depth", "100"],
+     "accumulator_depth must be a power of two of at least 2, not 100"),
+    (["--board", "ulx3s-85f", "--activation-memory", "ice40-spram", "--rows", "4"],
+     "activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not 'ulx3s-85f'"),
     (["--board", "icebreaker", "--seed", "-1"], "seed must be an integer from 0"),
     (["--board", "ulx3s-85f", "--pipeline", "deep"],
      "pipeline must be 'compact' or 'fast', not 'deep'"),
@@ -165,9 +175,10 @@ def test_icebreaker_bitstream_and_report(tmp_path: Path) -> None:
     report = fpga_build.build_board(ICEBREAKER, out_dir=tmp_path)
     print(format_report(report))
     assert report.bitstream is not None and report.bitstream.stat().st_size > 100_000
-    assert report.synthesis["SB_MAC16"] == 8
-    for cell in ("logic", "dsp", "block_ram"):
+    assert report.synthesis["SB_MAC16"] == 8 and report.synthesis["SB_SPRAM256KA"] == 4
+    for cell in ("logic", "dsp", "block_ram", "spram"):
         assert report.placed[cell]["used"] <= report.placed[cell]["available"]
+    assert report.placed["spram"] == {"used": 4, "available": 4}
     assert report.placed["logic"]["used"] > 3000 and report.placed["dsp"]["used"] == 8
     # The fit check packs exactly what placement then places.
     assert report.packed == report.placed
