@@ -11,7 +11,7 @@ and is built where `ArrayConfig.activation_memory` says:
   address falls in it, else the read. That is all the accelerator needs: it loads a bank
   only while no job uses it and reads only the bank of the running job. The iCEBreaker's
   buffer then holds 2 x 16384 vectors instead of 2 x 128 in block RAM, so a GEMM's weights
-  cross the serial link once per 128 rows of A instead of once per 2 (K = 256).
+  cross the serial link once per 64 rows of A (K = 256) instead of once per 2.
 
 Ports: `w_addr`, `w_data`, `w_en` (written at the clock edge); `r_addr`, `r_en`, `r_data`
 (`r_data` is the word at the `r_addr` of the last cycle with `r_en` high, held while
