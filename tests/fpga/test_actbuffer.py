@@ -29,8 +29,9 @@ def test_spram_blocks(rows: int, depth: int, blocks: int) -> None:
 
 
 @pytest.mark.parametrize("memory, rows, depth", [
-    ("ice40-spram", 4, 32768), ("ice40-spram", 2, 256), ("ice40-spram", 1, 64),
-    ("block", 4, 256)])
+    ("ice40-spram", 4, 32768), ("block", 4, 256),
+    pytest.param("ice40-spram", 2, 256, marks=pytest.mark.slow),
+    pytest.param("ice40-spram", 1, 64, marks=pytest.mark.slow)])
 def test_banks_match_model(memory: str, rows: int, depth: int, sim_seed: int) -> None:
     import tests.fpga.cocotb_actbuffer as module
     from sim.build import run_cocotb
