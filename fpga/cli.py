@@ -69,14 +69,18 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+# Options that set an `ArrayConfig` field: option (argparse dest) -> field.
+_CONFIG_OPTIONS = {
+    **{name: name for name in ("rows", "cols", "multiplier", "pipeline", "requant_depth",
+                               "accumulator_depth", "activation_memory")},
+    "weight_depth": "weight_buffer_depth",
+    "activation_depth": "activation_buffer_depth",
+}
+
+
 def _config_changes(args: argparse.Namespace) -> dict[str, object]:
     changes: dict[str, object] = {}
-    for name, field in (("rows", "rows"), ("cols", "cols"), ("multiplier", "multiplier"),
-                        ("pipeline", "pipeline"), ("requant_depth", "requant_depth"),
-                        ("weight_depth", "weight_buffer_depth"),
-                        ("activation_depth", "activation_buffer_depth"),
-                        ("accumulator_depth", "accumulator_depth"),
-                        ("activation_memory", "activation_memory")):
+    for name, field in _CONFIG_OPTIONS.items():
         value = getattr(args, name)
         if value is not None:
             changes[field] = value

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from fpga.build import primitive_model
+from fpga.build import primitive_model, simulation_models
 from golden.config import ArrayConfig
 from hw.actbuffer import ActivationBuffer
 from sim.build import generate_verilog
@@ -38,9 +38,7 @@ def test_banks_match_model(memory: str, rows: int, depth: int, sim_seed: int) ->
 
     config = ArrayConfig(rows=rows, cols=4, block_size=16, modes=("a8w8",),
                          activation_buffer_depth=depth, activation_memory=memory)
-    verilog = generate_verilog(ActivationBuffer(config), "actbuf")
-    if memory == "ice40-spram":
-        verilog += primitive_model("SB_SPRAM256KA")
+    verilog = generate_verilog(ActivationBuffer(config), "actbuf") + simulation_models(config)
     result = run_cocotb(verilog, "actbuf", module, seed=sim_seed,
                         build_name=f"actbuf-{memory}-{rows}x{depth}",
                         extra_env={"LPMAC_ACTBUF": json.dumps({"rows": rows, "depth": depth})})
