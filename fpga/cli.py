@@ -49,6 +49,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--activation-memory",
                         help=f"where the activation buffer lives: "
                              f"{' or '.join(ACTIVATION_MEMORIES)} (default: the board's)")
+    parser.add_argument("--int4-packing",
+                        help="how A4W4 packs int4 operands: columns or k-pairs "
+                             "(default: the board's)")
     parser.add_argument("--clock-mhz", type=float,
                         help="accelerator clock to meet (default: the board's)")
     parser.add_argument("--baudrate", type=int, help="UART baud rate (default: the board's)")
@@ -72,7 +75,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 # Options that set an `ArrayConfig` field: option (argparse dest) -> field.
 _CONFIG_OPTIONS = {
     **{name: name for name in ("rows", "cols", "multiplier", "pipeline", "requant_depth",
-                               "accumulator_depth", "activation_memory")},
+                               "accumulator_depth", "activation_memory",
+                               "int4_packing")},
     "weight_depth": "weight_buffer_depth",
     "activation_depth": "activation_buffer_depth",
 }

@@ -11,8 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["ACTIVATION_MEMORIES", "ArrayConfig", "Mode", "MODES", "MODE_INFO", "ModeInfo",
-           "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS", "SPRAM_DEPTH", "SPRAM_WIDTH"]
+__all__ = ["ACTIVATION_MEMORIES", "INT4_PACKINGS", "ArrayConfig", "Mode", "MODES", "MODE_INFO",
+           "ModeInfo", "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS", "SPRAM_DEPTH",
+           "SPRAM_WIDTH"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -25,11 +26,21 @@ class ModeInfo:
     activation_bits: int
     weight_bits: int
     mx: bool
+    k_pack: int = 1
+    """K-elements per operand byte: 2 for A4W4 with `int4_packing` "k-pairs" (the byte
+    holds the int4 operands of K-elements 2j and 2j + 1), else 1."""
 
     @property
     def lanes(self) -> int:
-        """MACs one PE performs per cycle: one 8-bit product, or two 4-bit-weight products."""
-        return 2 if self.weight_bits == 4 else 1
+        """Output lanes of one PE: two columns' products per cycle for 4-bit weights packed
+        in columns, else one."""
+        return 2 if self.weight_bits == 4 and self.k_pack == 1 else 1
+
+    @property
+    def macs_per_pe(self) -> int:
+        """MACs one PE performs per cycle: one 8-bit product, or two 4-bit-weight products
+        (two columns, or two K-elements of one column)."""
+        return self.lanes * self.k_pack
 
 
 MODE_INFO: dict[str, ModeInfo] = {
@@ -53,6 +64,8 @@ PE_STAGES = (1, 2)
 PIPELINES = ("compact", "fast")
 # Where the activation buffer lives (ArrayConfig.activation_memory; see hw/actbuffer.py).
 ACTIVATION_MEMORIES = ("block", "ice40-spram")
+# How a 4-bit-weight mode puts two int4 weights in a PE's weight byte (ArrayConfig.int4_packing).
+INT4_PACKINGS = ("columns", "k-pairs")
 # The iCE40 UltraPlus single-port RAMs: SB_SPRAM256KA blocks of 16384 x 16 bits, 4 per part.
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16
@@ -123,6 +136,15 @@ class ArrayConfig:
         one bank per half of them: 16384 vectors per bank at most, rows at most 4; it
         only builds for iCE40 UltraPlus parts and simulates on Verilator with Yosys's
         model, not in the Amaranth simulator).
+    int4_packing
+        How the 4-bit-weight modes use a PE's two int4 products per cycle. "columns" (the
+        default): the weight byte holds the weights of two output columns and every PE has
+        two output lanes (A8W4, A4W4, MXINT4). "k-pairs" (A4W4 only, with
+        multiplier "ice40-sb-mac16"): the activation byte and the weight byte each hold the
+        int4 operands of two consecutive K-elements, the PE adds both products into its one
+        partial sum (the SB_MAC16 half multiplies the low nibbles and its adder adds a LUT
+        product of the high ones), so A4W4 needs no second lane, no second accumulator and
+        half the words of "columns". The protocol's K then counts K-element pairs.
     """
 
     rows: int = 8
@@ -140,6 +162,7 @@ class ArrayConfig:
     counter_bits: int = 64
     pipeline: str = "compact"
     activation_memory: str = "block"
+    int4_packing: str = "columns"
 
     def __post_init__(self) -> None:
         self._modes()
@@ -192,6 +215,17 @@ class ArrayConfig:
             raise ValueError(
                 f"multiplier must be one of {', '.join(map(repr, MULTIPLIERS))}, "
                 f"not {self.multiplier!r}")
+        if self.int4_packing not in INT4_PACKINGS:
+            raise ValueError(f"int4_packing must be 'columns' or 'k-pairs', not "
+                             f"{self.int4_packing!r}")
+        if self.int4_packing == "k-pairs":
+            if self.multiplier != "ice40-sb-mac16":
+                raise ValueError(f"int4_packing 'k-pairs' needs multiplier 'ice40-sb-mac16', "
+                                 f"not {self.multiplier!r}")
+            other = [m for m in self.modes if MODE_INFO[m].weight_bits == 4 and m != "a4w4"]
+            if other:
+                raise ValueError(f"int4_packing 'k-pairs' packs A4W4 only; leave "
+                                 f"{', '.join(other)} out of modes")
 
     def _modes(self) -> tuple[str, ...]:
         modes = self.modes
@@ -212,11 +246,19 @@ class ArrayConfig:
             raise ValueError(
                 f"mode must be one of {', '.join(self.modes)} for this configuration, "
                 f"not {name!r}")
-        return MODE_INFO[name]
+        info = MODE_INFO[name]
+        if self.int4_packing == "k-pairs" and name == "a4w4":
+            return dataclasses.replace(info, k_pack=2)
+        return info
 
     def peak_macs_per_cycle(self, mode: str) -> int:
         """MACs the array performs per cycle in `mode` when nothing stalls."""
-        return self.rows * self.cols * self.mode(mode).lanes
+        return self.rows * self.cols * self.mode(mode).macs_per_pe
+
+    @property
+    def k_pairs(self) -> bool:
+        """A4W4 is built with its K-elements packed in pairs (`int4_packing`)."""
+        return self.int4_packing == "k-pairs" and "a4w4" in self.modes
 
     @property
     def pe_stages(self) -> int:

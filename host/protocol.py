@@ -358,7 +358,8 @@ class Geometry:
     @property
     def macs(self) -> int:
         """MACs of one COMPUTE as the counters count them (padding included)."""
-        return self.vectors * self.config.rows * self.config.cols * self.lanes
+        return (self.vectors * self.config.rows * self.config.cols
+                * self.config.mode(self.mode).macs_per_pe)
 
 
 def check_configure(config: ArrayConfig,
@@ -368,7 +369,7 @@ def check_configure(config: ArrayConfig,
     if fields.mode >= len(MODES) or MODES[fields.mode] not in config.modes:
         return Status.BAD_FIELD, Field.MODE, None
     mode = MODES[fields.mode]
-    info = MODE_INFO[mode]
+    info = config.mode(mode)
     allowed = _MX_MODE_KINDS if info.mx else _INT_MODE_KINDS
     if fields.out_kind >= len(OUT_KINDS) or OUT_KINDS[fields.out_kind] not in allowed:
         return Status.BAD_FIELD, Field.OUT_KIND, None
@@ -422,15 +423,16 @@ def identify_words(config: ArrayConfig) -> list[int]:
 
     0: bits 31..0 MAGIC, 39..32 major, 47..40 minor version.
     1: 7..0 rows, 15..8 cols, 23..16 block size, 31..24 acc bits, 47..32 stream width,
-       55..48 modes bitmask (bit i = MODES[i]), 56 acc rounding (1 = truncate),
-       63..57 counter bits (0 = 64).
+       52..48 modes bitmask (bit i = MODES[i]), 53 int4 packing (1 = k-pairs),
+       56 acc rounding (1 = truncate), 63..57 counter bits (0 = 64).
     2: 31..0 weight buffer depth, 63..32 activation buffer depth.
     3: 31..0 accumulator depth, 63..32 requant depth."""
     modes = sum(1 << MODES.index(mode) for mode in config.modes)
     return [
         MAGIC | PROTOCOL_VERSION[0] << 32 | PROTOCOL_VERSION[1] << 40,
         config.rows | config.cols << 8 | config.block_size << 16 | config.acc_bits << 24
-        | config.stream_width << 32 | modes << 48 | int(config.acc_rounding == "truncate") << 56
+        | config.stream_width << 32 | modes << 48 | int(config.int4_packing == "k-pairs") << 53
+        | int(config.acc_rounding == "truncate") << 56
         | (config.counter_bits & 63) << 57,
         config.weight_buffer_depth | config.activation_buffer_depth << 32,
         config.accumulator_depth | config.requant_depth << 32,
@@ -450,12 +452,15 @@ def identified_fields(config: ArrayConfig) -> dict[str, object]:
 
 def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]:
     """(protocol version, ArrayConfig) from IDENTIFY's data words (`UNIDENTIFIED_FIELDS`
-    at their defaults)."""
+    at their defaults, except the multiplier of a K-pairs build: "ice40-sb-mac16", the one
+    that implements K-pairs)."""
     if len(words) != 4 or words[0] & 0xFFFFFFFF != MAGIC:
         raise ValueError("not an lpmac IDENTIFY response (magic number missing)")
     version = ((words[0] >> 32) & 0xFF, (words[0] >> 40) & 0xFF)
     modes = tuple(mode for index, mode in enumerate(MODES) if (words[1] >> (48 + index)) & 1)
-    config = ArrayConfig(
+    k_pairs = bool((words[1] >> 53) & 1)
+    packing = {"int4_packing": "k-pairs", "multiplier": "ice40-sb-mac16"} if k_pairs else {}
+    config = ArrayConfig(**packing,
         rows=words[1] & 0xFF, cols=(words[1] >> 8) & 0xFF, block_size=(words[1] >> 16) & 0xFF,
         acc_bits=(words[1] >> 24) & 0xFF, stream_width=(words[1] >> 32) & 0xFFFF,
         acc_rounding="truncate" if (words[1] >> 56) & 1 else "nearest",

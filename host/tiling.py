@@ -91,6 +91,11 @@ class GemmPlan:
         return self.m_tile * self.m_tiles
 
     @property
+    def k_words(self) -> int:
+        """The protocol's K: `k_pad`, or half of it with K-pairs (two K-elements a byte)."""
+        return self.k_pad // self.config.mode(self.mode).k_pack
+
+    @property
     def macs(self) -> int:
         """Useful MACs of the GEMM (M * K * N)."""
         return self.m * self.k * self.n
@@ -112,22 +117,25 @@ def plan_gemm(config: ArrayConfig, *, m: int, k: int, n: int, mode: str,
     lc = config.cols * info.lanes
     k_granule = block if info.mx else config.rows
     n_granule = block if out_kind in MX_KINDS else lc
-    k_pad = -(-k // k_granule) * k_granule
+    # With K-pairs the protocol's K counts bytes of two K-elements (k_words of them).
+    k_words = -(-k // (info.k_pack * k_granule)) * k_granule
+    k_pad = k_words * info.k_pack
     n_pad = -(-n // n_granule) * n_granule
-    kt = k_pad // config.rows
+    kt = k_words // config.rows
     group = block // lc if out_kind in MX_KINDS else 1
     m_max = min(config.activation_buffer_depth // 2 // kt,
                 config.accumulator_depth // 2 // group, 0xFFFF)
-    if m_max < 1 or k_pad > 0xFFFF:
+    if m_max < 1 or k_words > 0xFFFF:
         raise ValueError(
             f"k = {k} is too large for this accelerator: one activation bank holds "
-            f"{config.activation_buffer_depth // 2} vectors of {config.rows} elements, so K "
-            f"must be at most {config.activation_buffer_depth // 2 * config.rows}")
+            f"{config.activation_buffer_depth // 2} vectors of {config.rows * info.k_pack} "
+            f"elements, so K must be at most "
+            f"{config.activation_buffer_depth // 2 * config.rows * info.k_pack}")
     m_tiles = -(-m // m_max)
     m_tile = -(-m // m_tiles)
     # Widest N-chunk: requantization memory, 16-bit N field, packet length limits.
     scale_words = -(-lc // 8) if info.mx else 0
-    per_tile_words = k_pad + (k_pad // block) * scale_words
+    per_tile_words = k_words + (k_words // block) * scale_words
     result_nibbles = m_tile * (item_nibbles(out_kind) + (2 / block if out_kind in MX_KINDS
                                                          else 0))
     widest = min(config.requant_depth if out_kind in REQUANT_KINDS else 0xFFFF,
@@ -233,6 +241,14 @@ def _padded(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
+def _paired(values: np.ndarray, axis: int) -> np.ndarray:
+    """int4 values -> bytes of two K-elements along `axis` (K-pairs): element 2j in the
+    low nibble, 2j + 1 in the high one (`axis` has even length)."""
+    low = np.take(values, range(0, values.shape[axis], 2), axis=axis)
+    high = np.take(values, range(1, values.shape[axis], 2), axis=axis)
+    return (low & 0xF) | ((high & 0xF) << 4)
+
+
 def _activation_words(a_tile: np.ndarray, rows: int) -> list[int]:
     """A [M_tile, K_pad] -> one word per (k_tile, m): R int8 elements, element 0 lowest."""
     m_tile, k_pad = a_tile.shape
@@ -271,9 +287,11 @@ def _build(plan: GemmPlan, a: np.ndarray, w: np.ndarray, *, rounding: str = "fp3
            a_codes: np.ndarray | None = None, b_codes: np.ndarray | None = None
            ) -> GemmProgram:
     config = plan.config
-    info = MODE_INFO[plan.mode]
+    info = config.mode(plan.mode)
     a_pad = _padded(a, plan.m_pad, plan.k_pad)
     w_pad = _padded(w, plan.k_pad, plan.n_pad)
+    if info.k_pack == 2:
+        a_pad, w_pad = _paired(a_pad, axis=1), _paired(w_pad, axis=0)
     block = config.block_size
     if info.mx:
         a_codes = _padded(a_codes, plan.m_pad, plan.k_pad // block)
@@ -282,7 +300,7 @@ def _build(plan: GemmPlan, a: np.ndarray, w: np.ndarray, *, rounding: str = "fp3
     bank = 0
     for start, stop in plan.n_chunks:
         fields = encode_configure(mode=plan.mode, out_kind=plan.out_kind, m=plan.m_tile,
-                                  k=plan.k_pad, n=stop - start, rounding=rounding, relu=relu,
+                                  k=plan.k_words, n=stop - start, rounding=rounding, relu=relu,
                                   zero_point=zero_point)
         geometry = _geometry(config, fields)
         program.add(Opcode.CONFIGURE, fields.encode())

@@ -1233,7 +1233,7 @@ class Accelerator(wiring.Component):
             "busy": accepted,
             "input_stall": s1_valid & ~array.a.ready,
             "output_stall": waiting_bank,
-            "macs": Mux(accepted, Mux(c.lanes2, 2 * rows * cols, rows * cols), 0),
+            "macs": Mux(accepted, Mux(c.double_macs, 2 * rows * cols, rows * cols), 0),
         }
         assert COUNTER_NAMES[0] == "cycles"
         with m.If(snapshot_counters):
@@ -1318,9 +1318,15 @@ class _ConfigFields:
         if config.has_mx:
             m.d.comb += self.mx.eq(self.mode.matches(*(Mode.from_name(n).value for n in MODES
                                                         if MODE_INFO[n].mx)))
-        if any(MODE_INFO[name].lanes == 2 for name in config.modes):
+        two_lane_modes = [n for n in config.modes if config.mode(n).lanes == 2]
+        if two_lane_modes:
             m.d.comb += self.lanes2.eq(self.mode.matches(
-                *(Mode.from_name(n).value for n in MODES if MODE_INFO[n].lanes == 2)))
+                *(Mode.from_name(n).value for n in two_lane_modes)))
+        # Two MACs per PE per cycle: the two-lane modes, and A4W4 with K-pairs.
+        self.double_macs = self.lanes2
+        if config.k_pairs:
+            self.double_macs = Signal()
+            m.d.comb += self.double_macs.eq(self.lanes2 | (self.mode == Mode.A4W4.value))
         kinds = _KIND
         self.requant = self.out_kind.matches(kinds["uint8"], kinds["int8"], kinds["int4"])
         # MX output kinds fail `out_ok` (the second check) unless an MX mode is configured.
@@ -1393,9 +1399,12 @@ class _ConfigRegisters:
         self.pass_last = Signal(range(max(2, acc_half, *accelerator._pass_mins())))
         # Flags that no CONFIGURE of this build can change are constants, so that the
         # logic of the units the build leaves out disappears in synthesis.
-        built = [MODE_INFO[name] for name in config.modes]
+        built = [config.mode(name) for name in config.modes]
         self.mx = self._flag([info.mx for info in built])
         self.lanes2 = self._flag([info.lanes == 2 for info in built])
+        # Two MACs per PE per cycle (two lanes, or K-pairs).
+        self.double_macs = self._flag([info.macs_per_pe == 2 for info in built]) \
+            if config.k_pairs else self.lanes2
         self.requant = Signal() if config.has_requantizer else Const(0, 1)
         self.act_words = Signal(LENGTH_BITS)
         self.scale_words = Signal(LENGTH_BITS)
@@ -1440,6 +1449,8 @@ class _ConfigRegisters:
             self.lc.eq(f.lc),
             self.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
             *(flag.eq(value) for flag, value in ((self.mx, f.mx), (self.lanes2, f.lanes2),
+                                                  *(((self.double_macs, f.double_macs),)
+                                                    if self._config.k_pairs else ()),
                                                   (self.requant, f.requant))
               if isinstance(flag, Signal)),
             self.act_words.eq(act_words),

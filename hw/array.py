@@ -40,7 +40,7 @@ from amaranth.hdl import (
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import MODE_INFO, ArrayConfig
+from golden.config import ArrayConfig
 
 from .pe import (
     DSP_MULTIPLIERS,
@@ -112,7 +112,7 @@ class SystolicArray(wiring.Component):
         check_multiplier(multiplier)
         self._config = config
         self._multiplier = multiplier
-        self._lanes = mode_lanes(config.modes)
+        self._lanes = mode_lanes(config.modes, config.int4_packing)
         rows, cols = config.rows, config.cols
         # A zero-width `meta` is left out: Verilog has no zero-width wires.
         meta = {"meta": meta_shape} if Shape.cast(meta_shape).width else {}
@@ -201,8 +201,9 @@ class SystolicArray(wiring.Component):
         row_swap: list[Signal] = []
         row_activation: list[Signal] = []
         row_shadow_two_lanes: list[Value] = []
+        row_shadow_pairs: list[Value] = []
         four_bit_modes = [Mode.from_name(name) for name in self._config.modes
-                          if MODE_INFO[name].lanes == 2]
+                          if self._config.mode(name).lanes == 2]
         swap = Signal(name="swap_0")
         m.d.comb += swap.eq(a_transfer & self.a.payload.swap)
         for row in range(rows):
@@ -217,6 +218,7 @@ class SystolicArray(wiring.Component):
             with grid.If(w_transfer & (load_row == row)):
                 grid.d.sync += shadow_mode.eq(self.w.payload.mode)
             row_shadow_two_lanes.append(Value.cast(shadow_mode).matches(*four_bit_modes))
+            row_shadow_pairs.append(shadow_mode == Mode.A4W4)
 
             # r + 1 registers: the input register and the skew of row r.
             stage = self.a.payload.data[row]
@@ -253,7 +255,8 @@ class SystolicArray(wiring.Component):
                 pe = ProcessingElement(self._config.modes, accumulated=row,
                                        multiplier=self._multiplier,
                                        stages=self._config.pe_stages,
-                                       dsp_registers=dsp_registers)
+                                       dsp_registers=dsp_registers,
+                                       int4_packing=self._config.int4_packing)
                 grid.submodules[f"pe_{row}_{col}"] = pe
                 grid.d.comb += [
                     pe.activation.eq(row_activation[row]),
@@ -265,6 +268,8 @@ class SystolicArray(wiring.Component):
                     grid.d.comb += pe.psum_in.eq(pes[row - 1][col].psum_out)
                 if lanes == 2:
                     grid.d.comb += pe.shadow_two_lanes.eq(row_shadow_two_lanes[row])
+                if "shadow_pairs" in pe.signature.members:
+                    grid.d.comb += pe.shadow_pairs.eq(row_shadow_pairs[row])
                 pe_row.append(pe)
             pes.append(pe_row)
         if self._multiplier in DSP_MULTIPLIERS:
@@ -272,7 +277,8 @@ class SystolicArray(wiring.Component):
             for index in range(0, len(flat), 2):
                 row, first = flat[index]
                 pair = Ice40Mac16Pair(operand_register=dsp_registers,
-                                      product_register=first.dsp_product_registered)
+                                      product_register=first.dsp_product_registered,
+                                      addend=first.pairs)
                 grid.submodules[f"mac16_{index // 2}"] = pair
                 if dsp_registers:
                     grid.d.comb += [pair.enable.eq(advance), pair.load_b.eq(row_swap[row])]
@@ -282,6 +288,8 @@ class SystolicArray(wiring.Component):
                         pair.b[half].eq(pe.dsp_b),
                         pe.dsp_product.eq(pair.product[half]),
                     ]
+                    if pe.pairs:
+                        grid.d.comb += pair.addend[half].eq(pe.dsp_addend)
 
         bottom = Signal(self.output_layout)
         for lane in range(lanes):

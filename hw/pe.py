@@ -118,9 +118,10 @@ def check_multiplier(multiplier: object) -> None:
                          f"not {multiplier!r}")
 
 
-def mode_lanes(modes: tuple[str, ...]) -> int:
-    """Lanes (MACs per PE per cycle) the hardware needs for the modes it is built with."""
-    return max(MODE_INFO[mode].lanes for mode in modes)
+def mode_lanes(modes: tuple[str, ...], int4_packing: str = "columns") -> int:
+    """Output lanes per PE the hardware needs for the modes it is built with."""
+    return max(1 if int4_packing == "k-pairs" and mode == "a4w4" else MODE_INFO[mode].lanes
+               for mode in modes)
 
 
 def product_range(lanes_mode: int) -> tuple[int, int]:
@@ -170,6 +171,13 @@ class ProcessingElement(wiring.Component):
         Register stages (`golden.config.PE_STAGES`): 1, the product and the partial-sum
         addition in one cycle; 2, the multiplier outputs are registered and added in the
         next cycle (for fast clocks: the multiplier and the adder in separate stages).
+    int4_packing
+        "columns" or "k-pairs" (`golden.config.ArrayConfig.int4_packing`; "k-pairs" only
+        with multiplier "ice40-sb-mac16"). With "k-pairs" and A4W4 built, an A4W4 tile's
+        activation and weight bytes hold two int4 K-elements each (low nibble: K-element
+        2j, high nibble: 2j + 1) and the PE computes a_lo * w_lo + a_hi * w_hi into its one
+        lane: the DSP half multiplies the sign-extended low nibbles, a 4 x 4 LUT multiplier
+        the high ones, and the DSP block's adder sums them (`dsp_addend`).
     dsp_registers
         Only with a DSP multiplier: the DSP block holds the PE's registers next to it
         instead of the fabric. Its operand register holds `dsp_b` (load it at `swap`, see
@@ -188,10 +196,14 @@ class ProcessingElement(wiring.Component):
     swap : In(1)
         Make the shadow weight the active one at the clock edge (if `load` is high in the
         same cycle, the shadow value *before* the load is the one that becomes active).
+    shadow_pairs : In(1)
+        Only with "k-pairs" when A4W4 and another mode are built: the shadow weight is an
+        A4W4 one (sampled at `swap`, like `shadow_two_lanes`).
     shadow_two_lanes : In(1)
-        Only when a 4-bit-weight mode is built: the *shadow* weight is in a 4-bit-weight
-        mode (sampled at `swap`, with the shadow weight, so the multipliers' operands are
-        formed before the tile becomes active and no mode logic precedes them).
+        Only when a two-lane (4-bit-weight, "columns") mode is built: the *shadow* weight
+        is in a 4-bit-weight mode (sampled at `swap`, with the shadow weight, so the
+        multipliers' operands are formed before the tile becomes active and no mode logic
+        precedes them).
     psum_in : In(StructLayout({"lane0": ..., "lane1": ...}))
         Partial sums from the PE above (lane1 only when the PE has two lanes); absent
         when `accumulated` is 0.
@@ -205,6 +217,9 @@ class ProcessingElement(wiring.Component):
         `dsp_registers`, `dsp_b` comes from a register and the product is combinational;
         with them, `dsp_b` is the shadow tile's operand, which the block loads at `swap`,
         and the product is registered by the block when `dsp_product_registered`.
+    dsp_addend : Out(signed(16))
+        Only with "k-pairs": what the DSP half's adder adds to its product (the LUT product
+        of the high nibbles; 0 in other modes); `dsp_product` is then that sum.
 
     Latency `latency` = `stages` cycles from `activation` to `psum_out` (psum_in is added
     in the last stage, so a column of PEs adds one cycle per row whatever `stages` is); a
@@ -215,7 +230,7 @@ class ProcessingElement(wiring.Component):
 
     def __init__(self, modes: tuple[str, ...] = MODES, *, accumulated: int = 0,
                  multiplier: str = "split", stages: int = 1,
-                 dsp_registers: bool = False) -> None:
+                 dsp_registers: bool = False, int4_packing: str = "columns") -> None:
         for mode in modes:
             if mode not in MODE_INFO:
                 raise ValueError(f"modes contains {mode!r}; known modes are {', '.join(MODES)}")
@@ -228,11 +243,19 @@ class ProcessingElement(wiring.Component):
         if dsp_registers and multiplier not in DSP_MULTIPLIERS:
             raise ValueError(f"dsp_registers needs a DSP multiplier "
                              f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
+        if int4_packing not in ("columns", "k-pairs"):
+            raise ValueError(f"int4_packing must be 'columns' or 'k-pairs', not "
+                             f"{int4_packing!r}")
         self._modes = tuple(modes)
+        self._pairs = int4_packing == "k-pairs" and "a4w4" in self._modes
+        if self._pairs and multiplier not in DSP_MULTIPLIERS:
+            raise ValueError(f"int4_packing 'k-pairs' needs a DSP multiplier "
+                             f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
+        self._pairs_only = self._pairs and self._modes == ("a4w4",)
         self._accumulated = accumulated
         self._multiplier = multiplier
         self._stages = stages
-        self._lanes = mode_lanes(self._modes)
+        self._lanes = mode_lanes(self._modes, int4_packing)
         self._dsp_registers = dsp_registers
         members = {
             "activation": In(signed(8)),
@@ -243,18 +266,27 @@ class ProcessingElement(wiring.Component):
         }
         if self._lanes == 2:
             members["shadow_two_lanes"] = In(1)
+        if self._pairs and not self._pairs_only:
+            members["shadow_pairs"] = In(1)
         if accumulated > 0:  # the first row has no partial sums to add
             members["psum_in"] = In(_psum_layout(accumulated, self._lanes))
         if multiplier in DSP_MULTIPLIERS:
             members["dsp_a"] = Out(signed(8))
             members["dsp_b"] = Out(signed(8))
             members["dsp_product"] = In(signed(16))
+        if self._pairs:
+            members["dsp_addend"] = Out(signed(16))
         super().__init__(members)
 
     @property
     def lanes(self) -> int:
         """MACs per cycle in the 4-bit-weight modes (1 when none is built)."""
         return self._lanes
+
+    @property
+    def pairs(self) -> bool:
+        """A4W4 is built with K-pairs: `dsp_addend` exists."""
+        return self._pairs
 
     @property
     def accumulated(self) -> int:
@@ -338,6 +370,8 @@ class ProcessingElement(wiring.Component):
         return self.shadow_two_lanes if self._lanes == 2 else Const(0)
 
     def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> tuple[list[Value], Finish]:
+        if self._pairs:
+            return self._pair_products(m, a, shadow)
         # The DSP operand is the int8 weight or the sign-extended low nibble, the LUT
         # multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
         operand = Mux(self._shadow_two_lanes(), shadow.int4[0], shadow.int8)
@@ -354,6 +388,36 @@ class ProcessingElement(wiring.Component):
         product_high = Signal(signed(12))
         m.d.comb += product_high.eq(a * high)
         return [self.dsp_product, product_high], _as_products
+
+    def _pair_products(self, m: Module, a: Value,
+                       shadow: data.View) -> tuple[list[Value], Finish]:
+        # K-pairs: the DSP half multiplies the low nibbles (sign-extended to 8 bits) and
+        # adds the LUT product of the high nibbles; in other modes it multiplies the int8
+        # operands and adds 0. The activation multiplexer follows the active tile's mode
+        # (a register loaded at the swap); a row's PEs share it.
+        if self._pairs_only:
+            operand: Value = shadow.int4[0]
+            high_value: Value = shadow.int4[1]
+            dsp_a: Value = a[0:4].as_signed()
+        else:
+            operand = Mux(self.shadow_pairs, shadow.int4[0], shadow.int8)
+            high_value = Mux(self.shadow_pairs, shadow.int4[1], 0)
+            pairs = self._on_swap(m, 1, "pairs", self.shadow_pairs)
+            dsp_a = Mux(pairs, a[0:4].as_signed(), a)
+        if self._dsp_registers:
+            dsp_operand = Signal(signed(8), name="dsp_operand")   # loaded by the block
+            m.d.comb += dsp_operand.eq(operand)
+        else:
+            dsp_operand = self._on_swap(m, signed(8), "dsp_operand", operand)
+        high = self._on_swap(m, signed(4), "high", high_value)
+        product_high = Signal(signed(8))
+        m.d.comb += [
+            self.dsp_a.eq(dsp_a),
+            self.dsp_b.eq(dsp_operand),
+            product_high.eq(a[4:8].as_signed() * high),
+            self.dsp_addend.eq(product_high),
+        ]
+        return [self.dsp_product], _as_products
 
     def _split_products(self, m: Module, a: Value,
                         shadow: data.View) -> tuple[list[Value], Finish]:
@@ -441,14 +505,17 @@ class Ice40Mac16Pair(wiring.Component):
     """
 
     def __init__(self, *, operand_register: bool = False,
-                 product_register: bool = False) -> None:
+                 product_register: bool = False, addend: bool = False) -> None:
         self._operand_register = operand_register
         self._product_register = product_register
+        self._addend = addend
         members = {
             "a": In(data.ArrayLayout(signed(8), 2)),
             "b": In(data.ArrayLayout(signed(8), 2)),
             "product": Out(data.ArrayLayout(signed(16), 2)),
         }
+        if addend:
+            members["addend"] = In(data.ArrayLayout(signed(16), 2))
         if operand_register or product_register:
             members["enable"] = In(1)
         if operand_register:
@@ -460,6 +527,21 @@ class Ice40Mac16Pair(wiring.Component):
         output = Signal(32)
         zero16 = Const(0, 16)
         clocked = self._operand_register or self._product_register
+        # With an addend, each half's adder sums its 8x8 product (lower input 1) and C (top)
+        # or D (bottom) (upper input 1), registered like the product, carry in 0; the output
+        # is the adder's (select 0). Without, the output is the 8x8 product (select 2).
+        added = int(self._addend)
+        add_registered = int(self._addend and self._product_register)
+        c, d = ((Value.cast(self.addend[1]), Value.cast(self.addend[0])) if self._addend
+                else (zero16, zero16))
+        adder = {} if not added else {
+            "p_C_REG": Const(add_registered, 1),
+            "p_D_REG": Const(add_registered, 1),
+            "p_TOPADDSUB_LOWERINPUT": Const(1, 2),
+            "p_TOPADDSUB_UPPERINPUT": Const(1, 1),
+            "p_BOTADDSUB_LOWERINPUT": Const(1, 2),
+            "p_BOTADDSUB_UPPERINPUT": Const(1, 1),
+        }
         m.submodules.mac = Instance(
             "SB_MAC16",
             p_MODE_8x8=Const(1, 1),
@@ -468,11 +550,12 @@ class Ice40Mac16Pair(wiring.Component):
             p_B_REG=Const(int(self._operand_register), 1),
             p_TOP_8x8_MULT_REG=Const(int(self._product_register), 1),
             p_BOT_8x8_MULT_REG=Const(int(self._product_register), 1),
-            p_TOPOUTPUT_SELECT=Const(2, 2),    # the top 8x8 product (after its register)
-            p_BOTOUTPUT_SELECT=Const(2, 2),    # the bottom 8x8 product (after its register)
+            **adder,
+            p_TOPOUTPUT_SELECT=Const(0 if added else 2, 2),
+            p_BOTOUTPUT_SELECT=Const(0 if added else 2, 2),
             i_CLK=ClockSignal() if clocked else Const(0),
             i_CE=self.enable if clocked else Const(0),
-            i_A=Value.cast(self.a), i_B=Value.cast(self.b), i_C=zero16, i_D=zero16,
+            i_A=Value.cast(self.a), i_B=Value.cast(self.b), i_C=c, i_D=d,
             i_AHOLD=Const(0), i_BHOLD=~self.load_b if self._operand_register else Const(0),
             i_CHOLD=Const(0), i_DHOLD=Const(0),
             i_IRSTTOP=Const(0), i_IRSTBOT=Const(0), i_ORSTTOP=Const(0), i_ORSTBOT=Const(0),

@@ -41,6 +41,11 @@ def test_defaults_and_derived_quantities():
     (dict(pipeline="deep"), "pipeline must be 'compact' or 'fast', not 'deep'"),
     (dict(requant_depth=1), "requant_depth must be a power of two of at least 2, or 0"),
     (dict(requant_depth=48), "requant_depth must be a power of two"),
+    (dict(int4_packing="nibbles"), "int4_packing must be 'columns' or 'k-pairs', not 'nibbles'"),
+    (dict(int4_packing="k-pairs", modes=("a8w8", "a4w4")),
+     "int4_packing 'k-pairs' needs multiplier 'ice40-sb-mac16', not 'split'"),
+    (dict(int4_packing="k-pairs", multiplier="ice40-sb-mac16"),
+     "int4_packing 'k-pairs' packs A4W4 only; leave a8w4, mxint4 out of modes"),
 ])
 def test_invalid_configs_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -69,3 +74,16 @@ def test_multiplier_and_requantizer_fields():
     # requant_depth 0: no requantization unit; an MX-only build has none either.
     assert not config.has_requantizer and ArrayConfig().has_requantizer
     assert not ArrayConfig(modes=("mxint8",)).has_requantizer
+
+
+def test_k_pairs_pack_a4w4_in_one_lane():
+    """K-pairs: A4W4 keeps one output lane per PE and does two MACs per PE per cycle; the
+    other modes are as with "columns"."""
+    columns = ArrayConfig(rows=4, cols=4, multiplier="ice40-sb-mac16", modes=("a8w8", "a4w4"))
+    pairs = columns.replace(int4_packing="k-pairs")
+    assert (columns.mode("a4w4").lanes, columns.mode("a4w4").k_pack) == (2, 1)
+    assert (pairs.mode("a4w4").lanes, pairs.mode("a4w4").k_pack) == (1, 2)
+    assert pairs.peak_macs_per_cycle("a4w4") == columns.peak_macs_per_cycle("a4w4") == 32
+    assert pairs.peak_macs_per_cycle("a8w8") == 16 and pairs.mode("a8w8").k_pack == 1
+    assert pairs.k_pairs and not columns.k_pairs
+    assert not pairs.replace(modes=("a8w8",)).k_pairs

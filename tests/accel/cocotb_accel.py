@@ -71,15 +71,19 @@ async def gemms(dut):
     await harness.start()
     rng = np.random.default_rng(_seed())
     names = os.environ.get("LPMAC_ACCEL_CASES", "").split(",")
+    macs = 0
     for case in gemm_cases(harness.config, rng, names):
         started = time.monotonic()
         mismatches = await run_case(harness, case)
         dut._log.info("%s: %d mismatches (%.1f s)", case.name, mismatches,
                       time.monotonic() - started)
         assert mismatches == 0, f"{case.name}: {mismatches} mismatches against golden"
-    counters = parse_responses(await harness.transact(
-        Packet.make(Opcode.READ_COUNTERS, 0).beats()))[0].data
-    dut._log.info("counters: %s", dict(zip(COUNTER_NAMES, counters, strict=True)))
+        macs += sum(geometry.macs for _, geometry, _, _ in case.program.computes)
+    counters = dict(zip(COUNTER_NAMES, parse_responses(await harness.transact(
+        Packet.make(Opcode.READ_COUNTERS, 0).beats()))[0].data, strict=True))
+    dut._log.info("counters: %s", counters)
+    # The MAC counter counts every COMPUTE's MACs, padding included (`Geometry.macs`).
+    assert counters["macs"] == macs, (counters["macs"], macs)
     await harness.finish()
 
 

@@ -146,6 +146,9 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
                  (short drains that finish before the accumulation pipeline has emptied;
                  they once left stale results behind in the integer modes)
+    extremes     per integer mode, int32 GEMMs of the operand extremes only: every
+                 product the largest positive one (min x min), and min / max alternating
+                 along K (odd K, so a K-pair build pads the last pair)
     random       24 GEMMs of random shapes (M, N up to 90, K up to 300), modes and outputs
     """
     cases: list[GemmCase] = []
@@ -197,6 +200,20 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             for mode in mx_modes:
                 cases.append(mx_case(config, rng, mode=mode, out="fp32",
                                      shape=(1, 2 * config.block_size, 3 * c)))
+        elif name == "extremes":
+            for mode in int_modes:
+                info = MODE_INFO[mode]
+                a_lo, a_hi = (-8, 7) if info.activation_bits == 4 else (-128, 127)
+                w_lo, w_hi = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+                m, k, n = 9, 4 * config.rows + 1, config.cols + 3
+                a = np.full((m, k), a_lo)
+                b = np.full((k, n), w_lo)
+                cases.append(GemmCase(f"extremes_{mode}_min_min", tiling.matmul_program(
+                    config, a, b, mode=mode), golden.matmul(a, b), _count))
+                a = np.where(np.arange(k) % 2, a_hi, a_lo)[None, :].repeat(m, axis=0)
+                b = np.where(np.arange(k)[:, None] % 2 ^ np.arange(n) % 2, w_hi, w_lo)
+                cases.append(GemmCase(f"extremes_{mode}_alternating", tiling.matmul_program(
+                    config, a, b, mode=mode), golden.matmul(a, b), _count))
         elif name == "random":
             for _ in range(24):
                 mode = str(rng.choice(list(config.modes)))

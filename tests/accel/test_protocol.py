@@ -71,6 +71,13 @@ def test_identify_describes_the_config() -> None:
     words = identify_words(narrow)
     assert (words[1] >> 57) == 40 and (identify_words(config)[1] >> 57) == 0  # 0 means 64
     assert decode_identify(words)[1] == narrow
+    # K-pairs change the wire format, so IDENTIFY carries them (bit 53 of word 1); the
+    # decoded multiplier is the one that implements them.
+    pairs = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
+                        multiplier="ice40-sb-mac16", int4_packing="k-pairs")
+    words = identify_words(pairs)
+    assert (words[1] >> 53) & 1 == 1 and (identify_words(config)[1] >> 53) & 1 == 0
+    assert decode_identify(words)[1] == pairs
 
 
 def test_nibble_stream_round_trip() -> None:
@@ -95,6 +102,27 @@ def test_geometry_of_256_cube() -> None:
     assert status == Status.OK
     assert (geometry.lc, geometry.kt, geometry.nt, geometry.act_words) == (16, 32, 16, 512)
     assert geometry.compute_words == 16 * 256 and geometry.result_words == 16 * 256 // 8
+
+
+def test_k_pairs_pack_two_k_elements_per_byte() -> None:
+    """K-pairs: the protocol's K counts bytes of two int4 K-elements (2j low, 2j + 1 high),
+    and a 4 x 4 array takes one weight byte per column, not two columns per byte."""
+    pairs = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
+                        multiplier="ice40-sb-mac16", int4_packing="k-pairs")
+    plan = tiling.plan_gemm(pairs, m=3, k=9, n=5, mode="a4w4", out_kind="int32")
+    assert (plan.k_pad, plan.k_words, plan.n_pad) == (16, 8, 8)
+    a = np.array([[1, -2, 3, -8, 7, 0, -1, 5, 2]] * 3)
+    b = np.arange(45).reshape(9, 5) % 16 - 8
+    program = tiling.matmul_program(pairs, a, b, mode="a4w4")
+    loads = [p for p in program.packets if p.header.opcode == Opcode.LOAD_ACTIVATIONS]
+    first = loads[0].payload[0].to_bytes(8, "little")   # k-tile 0, row 0: K 0..7
+    assert list(first[:4]) == [(1 & 15) | (-2 & 15) << 4, 3 | (-8 & 15) << 4, 7,
+                               (-1 & 15) | 5 << 4]
+    assert check_configure(pairs, encode_configure(mode="a4w4", out_kind="int32", m=3, k=8,
+                                                   n=8))[0] == Status.OK
+    columns = tiling.plan_gemm(pairs.replace(int4_packing="columns", multiplier="split"),
+                               m=3, k=9, n=5, mode="a4w4", out_kind="int32")
+    assert (columns.k_pad, columns.k_words, columns.n_pad) == (12, 12, 8)
 
 
 def test_tiling_pads_and_balances() -> None:

@@ -63,6 +63,10 @@ def lpmac(*args: str) -> subprocess.CompletedProcess:
     (["--board", "ulx3s-85f", "--activation-memory", "ice40-spram", "--rows", "4"],
      "activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not 'ulx3s-85f'"),
     (["--board", "icebreaker", "--seed", "-1"], "seed must be an integer from 0"),
+    (["--board", "icebreaker", "--int4-packing", "rows"],
+     "int4_packing must be 'columns' or 'k-pairs', not 'rows'"),
+    (["--board", "ulx3s-85f", "--int4-packing", "k-pairs"],
+     "int4_packing 'k-pairs' needs multiplier 'ice40-sb-mac16', not 'lut'"),
     (["--board", "ulx3s-85f", "--pipeline", "deep"],
      "pipeline must be 'compact' or 'fast', not 'deep'"),
 ])
