@@ -12,8 +12,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 __all__ = ["SerialMultiplier", "SkidBuffer", "StalledPipeline", "unit_members",
-           "add_shifted", "count_leading_zeros", "register", "shift_add_multiply",
-           "shift_right_rounding", "staged_shift_right_rounding", "zero_extend"]
+           "add_shifted", "booth_multiply_4x4", "count_leading_zeros", "register",
+           "shift_add_multiply", "shift_right_rounding", "staged_shift_right_rounding",
+           "zero_extend"]
 
 
 def count_leading_zeros(value: Value) -> Value:
@@ -47,6 +48,28 @@ def shift_add_multiply(a: Value, b: Value) -> Value:
     for bit in range(width - 1):
         total = total + Mux(b[bit], a << bit, 0)
     return total
+
+
+def booth_multiply_4x4(a: Value, w: Value) -> Value:
+    """a * w for signed 4-bit `a` and `w`, radix-4 Booth recoded on `a`: a = d0 + 4 * d1
+    with digits d0 = -2 a1 + a0 and d1 = -2 a3 + a2 + a1 in [-2, 2]. Each partial product
+    |d| * w is w, 2w or 0, negated as its complement plus a correction bit, so each of
+    its bits is one small function of two bits of `w` and the digit (on the iCE40 about 30
+    LUT4s per product instead of the 38 of Yosys's `*`; the digits' decoding is shared by
+    products of the same `a`)."""
+    a = Value.cast(a)
+    w = Value.cast(w).as_signed()
+    a0, a1, a2, a3 = a[0], a[1], a[2], a[3]
+    digits = (
+        (a1, a0, a1 & ~a0),                                   # neg, |d| = 1, |d| = 2
+        (a3 & ~(a2 & a1), a2 ^ a1, ~(a2 ^ a1) & (a3 ^ a2)),
+    )
+    parts = []
+    for neg, one, two in digits:
+        magnitude = Mux(one, w, Mux(two, w << 1, 0))          # signed, 6 bits
+        parts.append(magnitude ^ Cat(*[neg] * 6).as_signed())
+    (neg0, _, _), (neg1, _, _) = digits
+    return parts[0] + (parts[1] << 2) + neg0 + (neg1 << 2)
 
 
 def add_shifted(low: Value, high: Value, shift: int) -> Value:

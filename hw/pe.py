@@ -70,7 +70,7 @@ from amaranth.lib.wiring import In, Out
 from golden.config import MODE_INFO, MODES, PE_STAGES
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 
-from .arith import shift_add_multiply
+from .arith import booth_multiply_4x4, shift_add_multiply
 
 __all__ = [
     "Mode", "WeightLayout", "ProcessingElement", "Ice40Mac16Pair", "MULTIPLIERS",
@@ -414,7 +414,7 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [
             self.dsp_a.eq(dsp_a),
             self.dsp_b.eq(dsp_operand),
-            product_high.eq(a[4:8].as_signed() * high),
+            product_high.eq(booth_multiply_4x4(a[4:8], high)),
             self.dsp_addend.eq(product_high),
         ]
         return [self.dsp_product], _as_products
