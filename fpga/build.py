@@ -323,7 +323,7 @@ NO_COLLISION = "setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:TRANSPARENCY_MASK
 # multiplexers, about 260 logic cells of the UP5K's 5,280; it goes to block RAM instead
 # (four SB_RAM40_4K: the iCEBreaker build's last four). Same cycles either way: the FIFO's
 # read port is synchronous in both.
-ICE40_BLOCK_MEMORIES = "setattr -set ram_style block m:*response_fifo*"
+ICE40_BLOCK_MEMORIES = 'setattr -set ram_style "block" m:*response_fifo*'
 
 
 def _tool_versions(family: str) -> dict[str, str]:
