@@ -154,11 +154,12 @@ def test_icebreaker_array_uses_the_8_sb_mac16(tmp_path: Path) -> None:
 
 
 def test_logic_cells_that_do_not_fit_are_refused_before_placement(tmp_path: Path) -> None:
-    """The iCEBreaker configuration with the fast pipeline: its LUT4s fit the iCE40UP5K
-    easily (synthesis alone would pass it), but the pipeline's registers do not share
-    logic cells with LUTs, so it packs into more logic cells than the part has;
+    """The iCEBreaker configuration with the fast pipeline and K-pair A4W4: its LUT4s fit
+    the iCE40UP5K (synthesis alone would pass it), but the pipeline's registers do not
+    share logic cells with LUTs, so it packs into more logic cells than the part has;
     `lpmac build --synth-only` says so with exit code 2."""
-    result = lpmac("build", "--board", "icebreaker", "--pipeline", "fast", "--synth-only",
+    result = lpmac("build", "--board", "icebreaker", "--pipeline", "fast", "--modes",
+                   "a8w8,a4w4", "--int4-packing", "k-pairs", "--synth-only",
                    "--out", str(tmp_path))
     assert result.returncode == 2, result.stderr
     data = json.loads((tmp_path / "report.json").read_text())
