@@ -192,6 +192,31 @@ def test_icebreaker_bitstream_and_report(tmp_path: Path) -> None:
     assert data["macs_per_cycle"] == {"a8w8": 16} and data["timing_met"] is True
 
 
+A4W4_K_PAIRS = ICEBREAKER.config.replace(modes=("a4w4",), int4_packing="k-pairs")
+
+
+def test_icebreaker_a4w4_k_pairs_fits(tmp_path: Path) -> None:
+    """The iCEBreaker board top with A4W4 in K-pairs (32 4-bit MACs per cycle) packs into
+    the iCE40UP5K with the bridge (synthesis and nextpnr's packer; the slow test below
+    places and routes it)."""
+    report = fpga_build.build_board(ICEBREAKER, A4W4_K_PAIRS, out_dir=tmp_path,
+                                    synth_only=True)
+    assert report.synthesis["SB_MAC16"] == 8 and report.synthesis["SB_SPRAM256KA"] == 4
+    for cell in ("logic", "dsp", "block_ram", "spram"):
+        assert report.packed[cell]["used"] <= report.packed[cell]["available"]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["macs_per_cycle"] == {"a4w4": 32}
+
+
+@pytest.mark.slow
+def test_icebreaker_a4w4_k_pairs_bitstream(tmp_path: Path) -> None:
+    """The same placed and routed: it meets 36 MHz with nextpnr's default seed."""
+    report = fpga_build.build_board(ICEBREAKER, A4W4_K_PAIRS, out_dir=tmp_path)
+    assert report.bitstream is not None and report.bitstream.stat().st_size > 100_000
+    assert report.packed == report.placed and report.placed["dsp"]["used"] == 8
+    assert report.timing_met is True and min(report.fmax_mhz.values()) >= 36
+
+
 @pytest.mark.slow
 def test_ulx3s_bitstream_and_report(tmp_path: Path) -> None:
     """A full ULX3S-85F build of a 4 x 4 all-mode array: bitstream, report, Fmax."""

@@ -159,10 +159,9 @@ def test_icebreaker_k_pairs_on_verilator(sim_seed: int) -> None:
                              "accelerator-icebreaker-kpairs")
 
 
-@pytest.mark.slow
 def test_icebreaker_a4w4_k_pairs_only_on_verilator(sim_seed: int) -> None:
-    """As above with A4W4 the only mode (no operand multiplexers: the SB_MAC16 halves
-    always take the sign-extended low nibbles)."""
+    """As above with A4W4 the only mode, the iCEBreaker's 4-bit build (no operand
+    multiplexers: the SB_MAC16 halves always take the sign-extended low nibbles)."""
     _icebreaker_on_verilator(K_PAIRS.replace(modes=("a4w4",)), "matmul,extremes,one_row",
                              sim_seed, "accelerator-icebreaker-kpairs-only")
 
