@@ -331,3 +331,31 @@ def test_long_calls_go_in_parts_with_progress(backend, monkeypatch):
     assert parts[-1].startswith(f"{stats.words_sent:,} of {stats.words_sent:,}")
     plan = plan_gemm(ArrayConfig(), m=40, k=200, n=24, mode="a8w8", out_kind="int32")
     assert stats.macs == plan.m_pad * plan.k_pad * plan.n_pad
+
+
+def test_k_pairs_through_the_driver() -> None:
+    """An accelerator built with A4W4 in K-pairs (as IDENTIFY reports it): the driver packs
+    two K-elements per byte, results equal golden.matmul for odd and even K, and the MAC
+    counter counts two MACs per PE per cycle."""
+    from host import Accelerator
+
+    config = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
+                         multiplier="ice40-sb-mac16", int4_packing="k-pairs",
+                         activation_buffer_depth=256, accumulator_depth=64)
+    rng = np.random.default_rng(7)
+    with Accelerator(config, backend="golden") as accelerator:
+        assert accelerator.config.int4_packing == "k-pairs"
+        for m, k, n in ((5, 7, 3), (33, 64, 9), (70, 300, 17)):
+            a = rng.integers(-8, 8, (m, k))
+            b = rng.integers(-8, 8, (k, n))
+            np.testing.assert_array_equal(accelerator.matmul(a, b, mode="a4w4"),
+                                          golden.matmul(a, b))
+            stats = accelerator.last_stats
+            plan = plan_gemm(config, m=m, k=k, n=n, mode="a4w4", out_kind="int32")
+            assert plan.k_words == plan.k_pad // 2
+            assert stats.macs == plan.m_pad * plan.k_pad * plan.n_pad
+            assert stats.busy * config.rows * config.cols * 2 == stats.macs
+            assert stats.peak_macs_per_cycle == 32
+        a = rng.integers(-128, 128, (9, 20))
+        b = rng.integers(-128, 128, (20, 5))
+        np.testing.assert_array_equal(accelerator.matmul(a, b), golden.matmul(a, b))
