@@ -676,6 +676,11 @@ class Accelerator(wiring.Component):
         tile = Signal(range(max(2, block // cols + 1)))   # N-tile within the group
         group_next = Signal(16)     # the group's index + 1
         pass_base = Signal(range(act_half + 1))           # k_tile * M
+        # The activation read address job_bank * act_half + pass_base + row, kept as a
+        # register updated with row and pass_base (no adder between it and the buffer's
+        # address pins, which fan out to every block RAM of a deep buffer).
+        act_addr = Signal.like(act_buffer.r_addr)
+        log_act_half = exact_log2(act_half)
         tile_base = Signal(range(acc_half + 1))           # tile * M
         acc_select = Signal()
         block_pass = Signal(range(max(2, ppb)))
@@ -721,10 +726,11 @@ class Accelerator(wiring.Component):
                 group_start.eq(1),
                 tile.eq(0), pass_base.eq(0), tile_base.eq(0), block_pass.eq(0),
                 first_block.eq(1), code_base.eq(0),
+                act_addr.eq(Cat(Const(0, log_act_half), job_fifo.r_data[0])),
             ]
 
         m.d.comb += [
-            act_buffer.r_addr.eq(job_bank * act_half + pass_base + row),
+            act_buffer.r_addr.eq(act_addr),
             act_buffer.r_en.eq(advance),
         ]
         if has_mx:
@@ -759,10 +765,15 @@ class Accelerator(wiring.Component):
                 ]
             # Advance i -> k_tile -> tile -> group.
             m.d.sync += group_start.eq(last_row & last_k & last_tile)
+            pass_next = pass_base + c.m
             with m.If(~last_row):
-                m.d.sync += [row.eq(row + 1), last_row.eq(row + 1 == c.pass_last)]
+                m.d.sync += [row.eq(row + 1), last_row.eq(row + 1 == c.pass_last),
+                             act_addr.eq(act_addr + 1)]
             with m.Else():
-                m.d.sync += [row.eq(0), last_row.eq(c.pass_last == 0)]
+                m.d.sync += [row.eq(0), last_row.eq(c.pass_last == 0),
+                             # pass_next < act_half unless last_k: the bank is the top bit
+                             act_addr.eq(Cat(Mux(last_k, 0, pass_next)[:log_act_half],
+                                             job_bank))]
                 if has_mx:
                     with m.If(block_pass == ppb - 1):
                         m.d.sync += [block_pass.eq(0), first_block.eq(0),
@@ -771,7 +782,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += block_pass.eq(block_pass + 1)
                 with m.If(~last_k):
                     m.d.sync += [k_tile.eq(k_next), k_next.eq(k_next + 1),
-                                 pass_base.eq(pass_base + c.m), last_k.eq(k_next == c.k_last)]
+                                 pass_base.eq(pass_next), last_k.eq(k_next == c.k_last)]
                 with m.Else():
                     m.d.sync += [k_tile.eq(0), k_next.eq(1), pass_base.eq(0), block_pass.eq(0),
                                  first_block.eq(1), code_base.eq(0), last_k.eq(c.k_last == 0)]
