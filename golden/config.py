@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["ACTIVATION_MEMORIES", "INT4_PACKINGS", "ArrayConfig", "Mode", "MODES", "MODE_INFO",
-           "ModeInfo", "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS", "SPRAM_DEPTH",
-           "SPRAM_WIDTH"]
+           "ModeInfo", "mode_info", "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS",
+           "SPRAM_DEPTH", "SPRAM_WIDTH"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
 
@@ -66,6 +66,17 @@ PIPELINES = ("compact", "fast")
 ACTIVATION_MEMORIES = ("block", "ice40-spram")
 # How a 4-bit-weight mode puts two int4 weights in a PE's weight byte (ArrayConfig.int4_packing).
 INT4_PACKINGS = ("columns", "k-pairs")
+
+
+def mode_info(name: str, int4_packing: str = "columns") -> ModeInfo:
+    """The `ModeInfo` of mode `name` as built with `int4_packing` (K-pairs pack A4W4's
+    K-elements two per byte)."""
+    info = MODE_INFO[name]
+    if int4_packing == "k-pairs" and name == "a4w4":
+        return dataclasses.replace(info, k_pack=2)
+    return info
+
+
 # The iCE40 UltraPlus single-port RAMs: SB_SPRAM256KA blocks of 16384 x 16 bits, 4 per part.
 SPRAM_DEPTH = 16384
 SPRAM_WIDTH = 16
@@ -246,10 +257,7 @@ class ArrayConfig:
             raise ValueError(
                 f"mode must be one of {', '.join(self.modes)} for this configuration, "
                 f"not {name!r}")
-        info = MODE_INFO[name]
-        if self.int4_packing == "k-pairs" and name == "a4w4":
-            return dataclasses.replace(info, k_pack=2)
-        return info
+        return mode_info(name, self.int4_packing)
 
     def peak_macs_per_cycle(self, mode: str) -> int:
         """MACs the array performs per cycle in `mode` when nothing stalls."""

@@ -237,7 +237,8 @@ class ReferenceAccelerator:
             w = self._weight_rows(geometry, payload.reshape(geometry.nt, geometry.k))
             if self.config.mode(geometry.mode).k_pack == 2:
                 # K-pairs: every byte holds K-elements 2j (low nibble) and 2j + 1.
-                a, w = _unpair(a, axis=1), _unpair(w, axis=0)
+                a = golden.unpack_int4(a.astype(np.uint8))
+                w = golden.unpack_int4(w.T.astype(np.uint8)).T
             acc = golden.matmul(a, w)
             if geometry.out_kind == "int32":
                 values = acc.astype(np.int64) & 0xFFFFFFFF
@@ -315,15 +316,3 @@ def compare_responses(expected: list[ExpectedBeat], got: list[Beat]) -> list[str
     if len(got) != len(expected):
         problems.append(f"expected {len(expected)} beats, got {len(got)}")
     return problems
-
-
-def _unpair(values: np.ndarray, axis: int) -> np.ndarray:
-    """int8 bytes holding two int4 K-elements each -> twice as many int4 values along
-    `axis` (element 2j from the low nibble, 2j + 1 from the high one)."""
-    as_bytes = values.astype(np.int64) & 0xFF
-    low = ((as_bytes & 0xF) ^ 8) - 8
-    high = ((as_bytes >> 4) ^ 8) - 8
-    pairs = np.stack([low, high], axis=axis + 1)
-    shape = list(values.shape)
-    shape[axis] *= 2
-    return pairs.reshape(shape).astype(np.int8)

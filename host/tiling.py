@@ -241,14 +241,6 @@ def _padded(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def _paired(values: np.ndarray, axis: int) -> np.ndarray:
-    """int4 values -> bytes of two K-elements along `axis` (K-pairs): element 2j in the
-    low nibble, 2j + 1 in the high one (`axis` has even length)."""
-    low = np.take(values, range(0, values.shape[axis], 2), axis=axis)
-    high = np.take(values, range(1, values.shape[axis], 2), axis=axis)
-    return (low & 0xF) | ((high & 0xF) << 4)
-
-
 def _activation_words(a_tile: np.ndarray, rows: int) -> list[int]:
     """A [M_tile, K_pad] -> one word per (k_tile, m): R int8 elements, element 0 lowest."""
     m_tile, k_pad = a_tile.shape
@@ -291,7 +283,9 @@ def _build(plan: GemmPlan, a: np.ndarray, w: np.ndarray, *, rounding: str = "fp3
     a_pad = _padded(a, plan.m_pad, plan.k_pad)
     w_pad = _padded(w, plan.k_pad, plan.n_pad)
     if info.k_pack == 2:
-        a_pad, w_pad = _paired(a_pad, axis=1), _paired(w_pad, axis=0)
+        # K-pairs: ONNX's int4 packing along K (element 2j in the low nibble).
+        a_pad = golden.pack_int4(a_pad)
+        w_pad = golden.pack_int4(w_pad.T).T
     block = config.block_size
     if info.mx:
         a_codes = _padded(a_codes, plan.m_pad, plan.k_pad // block)

@@ -1431,6 +1431,14 @@ class _ConfigRegisters:
         """A flag register, or a constant when every built mode has the same value."""
         return Const(int(values[0]), 1) if len(set(values)) == 1 else Signal()
 
+    def _flags(self, f: _ConfigFields) -> list[tuple[Value, Value]]:
+        """(register, decoded field) of each mode flag; `double_macs` is `lanes2` itself
+        unless K-pairs are built."""
+        flags = [(self.mx, f.mx), (self.lanes2, f.lanes2)]
+        if self._config.k_pairs:
+            flags.append((self.double_macs, f.double_macs))
+        return [*flags, (self.requant, f.requant)]
+
     @property
     def requant_bounds(self) -> tuple[Signal, Signal]:
         return self.lo, self.hi
@@ -1459,11 +1467,7 @@ class _ConfigRegisters:
             self.group_log2.eq(f.group_log2),
             self.lc.eq(f.lc),
             self.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
-            *(flag.eq(value) for flag, value in ((self.mx, f.mx), (self.lanes2, f.lanes2),
-                                                  *(((self.double_macs, f.double_macs),)
-                                                    if self._config.k_pairs else ()),
-                                                  (self.requant, f.requant))
-              if isinstance(flag, Signal)),
+            *(flag.eq(value) for flag, value in self._flags(f) if isinstance(flag, Signal)),
             self.act_words.eq(act_words),
             self.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
             self.requant_words.eq(f.n << 1),

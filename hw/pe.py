@@ -67,7 +67,7 @@ from amaranth.hdl import (
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import MODE_INFO, MODES, PE_STAGES
+from golden.config import INT4_PACKINGS, MODE_INFO, MODES, PE_STAGES, mode_info
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 
 from .arith import booth_multiply_4x4, shift_add_multiply
@@ -120,8 +120,7 @@ def check_multiplier(multiplier: object) -> None:
 
 def mode_lanes(modes: tuple[str, ...], int4_packing: str = "columns") -> int:
     """Output lanes per PE the hardware needs for the modes it is built with."""
-    return max(1 if int4_packing == "k-pairs" and mode == "a4w4" else MODE_INFO[mode].lanes
-               for mode in modes)
+    return max(mode_info(mode, int4_packing).lanes for mode in modes)
 
 
 def product_range(lanes_mode: int) -> tuple[int, int]:
@@ -243,11 +242,11 @@ class ProcessingElement(wiring.Component):
         if dsp_registers and multiplier not in DSP_MULTIPLIERS:
             raise ValueError(f"dsp_registers needs a DSP multiplier "
                              f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
-        if int4_packing not in ("columns", "k-pairs"):
+        if int4_packing not in INT4_PACKINGS:
             raise ValueError(f"int4_packing must be 'columns' or 'k-pairs', not "
                              f"{int4_packing!r}")
         self._modes = tuple(modes)
-        self._pairs = int4_packing == "k-pairs" and "a4w4" in self._modes
+        self._pairs = any(mode_info(mode, int4_packing).k_pack == 2 for mode in self._modes)
         if self._pairs and multiplier not in DSP_MULTIPLIERS:
             raise ValueError(f"int4_packing 'k-pairs' needs a DSP multiplier "
                              f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
@@ -369,18 +368,22 @@ class ProcessingElement(wiring.Component):
     def _shadow_two_lanes(self) -> Value:
         return self.shadow_two_lanes if self._lanes == 2 else Const(0)
 
+    def _dsp_operand(self, m: Module, operand: Value) -> Signal:
+        """The DSP half's weight operand: loaded by the block at the swap (with
+        `dsp_registers`), else a register of the PE."""
+        if self._dsp_registers:
+            dsp_operand = Signal(signed(8), name="dsp_operand")   # loaded by the block
+            m.d.comb += dsp_operand.eq(operand)
+            return dsp_operand
+        return self._on_swap(m, signed(8), "dsp_operand", operand)
+
     def _dsp_products(self, m: Module, a: Value, shadow: data.View) -> tuple[list[Value], Finish]:
         if self._pairs:
             return self._pair_products(m, a, shadow)
         # The DSP operand is the int8 weight or the sign-extended low nibble, the LUT
         # multiplier's operand the high nibble or 0 (lane 1 is zero in 8-bit modes).
         operand = Mux(self._shadow_two_lanes(), shadow.int4[0], shadow.int8)
-        if self._dsp_registers:
-            dsp_operand = Signal(signed(8), name="dsp_operand")   # loaded by the block
-            m.d.comb += dsp_operand.eq(operand)
-        else:
-            dsp_operand = self._on_swap(m, signed(8), "dsp_operand", operand)
-        m.d.comb += [self.dsp_a.eq(a), self.dsp_b.eq(dsp_operand)]
+        m.d.comb += [self.dsp_a.eq(a), self.dsp_b.eq(self._dsp_operand(m, operand))]
         if self._lanes == 1:
             return [self.dsp_product], _as_products
         high = self._on_swap(m, signed(4), "high",
@@ -404,16 +407,11 @@ class ProcessingElement(wiring.Component):
             high_value = Mux(self.shadow_pairs, shadow.int4[1], 0)
             pairs = self._on_swap(m, 1, "pairs", self.shadow_pairs)
             dsp_a = Mux(pairs, a[0:4].as_signed(), a)
-        if self._dsp_registers:
-            dsp_operand = Signal(signed(8), name="dsp_operand")   # loaded by the block
-            m.d.comb += dsp_operand.eq(operand)
-        else:
-            dsp_operand = self._on_swap(m, signed(8), "dsp_operand", operand)
         high = self._on_swap(m, signed(4), "high", high_value)
         product_high = Signal(signed(8))
         m.d.comb += [
             self.dsp_a.eq(dsp_a),
-            self.dsp_b.eq(dsp_operand),
+            self.dsp_b.eq(self._dsp_operand(m, operand)),
             product_high.eq(booth_multiply_4x4(a[4:8], high)),
             self.dsp_addend.eq(product_high),
         ]

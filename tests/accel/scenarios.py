@@ -98,12 +98,17 @@ def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, ro
     return GemmCase(name, program, expected, _count)
 
 
+def _operand_ranges(mode: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Inclusive (activation, weight) value ranges of an integer mode."""
+    info = MODE_INFO[mode]
+    return tuple((-8, 7) if bits == 4 else (-128, 127)
+                 for bits in (info.activation_bits, info.weight_bits))
+
+
 def matmul_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str,
                 shape: tuple[int, int, int] = SHAPE) -> GemmCase:
     m, k, n = shape
-    info = MODE_INFO[mode]
-    a_range = (-8, 7) if info.activation_bits == 4 else (-128, 127)
-    w_range = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+    a_range, w_range = _operand_ranges(mode)
     a = _operands(rng, *a_range, (m, k))
     b = _operands(rng, *w_range, (k, n))
     program = tiling.matmul_program(config, a, b, mode=mode)
@@ -202,9 +207,7 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                                      shape=(1, 2 * config.block_size, 3 * c)))
         elif name == "extremes":
             for mode in int_modes:
-                info = MODE_INFO[mode]
-                a_lo, a_hi = (-8, 7) if info.activation_bits == 4 else (-128, 127)
-                w_lo, w_hi = (-8, 7) if info.weight_bits == 4 else (-128, 127)
+                (a_lo, a_hi), (w_lo, w_hi) = _operand_ranges(mode)
                 m, k, n = 9, 4 * config.rows + 1, config.cols + 3
                 a = np.full((m, k), a_lo)
                 b = np.full((k, n), w_lo)

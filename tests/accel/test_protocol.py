@@ -61,6 +61,11 @@ def test_configure_round_trip() -> None:
     assert fields.encode()[0] == 0x1FB_0000 | 2 << 8 | 1 << 5 | 1 << 4 | 2
 
 
+K_PAIRS = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
+                      multiplier="ice40-sb-mac16", int4_packing="k-pairs")
+"""An SB_MAC16 build with A4W4 in K-pairs."""
+
+
 def test_identify_describes_the_config() -> None:
     config = ArrayConfig(rows=4, cols=8, block_size=16, acc_bits=24, acc_rounding="truncate",
                          modes=("a8w8", "mxint8"), requant_depth=64)
@@ -73,8 +78,7 @@ def test_identify_describes_the_config() -> None:
     assert decode_identify(words)[1] == narrow
     # K-pairs change the wire format, so IDENTIFY carries them (bit 53 of word 1); the
     # decoded multiplier is the one that implements them.
-    pairs = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
-                        multiplier="ice40-sb-mac16", int4_packing="k-pairs")
+    pairs = K_PAIRS
     words = identify_words(pairs)
     assert (words[1] >> 53) & 1 == 1 and (identify_words(config)[1] >> 53) & 1 == 0
     assert decode_identify(words)[1] == pairs
@@ -107,8 +111,7 @@ def test_geometry_of_256_cube() -> None:
 def test_k_pairs_pack_two_k_elements_per_byte() -> None:
     """K-pairs: the protocol's K counts bytes of two int4 K-elements (2j low, 2j + 1 high),
     and a 4 x 4 array takes one weight byte per column, not two columns per byte."""
-    pairs = ArrayConfig(rows=4, cols=4, modes=("a8w8", "a4w4"), requant_depth=0,
-                        multiplier="ice40-sb-mac16", int4_packing="k-pairs")
+    pairs = K_PAIRS
     plan = tiling.plan_gemm(pairs, m=3, k=9, n=5, mode="a4w4", out_kind="int32")
     assert (plan.k_pad, plan.k_words, plan.n_pad) == (16, 8, 8)
     a = np.array([[1, -2, 3, -8, 7, 0, -1, 5, 2]] * 3)
