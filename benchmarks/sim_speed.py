@@ -65,7 +65,7 @@ def _gemm(config, shape: tuple[int, int, int], seed: int = 0):
 
 
 def _mismatches(program, expected, beats) -> int:
-    from host.protocol import parse_responses
+    from golden.protocol import parse_responses
 
     return int(np.count_nonzero(program.decode(parse_responses(beats)) != expected))
 
@@ -142,7 +142,7 @@ def measure_verilator(config, repeats: int) -> dict[str, float | int]:
 
 
 def measure_cocotb(config, shape: tuple[int, int, int]) -> dict[str, float | int | str]:
-    from host.protocol import Opcode, Packet
+    from golden.protocol import Opcode, Packet
     from sim.cocotb_transport import CocotbTransport
 
     program, expected = _gemm(config, shape)

@@ -1,6 +1,6 @@
 """The link-layer bridge between a byte stream (the UART) and the accelerator's word streams.
 
-`FrameBridge` speaks the frame protocol of docs/protocol.md, "Serial link" (`host.framing`
+`FrameBridge` speaks the frame protocol of docs/protocol.md, "Serial link" (`golden.framing`
 is the Python side and the source of every constant): it answers every host frame with one
 board frame; good DATA frames with a new sequence number are stored in a receive ring and
 forwarded to the accelerator only after their CRC has been checked; the accelerator's
@@ -16,16 +16,24 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from host.framing import CRC_INIT, CRC_POLY, MAX_FRAME_WORDS, SYNC, FrameType
-from hw.accelerator import WORD_LAYOUT
+from golden.framing import (
+    CRC_INIT,
+    CRC_POLY,
+    FRAME_HEADER,
+    MAX_FRAME_WORDS,
+    SYNC,
+    FrameType,
+    header_byte,
+)
 from hw.fsm import OneHotFSM
+from hw.wire import WORD_LAYOUT
 
 __all__ = ["FrameBridge", "crc16_update"]
 
 
 def crc16_update(crc: Value, byte: Value) -> Value:
     """CRC-16/CCITT-FALSE register after shifting in `byte`, most significant bit first
-    (combinational; the same computation as `host.framing.crc16_bitwise`)."""
+    (combinational; the same computation as `golden.framing.crc16_bitwise`)."""
     bits = [crc[i] for i in range(16)]
     for position in range(7, -1, -1):
         feedback = bits[15] ^ byte[position]
@@ -294,23 +302,24 @@ class FrameBridge(wiring.Component):
             byte = self.rx_byte.payload
             with m.If(got):
                 m.d.sync += [crc.eq(crc_next), header_index.eq(header_index + 1)]
+                # header_index counts the bytes after SYNC.
                 with m.Switch(header_index):
                     # What the header decides is worked out byte by byte, so that
                     # the last header byte only combines registered flags.
-                    with m.Case(0):
+                    with m.Case(header_byte("type") - 1):
                         m.d.sync += [frame_type.eq(byte),
                                      type_data.eq(byte == FrameType.DATA),
                                      type_ok.eq((byte == FrameType.DATA)
                                                 | (byte == FrameType.RESET))]
-                    with m.Case(1):
+                    with m.Case(header_byte("seq") - 1):
                         m.d.sync += [frame_seq.eq(byte), seq_new.eq(byte != last_seq)]
-                    with m.Case(2):
+                    with m.Case(header_byte("ack") - 1):
                         m.d.sync += frame_ack.eq(byte)
-                    with m.Case(4):
+                    with m.Case(header_byte("count") - 1):
                         m.d.sync += [count.eq(byte), count_last.eq(byte - 1),
                                      count_ok.eq(byte <= MAX_FRAME_WORDS),
                                      count_fits.eq(byte <= rx_free)]
-                    with m.Case(5):
+                    with m.Case(header_byte("count_complement") - 1):
                         good_header = ((count ^ byte) == 0xFF) & count_ok & type_ok
                         m.d.sync += [
                             word_index.eq(0), byte_index.eq(0), header_index.eq(0),
@@ -404,25 +413,19 @@ class FrameBridge(wiring.Component):
 
         with link.state("REPLY_HEADER"):
             m.d.comb += self.tx_byte.valid.eq(1)
-            with m.Switch(header_index):
-                with m.Case(0):
-                    m.d.comb += tx_byte.eq(SYNC)
-                with m.Case(1):
-                    m.d.comb += tx_byte.eq(reply_type)
-                with m.Case(2):
-                    m.d.comb += tx_byte.eq(chunk_seq)
-                with m.Case(3):
-                    m.d.comb += tx_byte.eq(last_seq)
-                with m.Case(4):
-                    m.d.comb += tx_byte.eq(free_info)
-                with m.Case(5):
-                    m.d.comb += tx_byte.eq(reply_count)
+            reply_header = {"sync": SYNC, "type": reply_type, "seq": chunk_seq,
+                            "ack": last_seq, "info": free_info, "count": reply_count}
+            assert FRAME_HEADER[-1] == "count_complement"
+            with m.Switch(header_index):        # here: the position in the frame
+                for name, value in reply_header.items():
+                    with m.Case(header_byte(name)):
+                        m.d.comb += tx_byte.eq(value)
                 with m.Default():
                     m.d.comb += tx_byte.eq(~reply_count)
             with m.If(sent):
                 m.d.sync += header_index.eq(header_index + 1)
                 m.d.sync += [crc_byte.eq(tx_byte), crc_take.eq(header_index != 0)]
-                with m.If(header_index == 6):
+                with m.If(header_index == header_byte("count_complement")):
                     m.d.sync += [word_index.eq(0), header_index.eq(0), byte_index.eq(0)]
                     link.goto("REPLY_NEXT")
 

@@ -402,7 +402,7 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
     if config.activation_memory == "ice40-spram" and "spram" not in board.capacity:
         raise ValueError(f"activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not "
                          f"{board.name!r}")
-    from host.protocol import check_accelerator_config
+    from golden.protocol import check_accelerator_config
 
     if top != "array":   # the array alone is not limited by the packet protocol
         check_accelerator_config(config)

@@ -35,7 +35,7 @@ from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from golden.config import ArrayConfig
-from host.protocol import check_accelerator_config
+from golden.protocol import check_accelerator_config
 from hw.accelerator import Accelerator
 from hw.uart import UartRx, UartTx, check_divisor, uart_divisor
 

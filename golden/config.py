@@ -293,6 +293,36 @@ class ArrayConfig:
         return self.block_size // self.rows
 
     @property
+    def lanes(self) -> int:
+        """Output lanes per PE the hardware is built with: 2 when a mode with 4-bit weights
+        packed in columns is built (two columns' products per PE), else 1."""
+        return max(self.mode(name).lanes for name in self._modes())
+
+    @property
+    def lane_columns(self) -> int:
+        """Accumulator lanes: output columns of one array pass in the widest built mode
+        (C, or 2C with two lanes)."""
+        return self.cols * self.lanes
+
+    @property
+    def activation_bank_depth(self) -> int:
+        """Vectors of one of the two activation banks (M_tile * K / R at most)."""
+        return self.activation_buffer_depth // 2
+
+    @property
+    def accumulator_bank_depth(self) -> int:
+        """Rows of one of the two accumulator banks (M_tile at most, M_tile * BK / lc for
+        MX outputs)."""
+        return self.accumulator_depth // 2
+
+    @property
+    def scale_bank_words(self) -> int:
+        """64-bit words of one bank of the MX activation-scale memory (8 codes per word): a
+        code per (row, K-block) of the largest M-tile an activation bank holds."""
+        codes = self.activation_bank_depth // self.passes_per_block
+        return max(1, -(-codes // 8))
+
+    @property
     def has_requantizer(self) -> bool:
         """The hardware requantizes (an integer mode is built and `requant_depth` > 0)."""
         return self.requant_depth > 0 and any(not MODE_INFO[m].mx for m in self._modes())

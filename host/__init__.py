@@ -1,5 +1,5 @@
-"""lpmac host driver: the public API (`Accelerator`), GEMM tiling, the packet protocol,
-transports and the `lpmac` command line.
+"""lpmac host driver: the public API (`Accelerator`), GEMM tiling, transports and the `lpmac`
+command line (the packet protocol itself is specified in `golden.protocol`).
 
 `from host import Accelerator` is cheap: the driver (and NumPy, the golden model) load on
 first use, and no simulator is built until an `Accelerator` is opened."""

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 
 import golden
+from golden.protocol import Opcode, Packet
 
 from .driver import Accelerator
-from .protocol import Opcode, Packet
 
 FULL_SHAPES = [(256, 256, 256), (64, 64, 64), (128, 512, 64), (37, 515, 29), (540, 64, 64),
                (16, 1024, 128)]

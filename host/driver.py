@@ -43,8 +43,7 @@ import golden
 from golden import _checks
 from golden.config import MODE_INFO, ArrayConfig
 from golden.mx import MX_FORMATS
-
-from .protocol import (
+from golden.protocol import (
     COUNTER_NAMES,
     PROTOCOL_VERSION,
     Beat,
@@ -55,7 +54,8 @@ from .protocol import (
     identified_fields,
     parse_responses,
 )
-from .reference import ReferenceAccelerator
+from golden.reference import ReferenceAccelerator
+
 from .tiling import (
     AcceleratorError,
     GemmProgram,
@@ -93,7 +93,7 @@ Progress = Callable[[str], None]
 # --- Transports --------------------------------------------------------------------------
 
 class GoldenTransport(Transport):
-    """The protocol executed on the golden model (`host.reference.ReferenceAccelerator`):
+    """The protocol executed on the golden model (`golden.reference.ReferenceAccelerator`):
     no RTL and no clock, so the `cycles` and stall counters read 0."""
 
     name = "golden"
@@ -397,7 +397,7 @@ class Accelerator:
 
     def identify(self) -> dict[str, Any]:
         """What the accelerator reports: protocol version and configuration (the fields
-        IDENTIFY carries, `host.protocol.identified_fields`)."""
+        IDENTIFY carries, `golden.protocol.identified_fields`)."""
         return {"protocol": f"{self.protocol_version[0]}.{self.protocol_version[1]}",
                 "config": identified_fields(self.config)}
 
@@ -474,7 +474,7 @@ class Accelerator:
         # serves 2R cycles, so the stream keeps up (docs/protocol.md, "Tiling").
         config = self.config
         tile_rows = min(a.shape[0], 2 * config.rows)
-        width = min(self.max_k, config.activation_buffer_depth // 2 // tile_rows * config.rows)
+        width = min(self.max_k, config.activation_bank_depth // tile_rows * config.rows)
         programs = [matmul_program(config, a[:, cut:cut + width], weights.array[cut:cut + width],
                                    mode=chosen, allow_wrap=allow_wrap)
                     for cut in range(0, k, width)]
@@ -485,7 +485,7 @@ class Accelerator:
         """Largest K of one accelerator GEMM (an activation bank holds the M-tile's whole
         K); `matmul` splits larger K into slices and adds the int32 results on the host."""
         config = self.config
-        return min(config.activation_buffer_depth // 2 * config.rows, 0xFFFF // config.rows
+        return min(config.activation_bank_depth * config.rows, 0xFFFF // config.rows
                    * config.rows)
 
     def qlinear(self, x_q: np.ndarray, w_q: np.ndarray | PreparedWeights, *, x_scale: float,

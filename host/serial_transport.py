@@ -2,7 +2,7 @@
 
 `SerialTransport(port)` opens a serial port with pyserial (a board's FTDI, e.g.
 /dev/ttyUSB1, or the pseudo-terminal of the board-top simulation, `fpga.boardsim`) and
-speaks the link layer of docs/protocol.md, "Serial link" (`host.framing`): stop-and-wait,
+speaks the link layer of docs/protocol.md, "Serial link" (`golden.framing`): stop-and-wait,
 one board frame answering every host frame. Request words travel in DATA frames numbered
 by a sequence number; response words come back in numbered chunks inside the answers,
 fetched by polls (DATA frames without words) while the accelerator works.
@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .framing import (
+from golden.framing import (
     CRC_BYTES,
     HEADER_BYTES,
     MAX_FRAME_WORDS,
@@ -33,9 +33,11 @@ from .framing import (
     FrameError,
     FrameType,
     decode_frame,
+    header_byte,
     seq_next,
 )
-from .protocol import Beat
+from golden.protocol import Beat
+
 from .transport import Transport, TransportError
 
 __all__ = ["SerialTransport", "LinkStats"]
@@ -150,8 +152,9 @@ class SerialTransport(Transport):
         header = self._read_exactly(HEADER_BYTES - 1)
         if len(header) < HEADER_BYTES - 1:
             raise _Failure("timeout", "an incomplete answer")
-        count = header[4]
-        if count ^ header[5] != 0xFF or count > MAX_FRAME_WORDS:
+        count = header[header_byte("count") - 1]
+        if count ^ header[header_byte("count_complement") - 1] != 0xFF \
+                or count > MAX_FRAME_WORDS:
             raise _Failure("bad", "an answer with damaged length bytes")
         rest = self._read_exactly(WORD_BYTES * count + CRC_BYTES)
         if len(rest) < WORD_BYTES * count + CRC_BYTES:

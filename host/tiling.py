@@ -40,8 +40,7 @@ import numpy as np
 import golden
 from golden.config import MODE_INFO, ArrayConfig
 from golden.mx import MX_FORMATS
-
-from .protocol import (
+from golden.protocol import (
     MAX_LENGTH,
     MX_KINDS,
     REQUANT_KINDS,
@@ -123,14 +122,14 @@ def plan_gemm(config: ArrayConfig, *, m: int, k: int, n: int, mode: str,
     n_pad = -(-n // n_granule) * n_granule
     kt = k_words // config.rows
     group = block // lc if out_kind in MX_KINDS else 1
-    m_max = min(config.activation_buffer_depth // 2 // kt,
-                config.accumulator_depth // 2 // group, 0xFFFF)
+    m_max = min(config.activation_bank_depth // kt,
+                config.accumulator_bank_depth // group, 0xFFFF)
     if m_max < 1 or k_words > 0xFFFF:
         raise ValueError(
             f"k = {k} is too large for this accelerator: one activation bank holds "
-            f"{config.activation_buffer_depth // 2} vectors of {config.rows * info.k_pack} "
+            f"{config.activation_bank_depth} vectors of {config.rows * info.k_pack} "
             f"elements, so K must be at most "
-            f"{config.activation_buffer_depth // 2 * config.rows * info.k_pack}")
+            f"{config.activation_bank_depth * config.rows * info.k_pack}")
     m_tiles = -(-m // m_max)
     m_tile = -(-m // m_tiles)
     # Widest N-chunk: requantization memory, 16-bit N field, packet length limits.

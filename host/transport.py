@@ -1,6 +1,6 @@
 """How the host driver talks to an accelerator: one small interface, several transports.
 
-A transport moves protocol beats (`host.protocol.Beat`: a 64-bit word and the stream's
+A transport moves protocol beats (`golden.protocol.Beat`: a 64-bit word and the stream's
 `last` flag) to the accelerator's input stream and brings back the beats of its output
 stream. It knows nothing of GEMMs: `host.tiling` builds the packets and decodes the
 responses, so the same tiling and protocol code runs over every transport.
@@ -11,7 +11,7 @@ many response packets (beats with `last`) came back as request packets went out.
 
 Transports:
 
-* ``golden``: `host.reference.ReferenceAccelerator`, the protocol executed in Python on the
+* ``golden``: `golden.reference.ReferenceAccelerator`, the protocol executed in Python on the
   golden model (no RTL; no cycle counts).
 * ``verilator``: a compiled Verilator C++ harness around the accelerator's Verilog, fed
   through pipes (`sim.fastsim`).
@@ -26,7 +26,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from .protocol import Beat
+from golden.protocol import Beat
 
 __all__ = ["Transport", "TransportError"]
 

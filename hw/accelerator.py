@@ -43,18 +43,28 @@ from amaranth.utils import ceil_log2, exact_log2
 
 from golden.config import MODE_INFO, MODES, ArrayConfig
 from golden.mx import MX_FORMATS, SCALE_BIAS
-from host.protocol import (
+from golden.protocol import (
+    BANK_ARGS,
+    CONFIGURE,
     COUNTER_NAMES,
+    HEADER,
+    IDENTIFY,
     LENGTH_BITS,
     MAX_LENGTH,
+    MX_CODE_NIBBLES,
     OUT_KINDS,
+    REQUANT,
+    STATUS,
     Field,
     Opcode,
     Status,
+    activation_word,
     check_accelerator_config,
     identify_words,
+    item_nibbles,
+    response_length,
+    weight_word,
 )
-from host.reference import scale_bank_words
 
 from .accumulate import ACC_EXPONENT_BITS, BLOCK_EXPONENT_BITS, BfpAccumulator, IntAccumulator
 from .accumulate import bfp_layout as _bfp_layout
@@ -66,11 +76,9 @@ from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
 from .pe import Mode
 from .requant import Requantizer, RequantRounding
+from .wire import WORD_LAYOUT, pack, view
 
-__all__ = ["Accelerator", "WORD_LAYOUT"]
-
-WORD_LAYOUT = data.StructLayout({"data": unsigned(64), "last": unsigned(1)})
-"""Payload of both streams: a 64-bit word and the end-of-packet flag."""
+__all__ = ["Accelerator"]
 
 _KIND = {name: index for index, name in enumerate(OUT_KINDS)}
 
@@ -101,7 +109,11 @@ _RESPONSE_LAYOUT = data.StructLayout({
     # length (the other kinds' lengths are fixed: `_RESPONSE_LENGTHS`).
     "value": unsigned(LENGTH_BITS),
 })
-_RESPONSE_LENGTHS = {_Response.SIMPLE: 1, _Response.IDENTIFY: 5, _Response.COUNTERS: 6}
+_RESPONSE_LENGTHS = {
+    _Response.SIMPLE: response_length(0),
+    _Response.IDENTIFY: response_length(len(IDENTIFY)),
+    _Response.COUNTERS: response_length(len(COUNTER_NAMES)),
+}
 
 
 class Accelerator(wiring.Component):
@@ -185,11 +197,11 @@ class Accelerator(wiring.Component):
         m.submodules.array = array
         lanes_max = array.lanes
         lc_max = cols * lanes_max
-        act_half = config.activation_buffer_depth // 2
-        acc_half = config.accumulator_depth // 2
+        act_half = config.activation_bank_depth
+        acc_half = config.accumulator_bank_depth
         block = config.block_size
         ppb = config.passes_per_block if has_mx else 1
-        scale_bank = scale_bank_words(config)
+        scale_bank = config.scale_bank_words
 
         # --- Configuration registers (written by a successful CONFIGURE) ------------------
         c = _ConfigRegisters(config, lc_max, self)
@@ -269,6 +281,7 @@ class Accelerator(wiring.Component):
         # ======================================================================================
         i = self.i_stream
         word = i.payload.data
+        header = view(HEADER, word)
         opcode = Signal(8)
         tag = Signal(8)
         length = Signal(LENGTH_BITS)
@@ -285,9 +298,9 @@ class Accelerator(wiring.Component):
         response = Signal(_RESPONSE_LAYOUT)
         discard_after = Signal()
         bank = Signal()
-        m.d.comb += bank.eq(args[0])
+        m.d.comb += bank.eq(view(BANK_ARGS, args).bank[0])
 
-        # Header checks (DISPATCH), in the order of host.reference.
+        # Header checks (DISPATCH), in the order of golden.reference.
         legal = Signal()
         m.d.comb += legal.eq((opcode >= Opcode.IDENTIFY) & (opcode <= Opcode.CLEAR_COUNTERS))
         bank_command = Signal()
@@ -301,7 +314,7 @@ class Accelerator(wiring.Component):
         # (registered with the header as `expected_value`).
         expected = Signal(LENGTH_BITS)
         expected_value = Signal(LENGTH_BITS)
-        with m.Switch(word[0:8]):
+        with m.Switch(header.opcode):
             with m.Case(Opcode.CONFIGURE):
                 m.d.comb += expected.eq(2)
             with m.Case(Opcode.LOAD_REQUANT):
@@ -314,11 +327,11 @@ class Accelerator(wiring.Component):
                 m.d.comb += expected.eq(c.act_words)
             with m.Case(Opcode.COMPUTE):
                 m.d.comb += expected.eq(c.compute_words)
-        # The header checks in the order of host.reference: (status, field, failed). CHECK
+        # The header checks in the order of golden.reference: (status, field, failed). CHECK
         # registers each as one flag (and `expected`), DISPATCH answers the first failure.
         header_checks = [
             (Status.BAD_OPCODE, Field.NONE, ~legal),
-            (Status.BAD_FIELD, Field.BANK, bank_command & (args[:8] > 1)),
+            (Status.BAD_FIELD, Field.BANK, bank_command & (view(BANK_ARGS, args).bank > 1)),
             (Status.NOT_CONFIGURED, Field.NONE, configured_command & ~configured),
             (Status.NOT_APPLICABLE, Field.NONE, ((opcode == Opcode.LOAD_REQUANT) & ~c.requant)
              | ((opcode == Opcode.LOAD_SCALES) & ~c.mx)),
@@ -352,7 +365,7 @@ class Accelerator(wiring.Component):
         route_ready = Signal()
         position = Signal(range(2 + block + 1))
         position_restart = []       # what restarts the routing at a COMPUTE header
-        m.d.comb += weight_fifo.w_data.eq(route_word[:cols * 8])
+        m.d.comb += weight_fifo.w_data.eq(view(weight_word(config), route_word).row)
         if has_mx:
             scale_count = Signal(2)
             m.d.comb += scale_count.eq(Mux(c.lanes2 & (lc_max > 8), 2, 1))
@@ -422,7 +435,7 @@ class Accelerator(wiring.Component):
         compute_words_calc = Signal(34)
         result_words_calc = Signal(40)      # result nibbles, then result words
         items = product[:32]                 # M * N, from the last product
-        # CONFIGURE's checks in the order of host.reference: (status, field, failed).
+        # CONFIGURE's checks in the order of golden.reference: (status, field, failed).
         checks = [
             (Status.BAD_FIELD, Field.MODE, ~f.mode_ok),
             (Status.BAD_FIELD, Field.OUT_KIND, ~f.out_ok),
@@ -447,13 +460,14 @@ class Accelerator(wiring.Component):
 
         # Payload writes: address and data always driven, only the enables are decoded.
         m.d.comb += [act_buffer.w_addr.eq(bank * act_half + count),
-                     act_buffer.w_data.eq(word[:rows * 8])]
+                     act_buffer.w_data.eq(view(activation_word(config), word).vector)]
         if has_requant:
+            channel_words = view(REQUANT[0], stage), view(REQUANT[1], word)
             m.d.comb += [
                 requant_write.addr.eq(count[1:]),
-                requant_write.data.bias.eq(stage[:32]),
-                requant_write.data.multiplier.eq(stage[32:]),
-                requant_write.data.shift.eq(word[:6]),
+                requant_write.data.bias.eq(channel_words[0].bias),
+                requant_write.data.multiplier.eq(channel_words[0].multiplier),
+                requant_write.data.shift.eq(channel_words[1].shift),
             ]
         if has_mx:
             m.d.comb += [scale_write.addr.eq(bank * scale_bank + count),
@@ -492,10 +506,10 @@ class Accelerator(wiring.Component):
         with decoder.state("HEADER"):
             with m.If(taken["HEADER"]):
                 m.d.sync += [
-                    opcode.eq(word[0:8]), tag.eq(word[8:16]), length.eq(word[16:40]),
+                    opcode.eq(header.opcode), tag.eq(header.tag), length.eq(header.length),
                     expected_value.eq(expected),
-                    args.eq(word[40:64]), header_last.eq(i.payload.last), count.eq(0),
-                    at_last.eq(word[16:40] == 1), remaining.eq(word[16:40]),
+                    args.eq(header.args), header_last.eq(i.payload.last), count.eq(0),
+                    at_last.eq(header.length == 1), remaining.eq(header.length),
                     position.eq(0), *position_restart,
                 ]
                 decoder.goto("CHECK")
@@ -538,7 +552,7 @@ class Accelerator(wiring.Component):
                         bank_use_inc.eq(Mux(bank, 0b10, 0b01)),
                         response_fifo.w_en.eq(1),
                         push_entry.kind.eq(_Response.COMPUTE_START),
-                        push_entry.value.eq(c.result_words + 1),
+                        push_entry.value.eq(response_length(c.result_words)),
                     ]
                     with m.If(header_last):
                         m.d.sync += respond(Status.TRUNCATED,
@@ -1090,7 +1104,8 @@ class Accelerator(wiring.Component):
             ]
         def int32_path() -> list:
             return [d2_ready.eq(item.ready), item.valid.eq(drained.valid),
-                    item.payload.value.eq(int_value), item.payload.nibbles.eq(8)]
+                    item.payload.value.eq(int_value),
+                    item.payload.nibbles.eq(item_nibbles("int32"))]
 
         int32_only = not has_requant and not has_mx
         if int32_only:     # the only output kind this build offers: no selection
@@ -1106,7 +1121,8 @@ class Accelerator(wiring.Component):
                         requantizer.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(requantizer.o_stream.payload.value[:8]
                                               & Mux(int4, 0xF, 0xFF)),
-                        item.payload.nibbles.eq(Mux(int4, 1, 2)),
+                        item.payload.nibbles.eq(Mux(int4, item_nibbles("int4"),
+                                                    item_nibbles("int8"))),
                     ]
             if has_int and not int32_only:
                 with m.Case(_KIND["int32"]):
@@ -1119,7 +1135,7 @@ class Accelerator(wiring.Component):
                         item.valid.eq(to_float.o_stream.valid),
                         to_float.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(to_float.o_stream.payload.bits),
-                        item.payload.nibbles.eq(8),
+                        item.payload.nibbles.eq(item_nibbles("fp32")),
                     ]
                 with m.Case(_KIND["mxint8"], _KIND["mxint4"]):
                     q = quantizer.o_stream.payload
@@ -1132,7 +1148,9 @@ class Accelerator(wiring.Component):
                         quantizer.o_stream.ready.eq(item.ready),
                         item.payload.value.eq(Mux(q.first, Cat(q.scale, element),
                                                   element)),
-                        item.payload.nibbles.eq(Mux(int8, 2, 1) + Mux(q.first, 2, 0)),
+                        item.payload.nibbles.eq(
+                            Mux(int8, item_nibbles("mxint8"), item_nibbles("mxint4"))
+                            + Mux(q.first, MX_CODE_NIBBLES, 0)),
                     ]
         m.d.comb += units_busy.eq(Cat(busy_terms) != 0)
         result_room = _registered_room(m, result_fifo, "result_room")
@@ -1168,9 +1186,9 @@ class Accelerator(wiring.Component):
                     m.d.comb += entry_length.eq(words)
             with m.Default():
                 m.d.comb += entry_length.eq(entry.value)
-        header_word = Cat(entry.opcode, entry.tag, entry_length, Const(0, 24))
-        status_word = Cat(entry.code, Const(0, 4), entry.opcode, entry.field, Const(0, 12),
-                          entry.value, Const(0, 32 - LENGTH_BITS))
+        header_word = pack(HEADER, opcode=entry.opcode, tag=entry.tag, length=entry_length)
+        status_word = pack(STATUS, code=entry.code, opcode=entry.opcode, field=entry.field,
+                           value=entry.value)
         out_idle = Signal()
         out_at_end = Signal()     # RESULTS: out_index == 0, the response's last result word
         o_transfer = o.valid & o.ready
@@ -1310,14 +1328,15 @@ class _ConfigFields:
     def __init__(self, m: Module, config: ArrayConfig, word0: Signal, word1: Signal,
                  lc_max: int) -> None:
         rows, cols, block = config.rows, config.cols, config.block_size
-        self.mode = word0[0:3]
-        self.rounding = word0[4]
-        self.relu = word0[5]
-        self.out_kind = word0[8:11]
-        self.zero_point = word0[16:25].as_signed()
-        self.m = word1[0:16]
-        self.k = word1[16:32]
-        self.n = word1[32:48]
+        fields0, fields1 = view(CONFIGURE[0], word0), view(CONFIGURE[1], word1)
+        self.mode = fields0.mode
+        self.rounding = fields0.rounding
+        self.relu = fields0.relu
+        self.out_kind = fields0.out_kind
+        self.zero_point = fields0.zero_point
+        self.m = fields1.m
+        self.k = fields1.k
+        self.n = fields1.n
         built = [Mode.from_name(name).value for name in config.modes]
         self.mode_ok = Signal()
         m.d.comb += self.mode_ok.eq(self.mode.matches(*built))
@@ -1367,15 +1386,18 @@ class _ConfigFields:
         two_scale_words = self.lanes2 & (lc_max > 8)
         self.tile_words = self.k + Mux(self.mx, self.k_blocks << two_scale_words, 0)
         self.lc = Mux(self.lanes2, 2 * cols, cols)
-        self._nibble_log2 = Mux(self.out_kind.matches(kinds["int32"], kinds["fp32"]), 3,
-                                Mux(self.out_kind.matches(kinds["int4"], kinds["mxint4"]),
-                                    0, 1))
+        # log2 of each kind's item nibbles (8, 1 or 2), and MX_CODE_NIBBLES per MX block.
+        by_nibbles = {count: [kinds[kind] for kind in OUT_KINDS if item_nibbles(kind) == count]
+                      for count in (8, 1, 2)}
+        assert sum(map(len, by_nibbles.values())) == len(OUT_KINDS)
+        self._nibble_log2 = Mux(self.out_kind.matches(*by_nibbles[8]), 3,
+                                Mux(self.out_kind.matches(*by_nibbles[1]), 0, 1))
         self._log_block = log_block
 
     def result_nibbles(self, items: object) -> Value:
         """Nibbles of one COMPUTE's results for `items` = M * N elements."""
         return (items << self._nibble_log2) \
-            + Mux(self.mx_out, (items >> self._log_block) << 1, 0)
+            + Mux(self.mx_out, (items >> self._log_block) << exact_log2(MX_CODE_NIBBLES), 0)
 
     @staticmethod
     def result_words(nibbles: object) -> Value:
@@ -1398,8 +1420,8 @@ class _ConfigRegisters:
         # A CONFIGURE is refused unless M fits an accumulator bank and M * K-tiles an
         # activation bank, so the registers (and the counters that compare with them) are
         # only as wide as those bounds.
-        acc_half = config.accumulator_depth // 2
-        act_half = config.activation_buffer_depth // 2
+        acc_half = config.accumulator_bank_depth
+        act_half = config.activation_bank_depth
         self.m = Signal(range(acc_half + 1))
         self.m_last = Signal(range(max(2, acc_half)))
         self.k_last = Signal(range(max(2, act_half)))

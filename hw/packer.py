@@ -18,7 +18,7 @@ class ResultPacker(wiring.Component):
     width, 1..8) and `last` (the final item of a result: the partial word it leaves is
     emitted, padded with zero nibbles, and the next item starts a new word). `o_stream`
     payload: `data`, one word; nibble i of the stream is bits 4i+3..4i of a word (the order
-    `host.protocol.words_to_nibbles` reads).
+    `golden.protocol.words_to_nibbles` reads).
 
     Latency 1 cycle from the item that completes a word to the word. Throughput one item per
     cycle, except that a `last` item that both completes a word and leaves a partial one

@@ -69,6 +69,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.config import INT4_PACKINGS, MODE_INFO, MODES, PE_STAGES, mode_info
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
+from golden.protocol import CONFIGURE, mode_code
 
 from .arith import booth_multiply_4x4, shift_add_multiply
 
@@ -78,24 +79,28 @@ __all__ = [
 ]
 
 
-class Mode(enum.Enum, shape=3):
-    """Compute mode on the wires; the same order as `golden.config.MODES`."""
+def _mode_enum() -> type[enum.Enum]:
+    """`Mode`: one member per `golden.config.MODES` entry (A8W8, ...), its value the mode's
+    wire code (`golden.protocol.mode_code`), as wide as CONFIGURE's mode field."""
 
-    A8W8 = 0
-    A8W4 = 1
-    A4W4 = 2
-    MXINT8 = 3
-    MXINT4 = 4
-
-    @classmethod
-    def from_name(cls, name: str) -> Mode:
+    def from_name(cls: type[enum.Enum], name: str) -> enum.Enum:
         """The member for a `golden.config` mode name ("a8w8", ...)."""
         if name not in MODE_INFO:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {name!r}")
         return cls[name.upper()]
 
+    width = CONFIGURE[0]["mode"].width
+    namespace = enum.EnumType.__prepare__("Mode", (enum.Enum,), shape=width)
+    namespace.update({"__module__": __name__, "__qualname__": "Mode",
+                      "__doc__": "Compute mode on the wires (the codes of docs/protocol.md).",
+                      "from_name": classmethod(from_name)})
+    for name in MODES:
+        namespace[name.upper()] = mode_code(name)
+    return enum.EnumType("Mode", (enum.Enum,), namespace, shape=width)
 
-assert [member.name.lower() for member in Mode] == list(MODES), "Mode and MODES disagree"
+
+Mode = _mode_enum()
+
 
 WeightLayout = data.UnionLayout({
     "int8": signed(8),

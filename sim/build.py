@@ -52,6 +52,7 @@ files with GTKWave or Surfer.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import fcntl
@@ -152,6 +153,54 @@ def generate_verilog(component: Elaboratable, name: str, **convert_args: Any) ->
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
     return verilog.convert(component, name=name, **convert_args)
+
+
+def source_closure(module: str, root: Path) -> list[Path]:
+    """The source files of `module` and of every module under `root` it imports, directly
+    or through other such modules (read from the sources' import statements, nothing is
+    imported), sorted: what Verilog generated from `module` can depend on.
+
+    A package's `__init__.py` counts when one of its modules is imported. Imports of modules
+    outside `root` (Amaranth, NumPy, ...) are not followed."""
+
+    def path_of(name: str) -> Path | None:
+        base = root.joinpath(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def imported(name: str, path: Path) -> set[str]:
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                names.add(base)
+                names.update(f"{base}.{alias.name}" for alias in node.names)
+        return names
+
+    seen: dict[str, Path] = {}
+    pending = [module]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")
+        # A module's packages come with it (their __init__ runs first).
+        for depth in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:depth])
+            path = path_of(prefix)
+            if path is None or prefix in seen:
+                continue
+            seen[prefix] = path
+            pending.extend(imported(prefix, path))
+    return sorted(set(seen.values()))
 
 
 def verilog_fingerprint(verilog: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.config import ArrayConfig
-from host.protocol import Beat
+from golden.protocol import Beat
 from host.transport import Transport, TransportError
 
 from .build import (

@@ -52,7 +52,7 @@ from typing import IO, Any
 import numpy as np
 
 from golden.config import ArrayConfig
-from host.protocol import (
+from golden.protocol import (
     Beat,
     Geometry,
     Header,
@@ -64,7 +64,13 @@ from host.protocol import (
 )
 from host.transport import Transport, TransportError
 
-from .build import _CACHE_FORMAT, cached_build, config_build_name, generate_verilog
+from .build import (
+    _CACHE_FORMAT,
+    cached_build,
+    config_build_name,
+    generate_verilog,
+    source_closure,
+)
 from .harness import build_executable
 from .toolchain import toolchain_env, toolchain_versions
 
@@ -82,8 +88,9 @@ HARNESS_TOP = "harness_top"
 HARNESS_SOURCE = Path(__file__).resolve().parent / "harness" / "accelerator_main.cpp"
 
 _REPO = Path(__file__).resolve().parent.parent
-# The Python sources the accelerator's Verilog is generated from.
-_GATEWARE_SOURCES = ("hw", "golden", "host/protocol.py", "host/reference.py")
+# The module the accelerator's Verilog is generated from; its Verilog cache key hashes the
+# text of this module and of every repository module it imports (directly or not).
+_GATEWARE_MODULE = "hw.accelerator"
 
 _HELLO = struct.Struct("<8sII")
 _MAGIC = b"LPMACSIM"
@@ -123,12 +130,9 @@ endmodule
 
 def _gateware_digest() -> str:
     digest = hashlib.sha256()
-    for entry in _GATEWARE_SOURCES:
-        path = _REPO / entry
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(_REPO)).encode() + b"\0")
-            digest.update(file.read_bytes() + b"\0")
+    for file in source_closure(_GATEWARE_MODULE, _REPO):
+        digest.update(str(file.relative_to(_REPO)).encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

@@ -1,7 +1,7 @@
 """cocotb tests of the whole accelerator on Verilator (started by tests/accel/test_accel.py).
 
 Every test drives packets built by the host packer (`host.tiling`) or by hand, checks every
-response word against the protocol reference (`host.reference`) and every GEMM result
+response word against the protocol reference (`golden.reference`) and every GEMM result
 against the golden model directly. Seeds are cocotb's (printed by the pytest side).
 """
 
@@ -16,7 +16,7 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles
 
-from host.protocol import (
+from golden.protocol import (
     COUNTER_NAMES,
     PROTOCOL_VERSION,
     Opcode,

@@ -3,7 +3,7 @@
 `Harness` drives request beats into `i_stream` with a `StreamSource` (optional random idle
 gaps), drains `o_stream` with a `StreamSink` (optional random backpressure), checks the
 stream rules of both streams with `StreamMonitor`s, and compares every response beat with
-the protocol reference executor (`host.reference.ReferenceAccelerator`), which computes the
+the protocol reference executor (`golden.reference.ReferenceAccelerator`), which computes the
 expected words with the golden model. GEMM results are also decoded by the host packer and
 compared with `golden.*` by the tests themselves.
 
@@ -19,8 +19,8 @@ from typing import Any
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from golden.config import ArrayConfig
-from host.protocol import Beat, parse_responses
-from host.reference import ReferenceAccelerator, compare_responses
+from golden.protocol import Beat, parse_responses
+from golden.reference import ReferenceAccelerator, compare_responses
 from host.tiling import GemmProgram
 from sim.cocotb_streams import (
     StreamMonitor,

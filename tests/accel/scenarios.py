@@ -16,8 +16,7 @@ import numpy as np
 
 import golden
 from golden.config import MODE_INFO, ArrayConfig
-from host import tiling
-from host.protocol import (
+from golden.protocol import (
     Beat,
     ConfigureFields,
     Header,
@@ -27,6 +26,7 @@ from host.protocol import (
     mode_code,
     out_kind_code,
 )
+from host import tiling
 
 CORNERS = np.array([-128, 127, -127, -8, 7, -7, 8, -1, 1, 0])
 SHAPE = (37, 115, 29)      # M x K x N, a multiple of nothing

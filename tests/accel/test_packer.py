@@ -1,11 +1,11 @@
-"""ResultPacker in the Amaranth simulator against host.protocol's nibble-stream packing."""
+"""ResultPacker in the Amaranth simulator against golden.protocol's nibble-stream packing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from host.protocol import nibbles_to_words
+from golden.protocol import nibbles_to_words
 from hw.packer import ResultPacker
 from tests.hw.streams import run_stream_test
 

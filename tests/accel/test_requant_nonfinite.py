@@ -16,7 +16,7 @@ import itertools
 import numpy as np
 
 from golden.config import ArrayConfig
-from host.protocol import (
+from golden.protocol import (
     Opcode,
     Packet,
     Status,
@@ -26,7 +26,7 @@ from host.protocol import (
     parse_responses,
     unpack_results,
 )
-from host.reference import ReferenceAccelerator
+from golden.reference import ReferenceAccelerator
 from hw.requant import Requantizer, RequantRounding
 from tests.hw.streams import run_stream_test
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from golden.config import ArrayConfig
-from host.protocol import Opcode, parse_responses
+from golden.protocol import Opcode, parse_responses
 from sim.cocotb_transport import CocotbTransport
 from sim.fastsim import VerilatorTransport
 from tests.accel.scenarios import qlinear_case

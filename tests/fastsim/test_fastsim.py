@@ -4,7 +4,7 @@ reference.
 
 Every GEMM is built by the host packer (`host.tiling`, through tests/accel/scenarios.py);
 its decoded result must equal the golden function bit for bit, and every response beat must
-equal what `host.reference.ReferenceAccelerator` predicts. One build of the default
+equal what `golden.reference.ReferenceAccelerator` predicts. One build of the default
 configuration serves every test (cached; the first build takes a minute or two).
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from golden.config import MODE_INFO, ArrayConfig
-from host.protocol import COUNTER_NAMES, Beat, Opcode, Packet, Status, parse_responses
-from host.reference import ReferenceAccelerator, compare_responses
+from golden.protocol import COUNTER_NAMES, Beat, Opcode, Packet, Status, parse_responses
+from golden.reference import ReferenceAccelerator, compare_responses
 from host.transport import TransportError
 from sim.fastsim import RESET_EDGES, VerilatorTransport
 from tests.accel.scenarios import (

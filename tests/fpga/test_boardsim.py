@@ -11,7 +11,7 @@ import pytest
 import golden
 from fpga.boardsim import BoardSimulation
 from golden.config import ArrayConfig
-from host.protocol import parse_responses
+from golden.protocol import parse_responses
 from host.serial_transport import SerialTransport
 from host.tiling import GemmProgram, matmul_program, qlinear_program
 from host.transport import TransportError

@@ -1,5 +1,5 @@
 """FrameBridge in the Amaranth simulator, at the byte level (no UART): frames built and
-checked with `host.framing` (CRC from binascii), the accelerator replaced by testbenches
+checked with `golden.framing` (CRC from binascii), the accelerator replaced by testbenches
 that record what the bridge forwards and feed it response words. Also the CRC-16 against
 its published check value and binascii, in Python and in the gateware."""
 
@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from fpga.bridge import FrameBridge, crc16_update
-from host.framing import (
+from golden.framing import (
     BOARD_TYPES,
     HEADER_BYTES,
     MAX_FRAME_WORDS,
@@ -256,7 +256,7 @@ def test_encode_frame_matches_the_documented_layout() -> None:
     assert len(frame) == 18
 
 
-# --- CRC and frame codec (host.framing), against published values and binascii ----------
+# --- CRC and frame codec (golden.framing), against published values and binascii ----------
 
 def test_crc16_check_value() -> None:
     # The catalogue check value of CRC-16/CCITT-FALSE (a.k.a. CRC-16/IBM-3740).

@@ -5,7 +5,7 @@ unit (`requant_depth=0`), which the iCEBreaker build uses to fit the iCE40UP5K.
 Without the unit the hardware offers int32 outputs only; CONFIGURE with an 8- or 4-bit
 output is refused (TOO_LARGE, field REQUANT) and `host.tiling.qlinear_program` computes
 int32 on the accelerator and requantizes on the host. The host-side checks run on the
-protocol reference (`host.reference.ReferenceAccelerator`); the slow test runs the
+protocol reference (`golden.reference.ReferenceAccelerator`); the slow test runs the
 iCEBreaker accelerator (SB_MAC16 multipliers, no requantizer) on Verilator.
 """
 
@@ -17,7 +17,7 @@ import pytest
 import golden
 from fpga.boards import BOARDS, ICEBREAKER, ULX3S_85F, board
 from golden.config import ArrayConfig
-from host.protocol import (
+from golden.protocol import (
     ConfigureFields,
     Field,
     Status,
@@ -25,7 +25,7 @@ from host.protocol import (
     out_kind_code,
     parse_responses,
 )
-from host.reference import ReferenceAccelerator
+from golden.reference import ReferenceAccelerator
 from host.tiling import qlinear_program
 from hw.accelerator import Accelerator
 

@@ -35,14 +35,23 @@ from dataclasses import dataclass
 from .protocol import WORD_MASK, Beat
 
 __all__ = [
-    "SYNC", "HEADER_BYTES", "WORD_BYTES", "CRC_BYTES", "MAX_FRAME_WORDS", "FrameType",
+    "SYNC", "FRAME_HEADER", "header_byte", "HEADER_BYTES", "WORD_BYTES", "CRC_BYTES",
+    "MAX_FRAME_WORDS", "FrameType",
     "HOST_TYPES", "BOARD_TYPES", "Frame", "FrameError", "crc16", "crc16_bitwise",
     "encode_frame", "decode_frame", "frame_bytes", "seq_next", "link_words_per_second",
 ]
 
 SYNC = 0x7E
-HEADER_BYTES = 7
-"""SYNC, TYPE, SEQ, ACK, INFO, COUNT, ~COUNT."""
+FRAME_HEADER = ("sync", "type", "seq", "ack", "info", "count", "count_complement")
+"""A frame's header bytes, in order (the gateware and the host take positions from here)."""
+HEADER_BYTES = len(FRAME_HEADER)
+
+
+def header_byte(name: str) -> int:
+    """Position of header byte `name` (`FRAME_HEADER`) in a frame; SYNC is byte 0."""
+    return FRAME_HEADER.index(name)
+
+
 WORD_BYTES = 9
 """Eight data bytes and the flag byte."""
 CRC_BYTES = 2
@@ -112,7 +121,9 @@ def encode_frame(frame_type: int, seq: int, ack: int, info: int,
                         ("info", info)):
         if not 0 <= value <= 0xFF:
             raise ValueError(f"{name} must fit one byte, not {value!r}")
-    body = bytearray([frame_type, seq, ack, info, len(words), len(words) ^ 0xFF])
+    header = {"sync": SYNC, "type": frame_type, "seq": seq, "ack": ack, "info": info,
+              "count": len(words), "count_complement": len(words) ^ 0xFF}
+    body = bytearray(header[name] for name in FRAME_HEADER[1:])
     for word, last in words:
         if not 0 <= word <= WORD_MASK:
             raise ValueError(f"a word must fit 64 bits, not {word!r}")
@@ -126,24 +137,26 @@ def decode_frame(data: bytes | bytearray, types: Sequence[int] = BOARD_TYPES) ->
     if len(data) < HEADER_BYTES + CRC_BYTES:
         raise FrameError(f"a frame has at least {HEADER_BYTES + CRC_BYTES} bytes, not "
                          f"{len(data)}")
-    if data[0] != SYNC:
+    header = {name: data[index] for index, name in enumerate(FRAME_HEADER)}
+    if header["sync"] != SYNC:
         raise FrameError(f"a frame starts with {SYNC:#04x}, not {data[0]:#04x}")
-    count = data[5]
-    if count ^ data[6] != 0xFF or count > MAX_FRAME_WORDS:
-        raise FrameError(f"the length bytes {data[5]:#04x} {data[6]:#04x} are damaged")
+    count = header["count"]
+    if count ^ header["count_complement"] != 0xFF or count > MAX_FRAME_WORDS:
+        raise FrameError(f"the length bytes {count:#04x} {header['count_complement']:#04x} "
+                         "are damaged")
     if len(data) != frame_bytes(count):
         raise FrameError(f"a frame of {count} words has {frame_bytes(count)} bytes, not "
                          f"{len(data)}")
     if crc16(data[1:]) != 0:
         raise FrameError("the CRC does not match")
-    if data[1] not in types:
-        raise FrameError(f"frame type {data[1]:#04x} is not expected here")
+    if header["type"] not in types:
+        raise FrameError(f"frame type {header['type']:#04x} is not expected here")
     words = []
     for index in range(count):
         start = HEADER_BYTES + WORD_BYTES * index
         words.append((int.from_bytes(data[start:start + 8], "little"),
                       bool(data[start + 8] & 1)))
-    return Frame(data[1], data[2], data[3], data[4], tuple(words))
+    return Frame(header["type"], header["seq"], header["ack"], header["info"], tuple(words))
 
 
 def link_words_per_second(baudrate: int, *, words: int = MAX_FRAME_WORDS,

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 import numpy as np
 
 import golden
-from golden.config import ArrayConfig
-from golden.mx import MX_FORMATS
-from golden.requant import RequantParams
-from golden.rounding import wrap_int32
 
+from .config import ArrayConfig
+from .mx import MX_FORMATS
 from .protocol import (
     COUNTER_NAMES,
     DETERMINISTIC_COUNTERS,
+    REQUANT,
     WORD_MASK,
     Beat,
     Field,
@@ -40,10 +39,13 @@ from .protocol import (
     decode_configure,
     identify_words,
     pack_results,
+    response_length,
     split_packets,
 )
+from .requant import RequantParams
+from .rounding import wrap_int32
 
-__all__ = ["ExpectedBeat", "ReferenceAccelerator", "scale_bank_words", "compare_responses"]
+__all__ = ["ExpectedBeat", "ReferenceAccelerator", "compare_responses"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,6 @@ class ExpectedBeat:
     word: int
     last: bool
     mask: int = WORD_MASK
-
-
-def scale_bank_words(config: ArrayConfig) -> int:
-    """64-bit words of one bank of the MX activation-scale memory (8 codes per word); it
-    holds a code per (row, K-block) of the largest M-tile an activation bank holds."""
-    codes = config.activation_buffer_depth // 2 // config.passes_per_block
-    return max(1, -(-codes // 8))
 
 
 _BANK_COMMANDS = (Opcode.LOAD_SCALES, Opcode.LOAD_ACTIVATIONS, Opcode.COMPUTE)
@@ -72,11 +67,11 @@ class ReferenceAccelerator:
     def __init__(self, config: ArrayConfig) -> None:
         check_accelerator_config(config)
         self.config = config
-        half = config.activation_buffer_depth // 2
+        half = config.activation_bank_depth
         self._act_half = half
         # Memories are not cleared by reset (like the hardware's); they start as zeros.
         self.activations = np.zeros((config.activation_buffer_depth, config.rows), np.uint8)
-        self.scales = np.zeros((2, scale_bank_words(config) * 8), np.uint8)
+        self.scales = np.zeros((2, config.scale_bank_words * 8), np.uint8)
         self.requant_bias = np.zeros(config.requant_depth, np.int64)
         self.requant_multiplier = np.zeros(config.requant_depth, np.int64)
         self.requant_shift = np.zeros(config.requant_depth, np.int64)
@@ -109,7 +104,7 @@ class ReferenceAccelerator:
                     ) -> list[ExpectedBeat]:
             data = data or []
             masks = masks or [WORD_MASK] * len(data)
-            beats = [ExpectedBeat(Header(opcode, tag, len(data) + 1).encode(), False)]
+            beats = [ExpectedBeat(Header(opcode, tag, response_length(len(data))).encode(), False)]
             beats += [ExpectedBeat(word, False, mask) for word, mask in zip(data, masks,
                                                                            strict=True)]
             beats.append(ExpectedBeat(StatusWord(code, opcode, field, value).encode(), True))
@@ -121,7 +116,7 @@ class ReferenceAccelerator:
             command = Opcode(opcode)
         except ValueError:
             return respond(Status.BAD_OPCODE)
-        if command in _BANK_COMMANDS and header.args & 0xFF > 1:
+        if command in _BANK_COMMANDS and header.bank > 1:
             return respond(Status.BAD_FIELD, Field.BANK)
         geometry = self.geometry
         if command in _CONFIGURED_COMMANDS and geometry is None:
@@ -141,7 +136,7 @@ class ReferenceAccelerator:
         else:
             code, value = Status.OK, 0
         used = payload[:expected]
-        bank = header.args & 1
+        bank = header.bank & 1
 
         if command == Opcode.IDENTIFY:
             return respond(code, value=value, data=identify_words(self.config))
@@ -199,13 +194,9 @@ class ReferenceAccelerator:
         if not channels:
             return
         array = np.asarray(words[:2 * channels], dtype=np.uint64).reshape(channels, 2)
-        first = array[:, 0].astype(np.int64)
-        bias = (first & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
-        multiplier = ((array[:, 0] >> np.uint64(32)).astype(np.uint32)).astype(np.int64)
-        shift = (array[:, 1] & np.uint64(0x3F)).astype(np.int64)
-        self.requant_bias[:channels] = bias
-        self.requant_multiplier[:channels] = multiplier
-        self.requant_shift[:channels] = np.where(shift >= 32, shift - 64, shift)
+        self.requant_bias[:channels] = REQUANT[0].decode_array(array[:, 0], "bias")
+        self.requant_multiplier[:channels] = REQUANT[0].decode_array(array[:, 0], "multiplier")
+        self.requant_shift[:channels] = REQUANT[1].decode_array(array[:, 1], "shift")
 
     # --- COMPUTE ----------------------------------------------------------------------
 

@@ -2,10 +2,13 @@
 
 Everything here is pure Python/NumPy and shared by the three parties that must agree bit for
 bit: the gateware (`hw.accelerator` takes its opcodes, codes and field layouts from this
-module), the reference executor (`host.reference`) and the host packer (`host.tiling`).
+module), the reference executor (`golden.reference`) and the host packer (`host.tiling`).
 
 Words are 64 bits; a packet is a header word plus `length` payload words, and the `last`
 flag of the stream marks its final word. Fields are little-endian bit ranges of a word.
+Every word with fields is a `WordLayout` here (`HEADER`, `STATUS`, `CONFIGURE`,
+`REQUANT`, `IDENTIFY`, `BANK_ARGS`): the host codec encodes and decodes with it, and the
+gateware's `lib.data` layouts are derived from it (`hw.wire`), so each field is written once.
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from golden.config import MODE_INFO, MODES, ArrayConfig
+from .config import MODE_INFO, MODES, ArrayConfig
 
 __all__ = [
-    "PROTOCOL_VERSION", "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "Opcode", "Status",
+    "PROTOCOL_VERSION", "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "LENGTH_BITS",
+    "WordField", "WordLayout", "HEADER", "BANK_ARGS", "STATUS", "CONFIGURE", "REQUANT",
+    "IDENTIFY", "response_length", "Opcode", "Status",
     "Field", "OUT_KINDS", "REQUANT_KINDS", "MX_KINDS", "COUNTER_NAMES", "Header",
     "StatusWord", "Packet", "Response", "Beat", "ConfigureFields", "Geometry",
     "check_accelerator_config", "mode_code", "out_kind_code", "encode_configure",
     "decode_configure", "check_configure", "identify_words", "decode_identify",
     "UNIDENTIFIED_FIELDS", "identified_fields",
     "encode_requant_words", "split_packets", "parse_responses", "item_nibbles",
+    "MX_CODE_NIBBLES", "activation_word", "weight_word",
     "pack_results", "unpack_results", "words_to_nibbles", "nibbles_to_words",
 ]
 
@@ -41,6 +47,199 @@ MAX_LENGTH = (1 << LENGTH_BITS) - 1
 
 Beat = tuple[int, bool]
 """One transfer of the stream: (64-bit word, last)."""
+
+
+@dataclass(frozen=True)
+class WordField:
+    """Bits `offset` .. `offset + width - 1` of a word; two's complement if `signed`."""
+
+    offset: int
+    width: int
+    signed: bool = False
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
+
+    @property
+    def range(self) -> tuple[int, int]:
+        """(lowest, highest) value the field holds."""
+        if self.signed:
+            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
+        return 0, self.mask
+
+
+class WordLayout:
+    """The named fields of one wire word (bits no field names are 0).
+
+    `encode` builds a word from field values (each must fit its field), `encode_wrapped`
+    from raw values taken modulo the field's width, `decode` reads the fields back (signed
+    fields sign-extended); `encode_array` / `decode_array` do the same on NumPy arrays of
+    words. `hw.wire.layout` turns a `WordLayout` into the gateware's `lib.data` layout."""
+
+    def __init__(self, name: str, fields: dict[str, WordField], width: int = 64) -> None:
+        self.name = name
+        self.width = width
+        self.fields = dict(fields)
+        used = 0
+        for field_name, field in self.fields.items():
+            bits = field.mask << field.offset
+            if field.offset < 0 or field.width < 1 or field.offset + field.width > width \
+                    or used & bits:
+                raise ValueError(f"{name}: field {field_name!r} {field} overlaps or leaves the "
+                                 f"{width}-bit word")
+            used |= bits
+
+    def __repr__(self) -> str:
+        return f"WordLayout({self.name!r})"
+
+    def __getitem__(self, name: str) -> WordField:
+        return self.fields[name]
+
+    def _known(self, values: dict[str, int]) -> None:
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise ValueError(f"{self.name} has no field {sorted(unknown)[0]!r}")
+
+    def encode(self, **values: int) -> int:
+        """The word holding `values` (missing fields are 0); each value must fit."""
+        self._known(values)
+        for name, value in values.items():
+            low, high = self.fields[name].range
+            if not low <= value <= high:
+                raise ValueError(f"{self.name} {name} must be in [{low}, {high}], "
+                                 f"not {value!r}")
+        return self.encode_wrapped(**values)
+
+    def encode_wrapped(self, **values: int) -> int:
+        """The word holding each value modulo its field's width."""
+        self._known(values)
+        word = 0
+        for name, value in values.items():
+            field = self.fields[name]
+            word |= (int(value) & field.mask) << field.offset
+        return word
+
+    def decode(self, word: int) -> dict[str, int]:
+        """Every field of `word`, signed fields sign-extended."""
+        result = {}
+        for name, field in self.fields.items():
+            value = (int(word) >> field.offset) & field.mask
+            if field.signed and value >> (field.width - 1):
+                value -= 1 << field.width
+            result[name] = value
+        return result
+
+    def encode_array(self, **values: np.ndarray) -> np.ndarray:
+        """`encode_wrapped` of arrays (broadcast together): uint64 words."""
+        self._known(values)
+        arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.int64) for v in values.values()))
+        words = np.zeros(arrays[0].shape if arrays else (), dtype=np.uint64)
+        for name, value in zip(values, arrays, strict=True):
+            field = self.fields[name]
+            words |= (value.astype(np.uint64) & np.uint64(field.mask)) << np.uint64(field.offset)
+        return words
+
+    def decode_array(self, words: np.ndarray, name: str) -> np.ndarray:
+        """Field `name` of every word of `words` (int64, signed fields sign-extended)."""
+        field = self.fields[name]
+        words = np.asarray(words, dtype=np.uint64)
+        value = ((words >> np.uint64(field.offset)) & np.uint64(field.mask)).astype(np.int64)
+        if field.signed:
+            value = np.where(value >> (field.width - 1) != 0, value - (1 << field.width), value)
+        return value
+
+
+HEADER = WordLayout("header", {
+    "opcode": WordField(0, 8),
+    "tag": WordField(8, 8),
+    "length": WordField(16, LENGTH_BITS),
+    "args": WordField(40, 24),
+})
+"""Every packet's first word: opcode (`Opcode`), tag (echoed), payload length, arguments."""
+
+BANK_ARGS = WordLayout("bank arguments", {"bank": WordField(0, 8)}, width=24)
+"""The header arguments of LOAD_SCALES, LOAD_ACTIVATIONS and COMPUTE: the bank (0 or 1)."""
+
+STATUS = WordLayout("status", {
+    "code": WordField(0, 8),
+    "opcode": WordField(8, 8),
+    "field": WordField(16, 8),
+    "value": WordField(32, 32),
+})
+"""The last word of every response: `Status`, the request's opcode, the `Field` a
+BAD_FIELD or TOO_LARGE refers to, and a value (a length or a word count)."""
+
+CONFIGURE = (
+    WordLayout("configure word 0", {
+        "mode": WordField(0, 3),            # MODES.index(mode)
+        "rounding": WordField(4, 1),        # 0 fp32, 1 gemmlowp
+        "relu": WordField(5, 1),
+        "out_kind": WordField(8, 3),        # OUT_KINDS.index(kind)
+        "zero_point": WordField(16, 9, signed=True),
+    }),
+    WordLayout("configure word 1", {
+        "m": WordField(0, 16),
+        "k": WordField(16, 16),
+        "n": WordField(32, 16),
+    }),
+)
+"""CONFIGURE's two payload words."""
+
+REQUANT = (
+    WordLayout("requant word 0", {
+        "bias": WordField(0, 32, signed=True),
+        "multiplier": WordField(32, 32),    # float32 bits of s32 (fp32), or q31 (gemmlowp)
+    }),
+    WordLayout("requant word 1", {"shift": WordField(0, 6, signed=True)}),
+)
+"""LOAD_REQUANT's two words per output channel."""
+
+IDENTIFY = (
+    WordLayout("identify word 0", {
+        "magic": WordField(0, 32),
+        "major": WordField(32, 8),
+        "minor": WordField(40, 8),
+    }),
+    WordLayout("identify word 1", {
+        "rows": WordField(0, 8),
+        "cols": WordField(8, 8),
+        "block_size": WordField(16, 8),
+        "acc_bits": WordField(24, 8),
+        "stream_width": WordField(32, 16),
+        "modes": WordField(48, 5),          # bit i = MODES[i]
+        "k_pairs": WordField(53, 1),        # int4 packing: 1 = k-pairs
+        "acc_truncate": WordField(56, 1),   # acc rounding: 1 = truncate
+        "counter_bits": WordField(57, 7),   # 0 = 64
+    }),
+    WordLayout("identify word 2", {
+        "weight_buffer_depth": WordField(0, 32),
+        "activation_buffer_depth": WordField(32, 32),
+    }),
+    WordLayout("identify word 3", {
+        "accumulator_depth": WordField(0, 32),
+        "requant_depth": WordField(32, 32),
+    }),
+)
+"""IDENTIFY's four data words."""
+
+
+def activation_word(config: ArrayConfig) -> WordLayout:
+    """A LOAD_ACTIVATIONS payload word: one activation vector, row r's byte in bits
+    8r + 7 .. 8r (an int8 value, or two int4 K-elements with K-pairs)."""
+    return WordLayout("activation word", {"vector": WordField(0, 8 * config.rows)})
+
+
+def weight_word(config: ArrayConfig) -> WordLayout:
+    """A weight-row word of COMPUTE's payload: column c's byte in bits 8c + 7 .. 8c (an int8
+    weight, or two int4 weights: lane 0 in the low nibble)."""
+    return WordLayout("weight word", {"row": WordField(0, 8 * config.cols)})
+
+
+def response_length(data_words: object) -> object:
+    """A response's header length: its data words and the status word (an int, or a
+    gateware value)."""
+    return data_words + 1
 
 
 class Opcode(enum.IntEnum):
@@ -141,16 +340,17 @@ class Header:
     args: int = 0
 
     def encode(self) -> int:
-        for name, value, bits in (("opcode", self.opcode, 8), ("tag", self.tag, 8),
-                                  ("length", self.length, LENGTH_BITS), ("args", self.args, 24)):
-            if not 0 <= value < (1 << bits):
-                raise ValueError(f"header {name} must fit {bits} bits, not {value!r}")
-        return self.opcode | self.tag << 8 | self.length << 16 | self.args << 40
+        return HEADER.encode(opcode=self.opcode, tag=self.tag, length=self.length,
+                             args=self.args)
 
     @classmethod
     def decode(cls, word: int) -> Header:
-        return cls(word & 0xFF, (word >> 8) & 0xFF, (word >> 16) & MAX_LENGTH,
-                   (word >> 40) & 0xFFFFFF)
+        return cls(**HEADER.decode(word))
+
+    @property
+    def bank(self) -> int:
+        """The bank argument of LOAD_SCALES, LOAD_ACTIVATIONS and COMPUTE."""
+        return BANK_ARGS.decode(self.args)["bank"]
 
 
 @dataclass(frozen=True)
@@ -163,12 +363,12 @@ class StatusWord:
     value: int = 0
 
     def encode(self) -> int:
-        return (self.code & 0xFF) | (self.opcode & 0xFF) << 8 | (self.field & 0xFF) << 16 \
-            | (self.value & 0xFFFFFFFF) << 32
+        return STATUS.encode_wrapped(code=self.code, opcode=self.opcode, field=self.field,
+                                     value=self.value)
 
     @classmethod
     def decode(cls, word: int) -> StatusWord:
-        return cls(word & 0xFF, (word >> 8) & 0xFF, (word >> 16) & 0xFF, word >> 32)
+        return cls(**STATUS.decode(word))
 
     @property
     def ok(self) -> bool:
@@ -273,10 +473,9 @@ class ConfigureFields:
     n: int
 
     def encode(self) -> list[int]:
-        word0 = (self.mode & 7) | (self.rounding & 1) << 4 | (self.relu & 1) << 5 \
-            | (self.out_kind & 7) << 8 | (self.zero_point & 0x1FF) << 16
-        word1 = (self.m & 0xFFFF) | (self.k & 0xFFFF) << 16 | (self.n & 0xFFFF) << 32
-        return [word0, word1]
+        values = vars(self)
+        return [layout.encode_wrapped(**{name: values[name] for name in layout.fields})
+                for layout in CONFIGURE]
 
 
 def encode_configure(*, mode: str, out_kind: str, m: int, k: int, n: int,
@@ -295,17 +494,19 @@ def encode_configure(*, mode: str, out_kind: str, m: int, k: int, n: int,
 
 
 def decode_configure(words: Sequence[int]) -> ConfigureFields:
-    word0, word1 = words
-    zero_point = (word0 >> 16) & 0x1FF
-    if zero_point >= 256:
-        zero_point -= 512
-    return ConfigureFields(word0 & 7, (word0 >> 8) & 7, (word0 >> 4) & 1, (word0 >> 5) & 1,
-                           zero_point, word1 & 0xFFFF, (word1 >> 16) & 0xFFFF,
-                           (word1 >> 32) & 0xFFFF)
+    fields: dict[str, int] = {}
+    for layout, word in zip(CONFIGURE, words, strict=True):
+        fields.update(layout.decode(word))
+    return ConfigureFields(**fields)
+
+
+MX_CODE_NIBBLES = 2
+"""Nibbles of an MX block's E8M0 scale code, which precedes the block's elements."""
 
 
 def item_nibbles(out_kind: str) -> int:
-    """Nibbles of one result element in the result stream (MX blocks add 2 for the code)."""
+    """Nibbles of one result element in the result stream (an MX block's first element is
+    preceded by its code, `MX_CODE_NIBBLES` more)."""
     return {"uint8": 2, "int8": 2, "int4": 1, "int32": 8, "fp32": 8, "mxint8": 2,
             "mxint4": 1}[out_kind]
 
@@ -392,19 +593,20 @@ def check_configure(config: ArrayConfig,
     kt, nt = k // rows, n // lc
     nb = k // block if info.mx else 0
     group = block // lc if out_kind in MX_KINDS else 1
-    if m * kt > config.activation_buffer_depth // 2:
+    if m * kt > config.activation_bank_depth:
         return Status.TOO_LARGE, Field.ACTIVATIONS, None
-    if m * group > config.accumulator_depth // 2:
+    if m * group > config.accumulator_bank_depth:
         return Status.TOO_LARGE, Field.ACCUMULATORS, None
     if requant and n > config.requant_depth:
         return Status.TOO_LARGE, Field.REQUANT, None
     block_scale_words = -(-lc // 8) if info.mx else 0
     compute_words = nt * (k + nb * block_scale_words)
     items = m * n
-    nibbles = items * item_nibbles(out_kind) + (items // block * 2 if out_kind in MX_KINDS
+    nibbles = items * item_nibbles(out_kind) + (items // block * MX_CODE_NIBBLES
+                                               if out_kind in MX_KINDS
                                                else 0)
     result_words = -(-nibbles // 16)
-    if compute_words > MAX_LENGTH or result_words + 1 > MAX_LENGTH:
+    if compute_words > MAX_LENGTH or response_length(result_words) > MAX_LENGTH:
         return Status.TOO_LARGE, Field.LENGTH, None
     geometry = Geometry(
         config=config, mode=mode, out_kind=out_kind,
@@ -419,24 +621,21 @@ def check_configure(config: ArrayConfig,
 # --- IDENTIFY -------------------------------------------------------------------------------
 
 def identify_words(config: ArrayConfig) -> list[int]:
-    """IDENTIFY's four data words.
-
-    0: bits 31..0 MAGIC, 39..32 major, 47..40 minor version.
-    1: 7..0 rows, 15..8 cols, 23..16 block size, 31..24 acc bits, 47..32 stream width,
-       52..48 modes bitmask (bit i = MODES[i]), 53 int4 packing (1 = k-pairs),
-       56 acc rounding (1 = truncate), 63..57 counter bits (0 = 64).
-    2: 31..0 weight buffer depth, 63..32 activation buffer depth.
-    3: 31..0 accumulator depth, 63..32 requant depth."""
-    modes = sum(1 << MODES.index(mode) for mode in config.modes)
-    return [
-        MAGIC | PROTOCOL_VERSION[0] << 32 | PROTOCOL_VERSION[1] << 40,
-        config.rows | config.cols << 8 | config.block_size << 16 | config.acc_bits << 24
-        | config.stream_width << 32 | modes << 48 | int(config.int4_packing == "k-pairs") << 53
-        | int(config.acc_rounding == "truncate") << 56
-        | (config.counter_bits & 63) << 57,
-        config.weight_buffer_depth | config.activation_buffer_depth << 32,
-        config.accumulator_depth | config.requant_depth << 32,
-    ]
+    """IDENTIFY's four data words (`IDENTIFY`): the magic number and protocol version; the
+    array, block size, accumulator, stream width, modes (bit i = MODES[i]), int4 packing,
+    accumulator rounding and counter width (64 as 0); the buffer depths."""
+    fields = {
+        "magic": MAGIC, "major": PROTOCOL_VERSION[0], "minor": PROTOCOL_VERSION[1],
+        "modes": sum(1 << MODES.index(mode) for mode in config.modes),
+        "k_pairs": int(config.int4_packing == "k-pairs"),
+        "acc_truncate": int(config.acc_rounding == "truncate"),
+        "counter_bits": config.counter_bits % 64,
+        **{name: getattr(config, name) for name in (
+            "rows", "cols", "block_size", "acc_bits", "stream_width", "weight_buffer_depth",
+            "activation_buffer_depth", "accumulator_depth", "requant_depth")},
+    }
+    return [layout.encode(**{name: fields[name] for name in layout.fields})
+            for layout in IDENTIFY]
 
 
 UNIDENTIFIED_FIELDS = ("multiplier", "pipeline", "activation_memory")
@@ -454,36 +653,34 @@ def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]
     """(protocol version, ArrayConfig) from IDENTIFY's data words (`UNIDENTIFIED_FIELDS`
     at their defaults, except the multiplier of a K-pairs build: "ice40-sb-mac16", the one
     that implements K-pairs)."""
-    if len(words) != 4 or words[0] & 0xFFFFFFFF != MAGIC:
+    if len(words) != len(IDENTIFY) or IDENTIFY[0].decode(words[0])["magic"] != MAGIC:
         raise ValueError("not an lpmac IDENTIFY response (magic number missing)")
-    version = ((words[0] >> 32) & 0xFF, (words[0] >> 40) & 0xFF)
-    modes = tuple(mode for index, mode in enumerate(MODES) if (words[1] >> (48 + index)) & 1)
-    k_pairs = bool((words[1] >> 53) & 1)
-    packing = {"int4_packing": "k-pairs", "multiplier": "ice40-sb-mac16"} if k_pairs else {}
-    config = ArrayConfig(**packing,
-        rows=words[1] & 0xFF, cols=(words[1] >> 8) & 0xFF, block_size=(words[1] >> 16) & 0xFF,
-        acc_bits=(words[1] >> 24) & 0xFF, stream_width=(words[1] >> 32) & 0xFFFF,
-        acc_rounding="truncate" if (words[1] >> 56) & 1 else "nearest",
-        weight_buffer_depth=words[2] & 0xFFFFFFFF, activation_buffer_depth=words[2] >> 32,
-        accumulator_depth=words[3] & 0xFFFFFFFF, requant_depth=words[3] >> 32, modes=modes,
-        counter_bits=(words[1] >> 57) or 64)
-    return version, config
+    fields: dict[str, int] = {}
+    for layout, word in zip(IDENTIFY, words, strict=True):
+        fields.update(layout.decode(word))
+    version = (fields.pop("major"), fields.pop("minor"))
+    del fields["magic"]
+    fields["modes"] = tuple(mode for index, mode in enumerate(MODES)
+                            if fields["modes"] >> index & 1)
+    if fields.pop("k_pairs"):
+        fields.update(int4_packing="k-pairs", multiplier="ice40-sb-mac16")
+    fields["acc_rounding"] = "truncate" if fields.pop("acc_truncate") else "nearest"
+    fields["counter_bits"] = fields["counter_bits"] or 64
+    return version, ArrayConfig(**fields)
 
 
 # --- LOAD_REQUANT ---------------------------------------------------------------------------
 
 def encode_requant_words(bias: np.ndarray, multiplier_bits: np.ndarray,
                          shift: np.ndarray) -> list[int]:
-    """Two words per channel: (bias | multiplier << 32), (shift & 0x3F).
+    """Two words per channel (`REQUANT`): bias and multiplier, then the shift.
 
     `multiplier_bits` are the 32 bits the requantizer takes: the float32 pattern of s32
     (fp32 rounding) or q31 (gemmlowp); `shift` is gemmlowp's shift in [-32, 31]."""
-    bias = np.asarray(bias, dtype=np.int64) & 0xFFFFFFFF
-    multiplier_bits = np.asarray(multiplier_bits, dtype=np.int64) & 0xFFFFFFFF
-    shift = np.asarray(shift, dtype=np.int64) & 0x3F
-    words = np.empty(2 * bias.size, dtype=np.uint64)
-    words[0::2] = (bias | (multiplier_bits << 32)).astype(np.uint64)
-    words[1::2] = shift.astype(np.uint64)
+    first = REQUANT[0].encode_array(bias=bias, multiplier=multiplier_bits)
+    words = np.empty(2 * first.size, dtype=np.uint64)
+    words[0::2] = first.reshape(-1)
+    words[1::2] = REQUANT[1].encode_array(shift=shift).reshape(-1)
     return [int(word) for word in words]
 
 
@@ -535,10 +732,10 @@ def pack_results(geometry: Geometry, values: np.ndarray,
             raise ValueError("MX outputs need their scale codes")
         block = geometry.config.block_size
         codes = np.asarray(codes, dtype=np.int64).reshape(geometry.m, -1, 1)
-        code_nibbles = _value_nibbles(_result_order_codes(geometry, codes), 2)
+        code_nibbles = _value_nibbles(_result_order_codes(geometry, codes), MX_CODE_NIBBLES)
         per_block = element_nibbles.reshape(*ordered.shape[:2], -1, block * nibble_count)
-        stream = np.concatenate([code_nibbles.reshape(*per_block.shape[:3], 2), per_block],
-                                axis=-1)
+        stream = np.concatenate(
+            [code_nibbles.reshape(*per_block.shape[:3], MX_CODE_NIBBLES), per_block], axis=-1)
     else:
         stream = element_nibbles
     words = nibbles_to_words(stream.reshape(-1))
