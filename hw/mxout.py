@@ -283,13 +283,31 @@ class MxQuantizer(wiring.Component):
             with m.Else():
                 m.d.sync += read_index.eq(read_index + 1)
 
-        def reg(value: Value, name: str) -> Signal:
-            return register(reader, value, name)
-
         # Valid bits of the reader stages (these, unlike the data registers, reset).
         valid = [Signal(name=f"valid_{n}") for n in range(1, 6)]
         reader.d.sync += [valid[0].eq(issue), *(valid[n].eq(valid[n - 1])
                                                 for n in range(1, len(valid)))]
+
+        self._round_stages(reader, read_port, read_bank, read_index == 0, is_last,
+                           (bank_max, bank_any), valid)
+        m.submodules.reader = EnableInserter(read_advance)(reader)
+
+        m.d.comb += self.busy.eq((Cat(front_valid) != 0) | (bank_full != 0)
+                                 | (write_index != 0) | (Cat(valid) != 0) | o.valid)
+        return m
+
+    def _round_stages(self, reader: Module, read_port: object, read_bank: Value,
+                      first_read: Value, is_last: Value,
+                      bank_stats: tuple[list[Signal], list[Signal]],
+                      valid: list[Signal]) -> None:
+        """R1 .. R6 of the reader, on `reader` (its enable is the output's advance): the
+        block's shared exponent, then each element shifted to the format's grid, rounded
+        and clamped."""
+        o = self.o_stream
+        bank_max, bank_any = bank_stats
+
+        def reg(value: Value, name: str) -> Signal:
+            return register(reader, value, name)
 
         # R1: the memory read; the block's shared exponent, first and last.
         top = Mux(read_bank, bank_max[1], bank_max[0])
@@ -297,7 +315,7 @@ class MxQuantizer(wiring.Component):
         shared = Mux(~any_nonzero | (top < SHARED_EXP_MIN), SHARED_EXP_MIN,
                      Mux(top > SHARED_EXP_MAX, SHARED_EXP_MAX, top))
         shared = reg(shared[:8].as_signed(), "shared_1")
-        first = reg(read_index == 0, "first_1")
+        first = reg(first_read, "first_1")
         last = reg(is_last, "last_1")
 
         def reg_view(view: data.View, name: str) -> data.View:
@@ -368,9 +386,3 @@ class MxQuantizer(wiring.Component):
             o.payload.first.eq(first),
             o.payload.last.eq(last),
         ]
-        m.submodules.reader = EnableInserter(read_advance)(reader)
-
-        m.d.comb += self.busy.eq((Cat(front_valid) != 0) | (bank_full != 0)
-                                 | (write_index != 0) | (Cat(valid) != 0) | o.valid)
-        return m
-

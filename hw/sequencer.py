@@ -1,0 +1,239 @@
+"""The sequencer: queued jobs -> activation vectors for the systolic array.
+
+It takes one job (a COMPUTE's activation bank) at a time from the job FIFO and issues, for
+each group of N-tiles (1, or BK / lc for MX outputs), each N-tile, each K-tile, the rows
+m = 0 .. M_tile - 1 of the activation bank (address k_tile * M + m, a 1-cycle memory read
+into the registered stage S1). The first vector of each pass carries `swap`, so the weight
+tile that loaded into the array's shadow registers during the previous pass becomes active
+without a bubble. Each vector carries a `meta` tag to the accumulators: the accumulator
+address, `first` (overwrite instead of add), `group_end`, and in the MX modes `last_pass`,
+`first_block`, `pop_scale` and the row's activation scale code `ca`. A pass shorter than
+`pass_min(mode)` is padded with bubbles; before the first vector of a group the sequencer
+waits until the group's accumulator bank has been drained (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.utils import exact_log2
+
+from golden.config import ArrayConfig
+
+from .actbuffer import ActivationBuffer
+from .arith import SkidBuffer
+from .array import SystolicArray
+from .configure import ConfigRegisters
+
+__all__ = ["Sequencer"]
+
+
+class Sequencer:
+    """Jobs -> the array's activation and weight streams.
+
+    `running`: a job is being issued; `s1_valid`: a vector is offered to the array;
+    `waiting_bank`: the next group waits for its accumulator bank (the output-stall
+    event)."""
+
+    def __init__(self, config: ArrayConfig) -> None:
+        self._config = config
+        self.running = Signal()
+        self.s1_valid = Signal()
+        self.waiting_bank = Signal()
+
+    def build(self, m: Module, *, array: SystolicArray, act_buffer: ActivationBuffer,
+              scale_read: object, job_fifo: SyncFIFOBuffered, weight_fifo: SyncFIFOBuffered,
+              c: ConfigRegisters, acc_busy: Signal, acc_last: Signal, bank_use_dec: Signal,
+              meta_layout: data.StructLayout) -> None:
+        config = self._config
+        self.c = c
+        act_half = config.activation_bank_depth
+        ppb = config.passes_per_block if config.has_mx else 1
+        scale_bank = config.scale_bank_words
+        running = self.running
+        self.job_bank = Signal()
+        self.row = Signal.like(c.pass_last)      # i: row of the M-tile (>= M: a bubble)
+        self.k_tile = Signal.like(c.k_last)
+        self.k_next = Signal.like(c.k_last)      # k_tile + 1, a register: no adder on the
+        #                                          path into last_k (the same for group_next)
+        self.tile = Signal(range(max(2, config.block_size // config.cols + 1)))  # in group
+        self.group_next = Signal(16)     # the group's index + 1
+        self.pass_base = Signal(range(act_half + 1))           # k_tile * M
+        # The activation read address job_bank * act_half + pass_base + row, kept as a
+        # register updated with row and pass_base (no adder between it and the buffer's
+        # address pins, which fan out to every block RAM of a deep buffer).
+        self.act_addr = Signal.like(act_buffer.r_addr)
+        self.tile_base = Signal(range(config.accumulator_bank_depth + 1))   # tile * M
+        self.acc_select = acc_select = Signal()
+        self.block_pass = Signal(range(max(2, ppb)))
+        self.first_block = Signal()
+        self.code_base = Signal(range(scale_bank * 8 + 1))     # block * M
+
+        s1_valid = self.s1_valid
+        self.s1_swap = Signal()
+        self.s1_meta = Signal(meta_layout)
+        self.s1_byte = Signal(3)
+        self.advance = advance = Signal()
+        m.d.comb += advance.eq(~s1_valid | array.a.ready)
+
+        # row, k_tile and tile are all 0: a flag kept with them (a short path into
+        # waiting_bank, step and every sequencer register).
+        self.group_start = group_start = Signal()
+        bank_busy = Signal()        # the bank of the group at hand is busy (see below)
+        waiting_bank = self.waiting_bank
+        m.d.comb += waiting_bank.eq(running & group_start & bank_busy)
+        self.step = step = Signal()
+        m.d.comb += step.eq(running & advance & ~waiting_bank)
+        # Each loop counter's "at its last value" is a flag kept with it (the counters'
+        # comparisons are then off the paths through step, group_start and the counters).
+        self.last_row = last_row = Signal()         # row == c.pass_last
+        self.last_k = last_k = Signal()             # k_tile == c.k_last
+        self.last_tile = last_tile = Signal()       # tile == c.group_last
+        self.last_group = Signal()                  # group_next == c.groups_last + 1
+        # `bank_busy` is a register (a short path into step): acc_busy's bit for the bank
+        # `acc_select` names in the next cycle. Only the sequencer sets a bit (its own bank's,
+        # at a group's first step, which is never the step before another group's start), and
+        # the drain's releases are seen a cycle late: the flag is never low for a busy bank.
+        m.d.sync += bank_busy.eq(Mux(step & last_row & last_k & last_tile,
+                                     acc_busy.bit_select(~acc_select, 1),
+                                     acc_busy.bit_select(acc_select, 1)))
+        self._start(m, job_fifo)
+        self._read(m, act_buffer, scale_read)
+        self._issue(m, acc_busy, acc_last, bank_use_dec)
+        self._streams(m, array, act_buffer, weight_fifo, scale_read)
+
+    def _start(self, m: Module, job_fifo: SyncFIFOBuffered) -> None:
+        """A job taken from the job FIFO: every loop counter at its start."""
+        c = self.c
+        log_act_half = exact_log2(self._config.activation_bank_depth)
+        with m.If(~self.running & job_fifo.r_rdy):
+            m.d.comb += job_fifo.r_en.eq(1)
+            m.d.sync += [
+                self.running.eq(1), self.job_bank.eq(job_fifo.r_data[0]), self.row.eq(0),
+                self.k_tile.eq(0), self.k_next.eq(1), self.group_next.eq(1),
+                self.last_row.eq(c.pass_last == 0), self.last_k.eq(c.k_last == 0),
+                self.last_tile.eq(c.group_last == 0), self.last_group.eq(c.groups_last == 0),
+                self.group_start.eq(1),
+                self.tile.eq(0), self.pass_base.eq(0), self.tile_base.eq(0),
+                self.block_pass.eq(0), self.first_block.eq(1), self.code_base.eq(0),
+                self.act_addr.eq(Cat(Const(0, log_act_half), job_fifo.r_data[0])),
+            ]
+
+    def _read(self, m: Module, act_buffer: ActivationBuffer, scale_read: object) -> None:
+        """The activation (and scale-code) reads of the row at hand."""
+        m.d.comb += [
+            act_buffer.r_addr.eq(self.act_addr),
+            act_buffer.r_en.eq(self.advance),
+        ]
+        if self._config.has_mx:
+            scale_bank = self._config.scale_bank_words
+            self.code_index = code_index = Signal(range(2 * scale_bank * 8))
+            m.d.comb += [
+                code_index.eq(self.job_bank * (scale_bank * 8) + self.code_base + self.row),
+                scale_read.addr.eq(code_index[3:]),
+                scale_read.en.eq(self.advance),
+            ]
+
+    def _issue(self, m: Module, acc_busy: Signal, acc_last: Signal,
+               bank_use_dec: Signal) -> None:
+        """Stage S1 (the vector and its tag) and the loop counters' step: row -> K-tile ->
+        N-tile -> group."""
+        config, c = self._config, self.c
+        has_mx = config.has_mx
+        ppb = config.passes_per_block if has_mx else 1
+        log_act_half = exact_log2(config.activation_bank_depth)
+        row, k_tile, k_next, tile = self.row, self.k_tile, self.k_next, self.tile
+        group_next, pass_base, act_addr = self.group_next, self.pass_base, self.act_addr
+        tile_base, acc_select, block_pass = self.tile_base, self.acc_select, self.block_pass
+        first_block, code_base, job_bank = self.first_block, self.code_base, self.job_bank
+        last_row, last_k, last_tile = self.last_row, self.last_k, self.last_tile
+        last_group, group_start, step = self.last_group, self.group_start, self.step
+        with m.If(self.advance):
+            m.d.sync += self.s1_valid.eq(step & (row < c.m))
+        with m.If(step):
+            meta = self.s1_meta
+            m.d.sync += [
+                self.s1_swap.eq(row == 0),
+                meta.addr.eq(acc_select * config.accumulator_bank_depth + tile_base + row),
+                meta.first.eq(Mux(c.mx, block_pass == 0, k_tile == 0)),
+                meta.group_end.eq(last_tile & last_k & (row == c.m_last)),
+            ]
+            if has_mx:
+                last_pass = block_pass == ppb - 1
+                m.d.sync += [
+                    meta.last_pass.eq(last_pass),
+                    meta.first_block.eq(first_block),
+                    meta.pop_scale.eq(last_pass & (row == c.m_last)),
+                    self.s1_byte.eq(self.code_index[:3]),
+                ]
+            with m.If(group_start):
+                m.d.sync += [
+                    acc_busy.bit_select(acc_select, 1).eq(1),
+                    acc_last.bit_select(acc_select, 1).eq(last_group),
+                ]
+            # Advance i -> k_tile -> tile -> group.
+            m.d.sync += group_start.eq(last_row & last_k & last_tile)
+            pass_next = pass_base + c.m
+            with m.If(~last_row):
+                m.d.sync += [row.eq(row + 1), last_row.eq(row + 1 == c.pass_last),
+                             act_addr.eq(act_addr + 1)]
+            with m.Else():
+                m.d.sync += [row.eq(0), last_row.eq(c.pass_last == 0),
+                             # pass_next < act_half unless last_k: the bank is the top bit
+                             act_addr.eq(Cat(Mux(last_k, 0, pass_next)[:log_act_half],
+                                             job_bank))]
+                if has_mx:
+                    with m.If(block_pass == ppb - 1):
+                        m.d.sync += [block_pass.eq(0), first_block.eq(0),
+                                     code_base.eq(code_base + c.m)]
+                    with m.Else():
+                        m.d.sync += block_pass.eq(block_pass + 1)
+                with m.If(~last_k):
+                    m.d.sync += [k_tile.eq(k_next), k_next.eq(k_next + 1),
+                                 pass_base.eq(pass_next), last_k.eq(k_next == c.k_last)]
+                with m.Else():
+                    m.d.sync += [k_tile.eq(0), k_next.eq(1), pass_base.eq(0), block_pass.eq(0),
+                                 first_block.eq(1), code_base.eq(0), last_k.eq(c.k_last == 0)]
+                    with m.If(~last_tile):
+                        m.d.sync += [tile.eq(tile + 1), tile_base.eq(tile_base + c.m),
+                                     last_tile.eq(tile + 1 == c.group_last)]
+                    with m.Else():
+                        m.d.sync += [tile.eq(0), tile_base.eq(0), acc_select.eq(~acc_select),
+                                     last_tile.eq(c.group_last == 0)]
+                        with m.If(~last_group):
+                            m.d.sync += [group_next.eq(group_next + 1),
+                                         last_group.eq(group_next == c.groups_last)]
+                        with m.Else():
+                            m.d.sync += self.running.eq(0)
+                            m.d.comb += bank_use_dec.eq(Mux(job_bank, 0b10, 0b01))
+
+    def _streams(self, m: Module, array: SystolicArray, act_buffer: ActivationBuffer,
+                 weight_fifo: SyncFIFOBuffered, scale_read: object) -> None:
+        """The array's activation stream from S1, its weight stream from the weight FIFO."""
+        config, c = self._config, self.c
+        cols = config.cols
+        m.d.comb += [
+            array.a.valid.eq(self.s1_valid),
+            array.a.payload.data.eq(act_buffer.r_data),
+            array.a.payload.swap.eq(self.s1_swap),
+            array.a.payload.meta.eq(self.s1_meta),
+            array.w.payload.mode.eq(c.mode),
+            array.out.ready.eq(1),
+        ]
+        # The weight FIFO's output is its block RAM's read register (on the ECP5 about 6 ns
+        # to the data) and the array's weight bus reaches every PE: in the fast pipeline a
+        # skid buffer sits between them. It takes the next tile's words while the shadow
+        # registers are full, so a load still starts right after a swap.
+        weights = stream.Signature(cols * 8).create()
+        m.d.comb += [weights.valid.eq(weight_fifo.r_rdy), weights.payload.eq(weight_fifo.r_data),
+                     weight_fifo.r_en.eq(weights.ready)]
+        if config.pipeline == "fast":
+            weight_skid = SkidBuffer(cols * 8)
+            m.submodules.weight_skid = weight_skid
+            wiring.connect(m, weights, weight_skid.i_stream)
+            weights = weight_skid.o_stream
+        m.d.comb += [array.w.valid.eq(weights.valid), array.w.payload.data.eq(weights.payload),
+                     weights.ready.eq(array.w.ready)]
+        if config.has_mx:
+            m.d.comb += array.a.payload.meta.ca.eq(scale_read.data.word_select(self.s1_byte, 8))
