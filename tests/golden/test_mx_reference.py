@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import golden
+import golden.mx
 
 from . import _mx_reference as reference
 
@@ -27,6 +28,28 @@ def _seed(*parts) -> int:
     seed = zlib.crc32(repr(parts).encode())
     print(f"seed={seed}")
     return seed
+
+
+@pytest.fixture(params=["as shipped", "block by block in small tiles"])
+def accumulation(request, monkeypatch):
+    """Run each MX GEMM test twice: as shipped (outputs that cannot round take the one-GEMM
+    exact sum) and with that shortcut disabled and the float64 accumulator run in tiles of a
+    few outputs, so that both paths, and tiles with a partial last one, meet the oracle on
+    every case."""
+    if request.param != "as shipped":
+        monkeypatch.setattr(golden.mx, "_cannot_round",
+                            lambda a_blocks, a_exponents, b_blocks, *rest:
+                            np.zeros((len(a_blocks), b_blocks.shape[-1]), dtype=bool))
+        monkeypatch.setattr(golden.mx, "_TILE", 29)
+    return request.param
+
+
+@pytest.fixture(params=[None, 29])
+def tile(request, monkeypatch):
+    """The float64 accumulator in its usual tiles, and in tiles of 29 outputs."""
+    if request.param is not None:
+        monkeypatch.setattr(golden.mx, "_TILE", request.param)
+    return request.param
 
 
 def _floats(rng: np.random.Generator, shape: tuple[int, int], axis: int, block: int,
@@ -65,7 +88,8 @@ def _assert_same_output(got, expected) -> None:
 @pytest.mark.parametrize("block", [16, 32])
 @pytest.mark.parametrize("acc_bits", ACC_BITS)
 @pytest.mark.parametrize("acc_rounding", ROUNDINGS)
-def test_mx_matmul_matches_reference(fmt_a, fmt_b, block, acc_bits, acc_rounding):
+def test_mx_matmul_matches_reference(fmt_a, fmt_b, block, acc_bits, acc_rounding,
+                                     accumulation):
     seed = _seed("mx_matmul", fmt_a, fmt_b, block, acc_bits, acc_rounding)
     rng = np.random.default_rng(seed)
     m, k, n = 9, 5 * block + 7, 13            # M, N, K not multiples of the block
@@ -98,7 +122,8 @@ def _quantized(rng, m, k, n, block, fmt_a, fmt_b, codes):
 @pytest.mark.parametrize("block", [16, 32])
 @pytest.mark.parametrize("acc_bits", [8, 12, 16, 24, 31, 32])
 @pytest.mark.parametrize("acc_rounding", ROUNDINGS)
-def test_mx_matmul_quantized_matches_reference(fmt_a, fmt_b, block, acc_bits, acc_rounding):
+def test_mx_matmul_quantized_matches_reference(fmt_a, fmt_b, block, acc_bits, acc_rounding,
+                                               accumulation):
     seed = _seed("mx_matmul_quantized", fmt_a, fmt_b, block, acc_bits, acc_rounding)
     rng = np.random.default_rng(seed)
     for codes in [(0, 254), (0, 0), (254, 254), (0, 1), (253, 254), (120, 134), (127, 127)]:
@@ -111,7 +136,7 @@ def test_mx_matmul_quantized_matches_reference(fmt_a, fmt_b, block, acc_bits, ac
 
 
 @pytest.mark.parametrize("acc_rounding", ROUNDINGS)
-def test_mx_matmul_larger_shapes_match_reference(acc_rounding):
+def test_mx_matmul_larger_shapes_match_reference(acc_rounding, accumulation):
     """Whole-array paths at a size where some outputs round and most do not."""
     seed = _seed("larger", acc_rounding)
     rng = np.random.default_rng(seed)
@@ -135,7 +160,7 @@ def _assert_same_bfp(got, expected) -> None:
 
 @pytest.mark.parametrize("acc_bits", [8, 9, 16, 23, 24, 31, 32])
 @pytest.mark.parametrize("acc_rounding", ROUNDINGS)
-def test_bfp_accumulate_matches_reference(acc_bits, acc_rounding):
+def test_bfp_accumulate_matches_reference(acc_bits, acc_rounding, tile):
     seed = _seed("bfp_accumulate", acc_bits, acc_rounding)
     rng = np.random.default_rng(seed)
     shape = (6, 5, 9, 17)
@@ -167,7 +192,7 @@ def test_bfp_accumulate_matches_reference(acc_bits, acc_rounding):
 
 @pytest.mark.parametrize("acc_bits", ACC_BITS)
 @pytest.mark.parametrize("acc_rounding", ROUNDINGS)
-def test_bfp_accumulate_ties_and_sticky_bits_match_reference(acc_bits, acc_rounding):
+def test_bfp_accumulate_ties_and_sticky_bits_match_reference(acc_bits, acc_rounding, tile):
     """Constructed sequences: an exact tie of round_W (to even, both parities, both signs),
     a tie disturbed by a sticky bit far below, cancellation to the -2^(W-1) mantissa,
     carries into the next binade and exact cancellation to zero."""
