@@ -263,7 +263,9 @@ def bfp_add(mantissa: np.ndarray, exponent: np.ndarray, term: np.ndarray,
 # Outputs whose exponents spread wider go through bfp_add, the integer definition.
 
 _FLOAT64_SPREAD = 900
-_TILE = 2**16   # outputs updated together: the temporaries of one update stay in cache
+# Outputs updated together: the temporaries of one update stay in cache and the allocator
+# reuses them (fresh multi-megabyte arrays cost more in page faults than their arithmetic).
+_TILE = 2**16
 
 
 def _to_bfp(values: np.ndarray, acc_bits: int) -> tuple[np.ndarray, np.ndarray]:
