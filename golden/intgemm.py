@@ -15,7 +15,8 @@ _FLOAT64_EXACT = 2**53
 
 
 def exact_matmul_int64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a [M, K] @ b [K, N] for integer arrays, exact modulo 2^64 (int64 result).
+    """a [..., M, K] @ b [..., K, N] for integer arrays, exact modulo 2^64 (int64 result;
+    leading axes broadcast as in np.matmul, so a stack of GEMMs is one call).
 
     Uses BLAS on float32 (or float64) operands over K-chunks short enough that no partial
     sum can leave the float's exact-integer range, and integer arithmetic otherwise."""
@@ -26,7 +27,7 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray, out_dtype: type) -> np.ndarray:
     magnitude_a = max(abs(int(a.min())), abs(int(a.max())), 1)
     magnitude_b = max(abs(int(b.min())), abs(int(b.max())), 1)
     product = magnitude_a * magnitude_b
-    k = a.shape[1]
+    k = a.shape[-1]
     for dtype, limit in ((np.float32, _FLOAT32_EXACT), (np.float64, _FLOAT64_EXACT)):
         chunk = limit // product
         if chunk >= k:
@@ -35,9 +36,10 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray, out_dtype: type) -> np.ndarray:
         if chunk >= 64:
             a_float = a.astype(dtype)
             b_float = b.astype(dtype)
-            result = np.zeros((a.shape[0], b.shape[1]), dtype=np.int64)
+            stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+            result = np.zeros((*stack, a.shape[-2], b.shape[-1]), dtype=np.int64)
             for start in range(0, k, chunk):
-                part = a_float[:, start:start + chunk] @ b_float[start:start + chunk]
+                part = a_float[..., start:start + chunk] @ b_float[..., start:start + chunk, :]
                 result += part.astype(np.int64)
             return result.astype(out_dtype)
     return np.matmul(a.astype(np.int64), b.astype(np.int64)).astype(out_dtype)

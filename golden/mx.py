@@ -7,13 +7,14 @@ c is the block's E8M0 scale code (255 = NaN, refused). docs/numerics.md, "MX".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _checks
 from .intgemm import exact_matmul_int64
-from .rounding import bit_length, round_half_even, round_magnitude
+from .rounding import bit_length, round_half_even, round_magnitude, round_sum
 
 __all__ = [
     "MX_FORMATS", "MxFormat", "SCALE_BIAS", "SCALE_NAN", "mx_quantize", "mx_dequantize",
@@ -57,12 +58,15 @@ def _block(value: int) -> int:
 
 
 def _blocked(x: np.ndarray, axis: int, block: int) -> tuple[np.ndarray, int]:
-    """Move `axis` last, zero-pad it to whole blocks, split it: [..., nb, block]."""
-    moved = np.moveaxis(x, axis, -1)
-    length = moved.shape[-1]
+    """Zero-pad `axis` to whole blocks and split it in place into (nb, block): a [M, K] with
+    axis 1 becomes [M, nb, block], b [K, N] with axis 0 becomes [nb, block, N]."""
+    length = x.shape[axis]
     blocks = -(-length // block)
-    padded = np.pad(moved, [(0, 0)] * (moved.ndim - 1) + [(0, blocks * block - length)])
-    return padded.reshape(*moved.shape[:-1], blocks, block), length
+    if blocks * block != length:
+        padding = [(0, 0)] * x.ndim
+        padding[axis] = (0, blocks * block - length)
+        x = np.pad(x, padding)
+    return x.reshape(*x.shape[:axis], blocks, block, *x.shape[axis + 1:]), length
 
 
 def mx_quantize(x: np.ndarray, fmt: str = "mxint8", block: int = 32,
@@ -78,17 +82,25 @@ def mx_quantize(x: np.ndarray, fmt: str = "mxint8", block: int = 32,
     block = _block(block)
     x = _checks.finite_float_array("x", np.asarray(x) if not isinstance(x, np.ndarray) else x)
     axis = _checks.axis_index("axis", axis, x.ndim)
-    values, length = _blocked(x.astype(np.float64), axis, block)
-    amax = np.abs(values).max(axis=-1)
+    # Floats keep their dtype (|v| and max are exact in any of them); integers become float64
+    # first, as float64(max|v|) is then the maximum of the float64 values.
+    values, length = _blocked(x if x.dtype.kind == "f" else x.astype(np.float64), axis,
+                              block)
+    amax = np.abs(values).max(axis=axis + 1)
     # floor(log2(amax)) exactly: frexp gives amax = f * 2^e with f in [0.5, 1).
     _, exponent = np.frexp(amax)
     shared = np.where(amax > 0, exponent.astype(np.int64) - 1, SHARED_EXP_MIN)
     shared = np.clip(shared, SHARED_EXP_MIN, SHARED_EXP_MAX)
-    scaled = np.ldexp(values, (spec.fraction_bits - shared)[..., None])
-    elements = np.clip(round_half_even(scaled), -spec.max_code, spec.max_code)
-    elements = elements.reshape(*values.shape[:-2], -1)[..., :length].astype(np.int8)
-    codes = (shared + SCALE_BIAS).astype(np.uint8)
-    return np.moveaxis(elements, -1, axis), np.moveaxis(codes, -1, axis)
+    # v * 2^(fraction_bits - shared) in float64: the power of two (2^-121 .. 2^133) is a
+    # float64, so the product is the correctly rounded (exact unless it underflows) value,
+    # as ldexp gives it.
+    scale = np.expand_dims(np.ldexp(1.0, spec.fraction_bits - shared), axis + 1)
+    scaled = np.multiply(values, scale, dtype=np.float64)
+    elements = np.clip(round_half_even(scaled, out=scaled), -spec.max_code, spec.max_code,
+                       out=scaled)
+    elements = elements.reshape(x.shape[:axis] + (-1,) + x.shape[axis + 1:])
+    elements = elements[(slice(None),) * axis + (slice(0, length),)]
+    return elements.astype(np.int8), (shared + SCALE_BIAS).astype(np.uint8)
 
 
 def _check_codes(name: str, codes: np.ndarray) -> np.ndarray:
@@ -127,13 +139,12 @@ def block_dot_products(a_elements: np.ndarray, b_elements: np.ndarray,
                        block: int) -> np.ndarray:
     """p[m, n, b] = exact sum over K-block b of a[m, k] * b[k, n] (int64, [M, N, nb]); a
     trailing partial block counts only its elements."""
-    k = a_elements.shape[1]
-    blocks = -(-k // block)
-    out = np.empty((a_elements.shape[0], b_elements.shape[1], blocks), dtype=np.int64)
-    for index in range(blocks):
-        cut = slice(index * block, min((index + 1) * block, k))
-        out[:, :, index] = exact_matmul_int64(a_elements[:, cut], b_elements[cut, :])
-    return out
+    a_blocks, _ = _blocked(a_elements, 1, block)                 # [M, nb, block]
+    b_blocks, _ = _blocked(b_elements, 0, block)                 # [nb, block, N]
+    # One stacked exact GEMM [nb, M, block] @ [nb, block, N]; the zero padding of the last
+    # block adds nothing. The result is laid out [nb, M, N] so that each block is contiguous.
+    products = exact_matmul_int64(a_blocks.transpose(1, 0, 2), b_blocks)
+    return np.moveaxis(products, 0, -1)
 
 
 def block_exponents(a_codes: np.ndarray, b_codes: np.ndarray, fmt_a: str = "mxint8",
@@ -144,7 +155,8 @@ def block_exponents(a_codes: np.ndarray, b_codes: np.ndarray, fmt_a: str = "mxin
     fb = _format("fmt_b", fmt_b).fraction_bits
     a_exp = a_codes.astype(np.int64) - SCALE_BIAS - fa
     b_exp = b_codes.astype(np.int64) - SCALE_BIAS - fb
-    return a_exp[:, None, :] + b_exp.T[None, :, :]
+    # Laid out [nb, M, N] like block_dot_products.
+    return np.moveaxis(np.add(a_exp.T[:, :, None], b_exp[:, None, :], order="C"), 0, -1)
 
 
 # --- The block-floating-point accumulator ------------------------------------------------
@@ -236,6 +248,67 @@ def bfp_add(mantissa: np.ndarray, exponent: np.ndarray, term: np.ndarray,
     return bfp_normalize(np.where(negative, -rounded, rounded), result_exp, acc_bits)
 
 
+# --- The accumulator evaluated in float64 ------------------------------------------------
+#
+# bfp_accumulate and the MX GEMM evaluate the same updates acc <- round_W(acc + t_b) on
+# float64 values, exactly (docs/numerics.md, section 7):
+#
+# * Every term t_b = p_b * 2^x_b is exact in float64 (|p_b| < 2^32) and every accumulator
+#   value has at most W - 1 <= 31 significant bits, so it is a float64 too.
+# * round_W(acc + t_b) is rounding.round_sum (TwoSum, round to odd, round to W - 1 bits),
+#   exact when every non-zero value involved is a normal float64 and nothing overflows.
+#   All values are multiples of 2^min(x_b) (rounding only coarsens the grid), so keeping
+#   the exponents, relative to a per-output offset, within [-_FLOAT64_SPREAD, 0] bounds
+#   them to [2^-_FLOAT64_SPREAD, nb * 2^32]: normal, and far from overflow.
+# Outputs whose exponents spread wider go through bfp_add, the integer definition.
+
+_FLOAT64_SPREAD = 900
+# Outputs updated together: the temporaries of one update stay in cache and the allocator
+# reuses them (fresh multi-megabyte arrays cost more in page faults than their arithmetic).
+_TILE = 2**16
+
+
+def _to_bfp(values: np.ndarray, acc_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical (m, e) of float64 values (zero or normal) with at most acc_bits - 1
+    significant bits, read from their IEEE fields: value = s * 2^(field - 1075) with the
+    53-bit significand s, so m = s >> (54 - W) exactly and e = field - 1075 + 54 - W, with
+    m in [2^(W-2), 2^(W-1)). A negative power of two is canonically -2^(W-1) * 2^(e-1)."""
+    bits = np.asarray(values, dtype=np.float64).view(np.int64)
+    shift = 54 - acc_bits
+    mantissa = bits & ((1 << 52) - 1)
+    mantissa |= 1 << 52
+    mantissa >>= shift
+    exponent = bits >> 52
+    exponent &= 0x7FF
+    zero = exponent == 0                           # +0.0 and -0.0 (no subnormals here)
+    exponent += shift - 1075
+    negative = bits < 0
+    negative_power = (mantissa == 1 << (acc_bits - 2)) & negative
+    mantissa <<= negative_power
+    exponent -= negative_power
+    np.negative(mantissa, out=mantissa, where=negative)
+    mantissa[zero] = 0
+    exponent[zero] = 0
+    return mantissa, exponent
+
+
+def _accumulate_float64(rows: int, cols: int, blocks: int,
+                        term: Callable[[slice, int], np.ndarray], acc_bits: int,
+                        rounding: str) -> np.ndarray:
+    """acc <- round_W(acc + term(r, b)) for b = 0, 1, ..., blocks - 1 from acc = 0, on float64
+    outputs [rows, cols]; term(r, b) is the float64 term of block b for the rows r (a
+    slice). Tiles of about _TILE outputs run one after the other."""
+    result = np.empty((rows, cols))
+    step = max(1, _TILE // max(cols, 1))
+    for start in range(0, rows, step):
+        tile = slice(start, min(start + step, rows))
+        accumulator = np.zeros((tile.stop - tile.start, cols))
+        for index in range(blocks):
+            accumulator = round_sum(accumulator, term(tile, index), acc_bits - 1, rounding)
+        result[tile] = accumulator
+    return result
+
+
 def bfp_accumulate(partials: np.ndarray, exponents: np.ndarray, *, acc_bits: int = 32,
                    rounding: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
     """The BFP accumulation unit: acc <- round_W(acc + p_b * 2^x_b) for b = 0, 1, ... along
@@ -246,15 +319,43 @@ def bfp_accumulate(partials: np.ndarray, exponents: np.ndarray, *, acc_bits: int
         raise ValueError(
             f"partials and exponents must have the same shape, not {partials.shape} and "
             f"{exponents.shape}")
-    if np.any(np.abs(partials.astype(np.int64)) >= _OPERAND_LIMIT):
+    if -int(partials.min()) >= _OPERAND_LIMIT or int(partials.max()) >= _OPERAND_LIMIT:
         raise ValueError("partials must have magnitudes below 2^32")
-    mantissa = np.zeros(partials.shape[:-1], dtype=np.int64)
-    exponent = np.zeros(partials.shape[:-1], dtype=np.int64)
-    for index in range(partials.shape[-1]):
-        mantissa, exponent = bfp_add(mantissa, exponent, partials[..., index],
-                                     exponents[..., index], acc_bits=acc_bits,
-                                     rounding=rounding)
-    return mantissa, exponent
+    _acc_bits(acc_bits)
+    _checks.choice("rounding", rounding, ACC_ROUNDINGS)
+    blocks = partials.shape[-1]
+    flat_partials = partials.reshape(-1, blocks)
+    flat_exponents = exponents.reshape(-1, blocks)
+    # Exponents relative to an offset: one for all outputs if they allow it (the MX GEMM's
+    # always do), else one per output.
+    highest = int(exponents.max())
+    if highest - int(exponents.min()) <= _FLOAT64_SPREAD:
+        offset = np.full(len(flat_exponents), highest, dtype=np.int64)
+        in_float64 = np.ones(len(flat_exponents), dtype=bool)
+    else:
+        offset = flat_exponents.max(axis=1).astype(np.int64)
+        in_float64 = offset - flat_exponents.min(axis=1) <= _FLOAT64_SPREAD
+
+    def term(tile: slice, index: int) -> np.ndarray:
+        relative = np.maximum(flat_exponents[tile, index] - offset[tile], -_FLOAT64_SPREAD)
+        # int32 exponents: NumPy's ldexp is many times slower with int64 ones.
+        return np.ldexp(flat_partials[tile, index].astype(np.float64),
+                        relative.astype(np.int32))[:, None]
+
+    values = _accumulate_float64(len(flat_partials), 1, blocks, term, acc_bits, rounding)
+    mantissa, exponent = _to_bfp(values[:, 0], acc_bits)
+    exponent = np.where(mantissa == 0, 0, exponent + offset)
+    if not in_float64.all():
+        wide = ~in_float64
+        wide_partials = flat_partials[wide].astype(np.int64)
+        wide_exponents = flat_exponents[wide].astype(np.int64)
+        m = np.zeros(len(wide_partials), dtype=np.int64)
+        e = np.zeros_like(m)
+        for index in range(blocks):
+            m, e = bfp_add(m, e, wide_partials[:, index], wide_exponents[:, index],
+                           acc_bits=acc_bits, rounding=rounding)
+        mantissa[wide], exponent[wide] = m, e
+    return mantissa.reshape(partials.shape[:-1]), exponent.reshape(partials.shape[:-1])
 
 
 def bfp_to_float64(mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
@@ -267,6 +368,82 @@ def bfp_to_float32(mantissa: np.ndarray, exponent: np.ndarray) -> np.ndarray:
     overflow to infinity."""
     with np.errstate(over="ignore"):
         return bfp_to_float64(mantissa, exponent).astype(np.float32)
+
+
+def _cannot_round(a_blocks: np.ndarray, a_exponents: np.ndarray, b_blocks: np.ndarray,
+                  b_exponents: np.ndarray, precision: int) -> np.ndarray:
+    """True [M, N] where no update of the accumulator can round, so that it ends with the
+    exact sum of all the products. Elements a [M, nb, block] with exponents [M, nb] and
+    b [nb, block, N] with exponents [nb, N] (value P * 2^s).
+
+    Every non-zero product is P_a * P_b * 2^(sa + sb) with sa >= La[m], the lowest exponent
+    of a non-zero block of row m, and sb >= Lb[n]: a multiple of 2^L, L = La + Lb, and so is
+    every partial sum. If U = sum_k |A[m, k] * B[k, n]| < 2^(L + precision), every partial
+    sum, in any order, is k * 2^L with |k| < 2^precision: on the grid of round_W, and a
+    float64 (precision < 53). U <= min(|A_m|_1 * max|B_n|, max|A_m| * |B_n|_1), with the
+    norms counted in units of 2^La and 2^Lb. They are sums and products of non-negative
+    float64 numbers, whose rounding is monotone, and 2^precision is a float64: a computed
+    bound below 2^precision means that the exact one is too."""
+    a_abs, b_abs = np.abs(a_blocks), np.abs(b_blocks)
+    a_sum, a_max = _norms(a_abs.sum(axis=2, dtype=np.int64), a_abs.max(axis=2), a_exponents,
+                          axis=1)
+    b_sum, b_max = _norms(b_abs.sum(axis=1, dtype=np.int64), b_abs.max(axis=1), b_exponents,
+                          axis=0)
+    limit = 2.0**precision
+    exact = np.multiply.outer(a_sum, b_max) < limit
+    exact |= np.multiply.outer(a_max, b_sum) < limit
+    return exact
+
+
+def _norms(block_sums: np.ndarray, block_maxima: np.ndarray, exponents: np.ndarray,
+           axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-norm and the max-norm along the blocks (`axis`) of values P * 2^s, in units of
+    2^(lowest s of a block with a non-zero element) (units of 1 where all are zero)."""
+    nonzero = block_maxima > 0
+    lowest = np.where(nonzero, exponents, np.iinfo(np.int64).max).min(axis=axis,
+                                                                          keepdims=True)
+    lowest = np.where(nonzero.any(axis=axis, keepdims=True), lowest, 0)
+    unit = np.ldexp(1.0, (exponents - lowest).astype(np.int32))   # fractions: zero blocks
+    return (block_sums * unit).sum(axis=axis), (block_maxima * unit).max(axis=axis)
+
+
+def _mx_accumulate(a_elements: np.ndarray, a_codes: np.ndarray, b_elements: np.ndarray,
+                   b_codes: np.ndarray, spec_a: MxFormat, spec_b: MxFormat, block: int,
+                   acc_bits: int, rounding: str) -> np.ndarray:
+    """The MX GEMM's accumulators [M, N] as float64 values (exact, see `bfp_accumulate`).
+
+    Outputs that cannot round (`_cannot_round`) are the exact sum: one float64 GEMM of the
+    values P * 2^s, exact by the same argument. The others run the accumulator block by
+    block; each block's term p_b * 2^x_b is a float64 GEMM over the block, exact because its
+    products are multiples of 2^x_b (|P| <= 127, so each is exact) and |p_b| < 2^19. MX
+    exponents x_b lie in [-266, 250], so all values stay normal float64."""
+    a_exponents = a_codes.astype(np.int64) - SCALE_BIAS - spec_a.fraction_bits   # [M, nb]
+    b_exponents = b_codes.astype(np.int64) - SCALE_BIAS - spec_b.fraction_bits   # [nb, N]
+    a_blocks, _ = _blocked(a_elements, 1, block)                                # [M, nb, bk]
+    b_blocks, _ = _blocked(b_elements, 0, block)                                # [nb, bk, N]
+    exact = _cannot_round(a_blocks, a_exponents, b_blocks, b_exponents, acc_bits - 1)
+    # The values P * 2^s (exact float64 products of an integer and a power of two).
+    a_values = np.multiply(a_blocks, np.ldexp(1.0, a_exponents)[:, :, None])
+    b_values = np.multiply(b_blocks, np.ldexp(1.0, b_exponents)[:, None, :])
+    rows, cols = ~exact.all(axis=1), ~exact.all(axis=0)
+    if rows.all() and cols.all():
+        return _block_by_block(a_values, b_values, acc_bits, rounding)
+    m, n = len(a_values), b_values.shape[-1]
+    accumulator = a_values.reshape(m, -1) @ b_values.reshape(-1, n)
+    if rows.any():
+        accumulator[np.ix_(rows, cols)] = _block_by_block(a_values[rows], b_values[..., cols],
+                                                          acc_bits, rounding)
+    return accumulator
+
+
+def _block_by_block(a_values: np.ndarray, b_values: np.ndarray, acc_bits: int,
+                    rounding: str) -> np.ndarray:
+    """The accumulator run block by block on a [M, nb, block] and b [nb, block, N]."""
+    a_by_block = np.ascontiguousarray(a_values.transpose(1, 0, 2))     # [nb, M, block]
+    b_values = np.ascontiguousarray(b_values)
+    return _accumulate_float64(
+        len(a_values), b_values.shape[-1], len(b_values),
+        lambda tile, index: a_by_block[index, tile] @ b_values[index], acc_bits, rounding)
 
 
 def mx_matmul_quantized(a_elements: np.ndarray, a_codes: np.ndarray, b_elements: np.ndarray,
@@ -293,9 +470,11 @@ def mx_matmul_quantized(a_elements: np.ndarray, a_codes: np.ndarray, b_elements:
     if b_codes.shape != (blocks, b_elements.shape[1]):
         raise ValueError(f"b_codes must have shape {(blocks, b_elements.shape[1])}, not "
                          f"{b_codes.shape}")
-    partials = block_dot_products(a_elements, b_elements, block)
-    exponents = block_exponents(a_codes, b_codes, fmt_a, fmt_b)
-    return bfp_accumulate(partials, exponents, acc_bits=acc_bits, rounding=acc_rounding)
+    _acc_bits(acc_bits)
+    _checks.choice("acc_rounding", acc_rounding, ACC_ROUNDINGS)
+    accumulator = _mx_accumulate(a_elements, a_codes, b_elements, b_codes, spec_a, spec_b,
+                                 block, acc_bits, acc_rounding)
+    return _to_bfp(accumulator, acc_bits)
 
 
 def mx_matmul(a: np.ndarray, b: np.ndarray, *, fmt_a: str = "mxint8", fmt_b: str = "mxint8",
@@ -311,15 +490,17 @@ def mx_matmul(a: np.ndarray, b: np.ndarray, *, fmt_a: str = "mxint8", fmt_b: str
         raise ValueError(
             f"a [M, K] and b [K, N] must be 2-D and agree on K, not {a.shape} and {b.shape}")
     out = _checks.choice("out", out, MX_OUTPUTS)
-    _format("fmt_a", fmt_a)
-    _format("fmt_b", fmt_b)
+    spec_a, spec_b = _format("fmt_a", fmt_a), _format("fmt_b", fmt_b)
     _acc_bits(acc_bits)
     _checks.choice("acc_rounding", acc_rounding, ACC_ROUNDINGS)
     a_elements, a_codes = mx_quantize(a, fmt_a, block, axis=1)
     b_elements, b_codes = mx_quantize(b, fmt_b, block, axis=0)
-    mantissa, exponent = mx_matmul_quantized(
-        a_elements, a_codes, b_elements, b_codes, fmt_a=fmt_a, fmt_b=fmt_b, block=block,
-        acc_bits=acc_bits, acc_rounding=acc_rounding)
+    # The accumulator values, exactly bfp_to_float64 of the canonical (m, e) (+ 0.0 turns a
+    # -0.0 into the 0.0 of (0, 0)).
+    values = _mx_accumulate(a_elements, a_codes, b_elements, b_codes, spec_a, spec_b, block,
+                            acc_bits, acc_rounding)
+    values += 0.0
     if out == "fp32":
-        return bfp_to_float32(mantissa, exponent)
-    return mx_quantize(bfp_to_float64(mantissa, exponent), out, block, axis=1)
+        with np.errstate(over="ignore"):
+            return values.astype(np.float32)
+    return mx_quantize(values, out, block, axis=1)

@@ -22,9 +22,10 @@ def to_float32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).astype(np.float32)
 
 
-def round_half_even(x: np.ndarray) -> np.ndarray:
-    """RNE to an integer-valued float of the same dtype (C `nearbyint`, `lrintf`)."""
-    return np.rint(x)
+def round_half_even(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """RNE to an integer-valued float of the same dtype (C `nearbyint`, `lrintf`); into
+    `out` when given."""
+    return np.rint(x, out=out)
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -94,6 +95,61 @@ def round_magnitude(magnitude: np.ndarray, negative: np.ndarray, drop: np.ndarra
     return kept + up
 
 
+def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knuth's TwoSum of float64 arrays: s = fl(a + b) and the exact error e, with
+    s + e == a + b exactly (no overflow assumed) and |e| <= ulp(s) / 2."""
+    total = a + b
+    virtual = total - a
+    error = (a - (total - virtual)) + (b - virtual)
+    return total, error
+
+
+def round_to_precision(x: np.ndarray, precision: int, rounding: str) -> np.ndarray:
+    """round_W on float64: x rounded to `precision` (< 53) significant bits, "nearest" (ties
+    to even) or "truncate" (toward minus infinity), as round_magnitude does on integers.
+
+    Works on the IEEE bit pattern: adding the rounding increment to the magnitude field and
+    clearing the dropped bits carries into the exponent field when the significand
+    overflows, which is the next binade. Exact for zero and normal x (not for subnormals,
+    infinities or NaN)."""
+    bits = np.asarray(x, dtype=np.float64).view(np.int64)
+    drop = 53 - precision
+    mask = np.int64((1 << drop) - 1)
+    if rounding == "nearest":
+        increment = (bits >> drop) & 1
+        increment += mask >> 1
+    elif rounding == "truncate":
+        # A negative value (sign bit set) rounds its magnitude up.
+        increment = (bits >> 63) & mask
+    else:
+        raise ValueError(f"rounding must be 'nearest' or 'truncate', not {rounding!r}")
+    increment += bits
+    increment &= ~mask
+    return increment.view(np.float64)
+
+
+def round_sum(a: np.ndarray, b: np.ndarray, precision: int, rounding: str) -> np.ndarray:
+    """round_W(a + b) for float64 a and b, rounded once from the exact sum onto `precision`
+    (at most 51) significant bits as `round_to_precision`; a, b, a + b must be zero or normal
+    float64 values and the result must not overflow.
+
+    TwoSum gives s = fl(a + b) and its error e. If e != 0, the exact sum x lies strictly
+    between s and its float64 neighbour s' towards e; where s has an even significand, s is
+    replaced by s', which is round-to-odd of x to 53 bits. The precision-bit values and the
+    midpoints between them have even 53-bit significands (53 - precision >= 2), so none
+    lies in the closed interval between x and the odd value: both round alike."""
+    total, error = two_sum(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    total = np.asarray(total)
+    inexact = error != 0
+    if inexact.any():
+        bits = total.view(np.int64)
+        even = (bits & 1) == 0
+        # +1 on the magnitude field moves away from zero, -1 towards it.
+        towards_zero = (error.view(np.int64) ^ bits) < 0
+        bits += np.where(inexact & even, np.where(towards_zero, -1, 1), 0)
+    return round_to_precision(total, precision, rounding)
+
+
 def fma_float32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """fl32(a * b + c) with a single rounding (the x86 `vfmadd` of float32 operands).
 
@@ -102,11 +158,7 @@ def fma_float32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32).astype(np.float64)
     b = np.asarray(b, dtype=np.float32).astype(np.float64)
     c = np.asarray(c, dtype=np.float32).astype(np.float64)
-    product = a * b
-    total = product + c
-    # TwoSum: total + error == product + c exactly.
-    virtual = total - product
-    error = (product - (total - virtual)) + (c - virtual)
+    total, error = two_sum(a * b, c)
     even = (total.view(np.int64) & 1) == 0
     to_odd = (error != 0) & even
     nudged = np.nextafter(total, np.where(error > 0, np.inf, -np.inf))

@@ -131,6 +131,8 @@ def test_bench_quick(tmp_path, capsys):
     assert all(row["mismatches"] == 0 for row in report["sweep"])
     assert all(0 < row["utilization"] <= 1 for row in report["sweep"])
     assert {row["mode"] for row in report["sweep"]} == {"a8w8", "a8w4", "mxint8"}
+    gold = report["golden"]
+    assert gold["mxint8_shape"] == gold["int8_shape"] and gold["mxint8_over_int8"] > 0
 
 
 def test_other_packages_can_register_subcommands(monkeypatch, capsys):
