@@ -34,19 +34,18 @@ pad array passes shorter than `pass_min(mode)` vectors (read-modify-write hazard
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from golden.config import MODE_INFO, ArrayConfig
+from golden.config import ArrayConfig
 from golden.protocol import check_accelerator_config
 
-from .accumulate import ACC_EXPONENT_BITS
-from .accumulate import bfp_layout as _bfp_layout
-from .accumulation import Accumulation
+from . import accumulate
+from .accumulation import Accumulation, accumulator_row, bfp_row
 from .actbuffer import ActivationBuffer
 from .array import SystolicArray
 from .banks import AccumulatorBanks, ActivationBankUses
@@ -54,7 +53,8 @@ from .configure import ConfigureUnit
 from .counters import PerformanceCounters
 from .decoder import CommandDecoder
 from .drain import Drain
-from .responder import RESPONSE_LAYOUT, Responder
+from .requant import CHANNEL_PARAMS
+from .responder import Responder
 from .results import ResultPath
 from .router import PayloadRouter
 from .sequencer import Sequencer
@@ -109,145 +109,144 @@ class Accelerator(wiring.Component):
         engine, output register."""
         return 8
 
-    def _pass_mins(self) -> tuple[int, int]:
-        """(integer modes, MX modes) shortest pass; 1 where no such mode is built."""
-        config = self._config
-        int_modes = [n for n in config.modes if not MODE_INFO[n].mx]
-        mx_modes = [n for n in config.modes if MODE_INFO[n].mx]
-        return (self.pass_min(int_modes[0]) if int_modes else 1,
-                self.pass_min(mx_modes[0]) if mx_modes else 1)
-
     def pass_min(self, mode: str) -> int:
         """Shortest array pass (vectors per weight tile) the sequencer issues in `mode`;
-        shorter M-tiles are padded with bubbles. The accumulator read-modify-write of a row
-        must have been written back before the next pass reads it: IntAccumulator latency
-        + 2 cycles, and in the MX modes BfpAccumulator latency + 2 cycles between the last
-        passes of consecutive K-blocks (`passes_per_block` passes apart)."""
-        accumulation = Accumulation(self._config)
-        int_gap = accumulation.int_latency() + 2
-        if not self._config.mode(mode).mx:
-            return int_gap
-        bfp_gap = accumulation.bfp_latency() + 2
-        return max(int_gap, -(-bfp_gap // self._config.passes_per_block))
+        shorter M-tiles are padded with bubbles (`hw.accumulate.pass_min`)."""
+        return accumulate.pass_min(self._config, mode)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         config = self._config
-        rows, cols = config.rows, config.cols
-        has_mx = config.has_mx
-        has_requant = config.has_requantizer   # requant_depth 0: int32 outputs only
-        meta_layout = self._meta_layout()
-        array = SystolicArray(config, multiplier=self._multiplier, meta_shape=meta_layout)
+        array = SystolicArray(config, multiplier=self._multiplier,
+                              meta_shape=self._meta_layout())
         m.submodules.array = array
-        lc_max = config.lane_columns
-        block = config.block_size
+        # The engines (docs/architecture.md, "Accelerator").
+        m.submodules.decoder = decoder = CommandDecoder(config)
+        m.submodules.configure = configure = ConfigureUnit(config)
+        m.submodules.router = router = PayloadRouter(config)
+        m.submodules.sequencer = sequencer = Sequencer(config, array.activation_layout,
+                                                       array.weight_layout)
+        m.submodules.accumulation = accumulation = Accumulation(
+            config, stream.Signature(array.output_layout))
+        m.submodules.drain = drain = Drain(config)
+        m.submodules.results = results = ResultPath(config, self._multiplier)
+        m.submodules.responder = responder = Responder(config)
+        m.submodules.counters = counters = PerformanceCounters(config)
+        m.submodules.bank_uses = bank_uses = ActivationBankUses()
+        m.submodules.acc_banks = acc_banks = AccumulatorBanks()
+        m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=1, depth=3)  # (2: 0-bit addr)
 
-        # --- The engines (docs/architecture.md, "Accelerator") ----------------------------
-        configure = ConfigureUnit(config, lc_max, self._pass_mins())
-        c = configure.registers
-        decoder = CommandDecoder(config)
-        router = PayloadRouter(config)
-        sequencer = Sequencer(config)
-        accumulation = Accumulation(config)
-        drain = Drain(config)
-        results = ResultPath(config, self._multiplier)
-        responder = Responder(config)
-        counters = PerformanceCounters(config)
-        bank_uses = ActivationBankUses()
-        acc_banks = AccumulatorBanks()
-        all_idle = Signal()
+        # Commands in, responses out.
+        wiring.connect(m, wiring.flipped(self.i_stream), decoder.i_stream)
+        wiring.connect(m, decoder.configure, configure.control)
+        for engine in (decoder, router, sequencer, accumulation, drain, results):
+            m.d.comb += engine.config.eq(configure.registers)
+        wiring.connect(m, decoder.responses, responder.responses)
+        wiring.connect(m, responder.o_stream, wiring.flipped(self.o_stream))
+        m.d.comb += [responder.counters.eq(counters.words),
+                     decoder.counters_sent.eq(responder.counters_sent)]
 
-        # --- Memories and FIFOs -----------------------------------------------------------
-        m.submodules.act_buffer = act_buffer = ActivationBuffer(config)
+        # The jobs and the operands: decoder -> memories and FIFOs -> sequencer -> array.
+        wiring.connect(m, decoder.jobs, job_fifo.w_stream)
+        wiring.connect(m, job_fifo.r_stream, sequencer.jobs)
+        wiring.connect(m, decoder.payload, router.words)
+        m.d.comb += router.restart.eq(decoder.restart)
+        wiring.connect(m, router.weights, sequencer.weights_in)
+        self._activation_memories(m, decoder, sequencer)
+        wiring.connect(m, sequencer.vectors, array.a)
+        wiring.connect(m, sequencer.weights, array.w)
+        queued = decoder.jobs.valid & decoder.jobs.ready
+        m.d.comb += [
+            bank_uses.increment.eq(Mux(queued, Mux(decoder.jobs.payload, 0b10, 0b01), 0)),
+            bank_uses.decrement.eq(sequencer.job_done),
+            decoder.bank_idle.eq(bank_uses.idle),
+        ]
 
-        weight_fifo = SyncFIFOBuffered(width=cols * 8, depth=config.weight_buffer_depth)
-        m.submodules.weight_fifo = weight_fifo
-        job_fifo = SyncFIFOBuffered(width=1, depth=3)   # (depth 2 has a 0-bit address)
-        m.submodules.job_fifo = job_fifo
-        response_fifo = SyncFIFOBuffered(width=RESPONSE_LAYOUT.size, depth=4)
-        m.submodules.response_fifo = response_fifo
-        result_fifo = SyncFIFOBuffered(width=64, depth=16)
-        m.submodules.result_fifo = result_fifo
-
-        acc_layout = data.ArrayLayout(signed(32), lc_max)
-        acc_mem = Memory(shape=acc_layout, depth=config.accumulator_depth, init=[])
-        m.submodules.acc_mem = acc_mem
-        acc_write = acc_mem.write_port()
-        acc_read = acc_mem.read_port()
-        acc_drain = acc_mem.read_port()
-
-        requant_write = requant_read = None
-        scale_write = scale_read = bscale_fifo = None
-        bfp_write = bfp_read = bfp_drain = None
-        if has_requant:
-            requant_layout = data.StructLayout({
-                "bias": signed(32), "multiplier": unsigned(32), "shift": signed(6)})
-            requant_mem = Memory(shape=requant_layout, depth=config.requant_depth, init=[])
-            m.submodules.requant_mem = requant_mem
-            requant_write = requant_mem.write_port()
-            requant_read = requant_mem.read_port()
-        if has_mx:
-            scale_mem = Memory(shape=unsigned(64), depth=2 * config.scale_bank_words, init=[])
-            m.submodules.scale_mem = scale_mem
-            scale_write = scale_mem.write_port()
-            scale_read = scale_mem.read_port()
-            scale_row_words = -(-lc_max // 8)
-            # + 3: the slots `scale_room` keeps spare. The inner FIFO (one slot less) gets
-            # a power-of-two depth: its pointers then wrap without a comparison, which keeps
-            # its level's loop short (an 8 x 8 ECP5 build's critical path).
-            scale_slots = max(4, config.weight_buffer_depth // block + 2) + 3
-            bscale_fifo = SyncFIFOBuffered(
-                width=64 * scale_row_words, depth=1 + (1 << ceil_log2(scale_slots - 1)))
-            m.submodules.bscale_fifo = bscale_fifo
-            bfp_value = _bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
-            bfp_mem = Memory(shape=data.ArrayLayout(bfp_value, lc_max),
-                             depth=config.accumulator_depth, init=[])
-            m.submodules.bfp_mem = bfp_mem
-            bfp_write = bfp_mem.write_port()
-            bfp_read = bfp_mem.read_port()
-            bfp_drain = bfp_mem.read_port()
-
-        # --- The engines' logic, wired -----------------------------------------------------
-        bank_uses.build(m)
-        decoder.build(m, i_stream=self.i_stream, configure=configure, router=router,
-                      act_buffer=act_buffer, requant_write=requant_write,
-                      scale_write=scale_write, weight_fifo=weight_fifo, bscale_fifo=bscale_fifo,
-                      job_fifo=job_fifo, response_fifo=response_fifo, bank_uses=bank_uses,
-                      all_idle=all_idle, items_rest=results.items_rest, lc_max=lc_max)
-        sequencer.build(m, array=array, act_buffer=act_buffer, scale_read=scale_read,
-                        job_fifo=job_fifo, weight_fifo=weight_fifo, c=c,
-                        acc_busy=acc_banks.busy, acc_last=acc_banks.last,
-                        bank_use_dec=bank_uses.decrement, meta_layout=meta_layout)
-        accumulation.build(m, array=array, acc_read=acc_read, acc_write=acc_write,
-                           bfp_read=bfp_read, bfp_write=bfp_write, bscale_fifo=bscale_fifo,
-                           c=c, meta_layout=meta_layout, lc_max=lc_max)
-        drain.build_reader(m, banks=acc_banks, c=c, acc_drain=acc_drain, bfp_drain=bfp_drain,
-                           requant_read=requant_read, lc_max=lc_max)
-        acc_banks.build_full(m, accumulation.group_written, accumulation.group_bank)
-        results.build_packer(m, c)
-        drain.build_lanes(m, acc_drain=acc_drain, bfp_drain=bfp_drain,
-                          requant_read=requant_read)
-        results.build_units(m, drained=drain.drained, c=c,
-                            drain_busy=[drain.d1_valid, *drain.skid_busy],
-                            result_fifo=result_fifo)
-        responder.build(m, self.o_stream, response_fifo, result_fifo, counters.words,
-                        decoder.counters_pending)
+        # The column sums: array -> accumulation <-> accumulator memories -> drain -> results.
+        wiring.connect(m, array.out, accumulation.columns)
+        if config.has_mx:
+            wiring.connect(m, router.scales, accumulation.scales)
+        self._accumulator_memories(m, decoder, accumulation, drain)
+        m.d.comb += [
+            acc_banks.claim.eq(sequencer.claim),
+            acc_banks.claim_bank.eq(sequencer.claim_bank),
+            acc_banks.claim_last.eq(sequencer.claim_last),
+            acc_banks.written.eq(accumulation.written),
+            acc_banks.written_bank.eq(accumulation.written_bank),
+            acc_banks.release.eq(drain.release),
+            acc_banks.release_bank.eq(drain.release_bank),
+            sequencer.bank_busy.eq(acc_banks.busy),
+            drain.full.eq(acc_banks.full),
+            drain.last.eq(acc_banks.last),
+            results.applied.eq(configure.applied),
+        ]
+        wiring.connect(m, drain.drained, results.drained)
+        wiring.connect(m, results.results, responder.results)
 
         # Registered: only the decoder starts work, and it spends several cycles (header,
         # check, dispatch) between queueing one command and testing this for the next.
+        all_idle = Signal()
         m.d.sync += all_idle.eq(
             ~sequencer.running & (job_fifo.level == 0) & (acc_banks.busy == 0)
-            & ~results.units_busy & ~accumulation.bfp_busy & (result_fifo.level == 0)
-            & responder.out_idle)
+            & ~accumulation.busy & ~drain.busy & ~results.busy & responder.idle)
+        m.d.comb += decoder.all_idle.eq(all_idle)
 
+        rows, cols = config.rows, config.cols
         accepted = array.a.valid & array.a.ready
-        counters.build(m, {
-            "busy": accepted,
-            "input_stall": sequencer.s1_valid & ~array.a.ready,
-            "output_stall": sequencer.waiting_bank,
-            "macs": Mux(accepted, Mux(c.double_macs, 2 * rows * cols, rows * cols), 0),
-        }, clear=decoder.clear_counters, snapshot=decoder.snapshot_counters)
+        double = configure.registers.double_macs
+        m.d.comb += [
+            counters.busy.eq(accepted),
+            counters.input_stall.eq(sequencer.input_stall),
+            counters.output_stall.eq(sequencer.output_stall),
+            counters.macs.eq(Mux(accepted, Mux(double, 2 * rows * cols, rows * cols), 0)),
+            counters.clear.eq(decoder.clear_counters),
+            counters.snapshot.eq(decoder.snapshot_counters),
+        ]
         return m
+
+    def _activation_memories(self, m: Module, decoder: CommandDecoder,
+                             sequencer: Sequencer) -> None:
+        """The activation buffer and, in MX builds, the activation-scale memory: written by
+        the decoder, read by the sequencer."""
+        config = self._config
+        m.submodules.act_buffer = act_buffer = ActivationBuffer(config)
+        m.d.comb += [
+            act_buffer.w_addr.eq(decoder.act_write.addr),
+            act_buffer.w_data.eq(decoder.act_write.data),
+            act_buffer.w_en.eq(decoder.act_write.en),
+            act_buffer.r_addr.eq(sequencer.act_read.addr),
+            act_buffer.r_en.eq(sequencer.act_read.en),
+            sequencer.act_read.data.eq(act_buffer.r_data),
+        ]
+        if config.has_mx:
+            scale_mem = Memory(shape=unsigned(64), depth=2 * config.scale_bank_words, init=[])
+            m.submodules.scale_mem = scale_mem
+            wiring.connect(m, decoder.scale_write, scale_mem.write_port())
+            wiring.connect(m, sequencer.scale_read, scale_mem.read_port())
+
+    def _accumulator_memories(self, m: Module, decoder: CommandDecoder,
+                              accumulation: Accumulation, drain: Drain) -> None:
+        """The accumulator memory (and in MX builds the BFP memory): read-modify-written by
+        the accumulation, read by the drain; the requantization memory, written by the
+        decoder and read by the drain."""
+        config = self._config
+        acc_mem = Memory(shape=accumulator_row(config), depth=config.accumulator_depth,
+                         init=[])
+        m.submodules.acc_mem = acc_mem
+        wiring.connect(m, accumulation.acc_write, acc_mem.write_port())
+        wiring.connect(m, accumulation.acc_read, acc_mem.read_port())
+        wiring.connect(m, drain.acc_read, acc_mem.read_port())
+        if config.has_mx:
+            bfp_mem = Memory(shape=bfp_row(config), depth=config.accumulator_depth, init=[])
+            m.submodules.bfp_mem = bfp_mem
+            wiring.connect(m, accumulation.bfp_write, bfp_mem.write_port())
+            wiring.connect(m, accumulation.bfp_read, bfp_mem.read_port())
+            wiring.connect(m, drain.bfp_read, bfp_mem.read_port())
+        if config.has_requantizer:
+            requant_mem = Memory(shape=CHANNEL_PARAMS, depth=config.requant_depth, init=[])
+            m.submodules.requant_mem = requant_mem
+            wiring.connect(m, decoder.requant_write, requant_mem.write_port())
+            wiring.connect(m, drain.requant_read, requant_mem.read_port())
 
     def _meta_layout(self) -> data.StructLayout:
         """Tag carried by every activation vector through the array to the accumulators."""

@@ -27,7 +27,7 @@ from .arith import (
 
 __all__ = [
     "ACC_EXPONENT_BITS", "BLOCK_EXPONENT_BITS", "BfpAccumulator", "IntAccumulator",
-    "bfp_layout", "block_partial_bits",
+    "bfp_layout", "block_partial_bits", "pass_min", "pass_mins", "unit_latency",
 ]
 
 # Exponent widths of the BFP datapath. Block exponents x_b = (ca - 127) + (cb - 127) - fa - fb
@@ -310,3 +310,32 @@ class BfpAccumulator(wiring.Component):
 
         pipe.insert_datapath(m, dp)
         return m
+
+
+# --- Read-modify-write spacing -------------------------------------------------------------
+
+def unit_latency(unit: IntAccumulator | BfpAccumulator) -> int:
+    """The `latency` of a unit instantiated only to ask for it."""
+    unit._MustUse__used = True  # not elaborated on purpose: no UnusedElaboratable warning
+    return unit.latency
+
+
+def pass_min(config: ArrayConfig, mode: str) -> int:
+    """Shortest array pass (vectors per weight tile) the sequencer issues in `mode`; shorter
+    M-tiles are padded with bubbles. The accumulator read-modify-write of a row must have
+    been written back before the next pass reads it: IntAccumulator latency + 2 cycles, and
+    in the MX modes BfpAccumulator latency + 2 cycles between the last passes of consecutive
+    K-blocks (`passes_per_block` passes apart)."""
+    int_gap = unit_latency(IntAccumulator(registered=config.registered_acc_reads)) + 2
+    if not config.mode(mode).mx:
+        return int_gap
+    bfp_gap = unit_latency(BfpAccumulator(config)) + 2
+    return max(int_gap, -(-bfp_gap // config.passes_per_block))
+
+
+def pass_mins(config: ArrayConfig) -> tuple[int, int]:
+    """(integer modes, MX modes) shortest pass; 1 where no such mode is built."""
+    int_modes = [name for name in config.modes if not config.mode(name).mx]
+    mx_modes = [name for name in config.modes if config.mode(name).mx]
+    return (pass_min(config, int_modes[0]) if int_modes else 1,
+            pass_min(config, mx_modes[0]) if mx_modes else 1)

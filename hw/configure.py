@@ -1,17 +1,17 @@
-"""CONFIGURE: the checks of a staged CONFIGURE payload and the configuration registers.
+"""CONFIGURE: the checks of a CONFIGURE payload and the configuration registers.
 
-`ConfigureUnit` holds the applied configuration (`ConfigRegisters`, the registers every
-other engine reads) and the logic that validates a CONFIGURE payload in the order of
+`ConfigureUnit` holds the applied configuration (`registers`, of `config_layout`, which
+every other engine reads) and validates a CONFIGURE payload in the order of
 `golden.protocol.check_configure`: the fields decoded combinationally (`ConfigFields`),
-three products on one time-shared serial multiplier, then the checks registered as one
-flag each and answered in priority order (docs/architecture.md, "Decoder").
+three products on one time-shared serial multiplier, then the checks registered as one flag
+each and answered in priority order (docs/architecture.md, "Decoder").
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
 from golden.config import MODE_INFO, MODES, ArrayConfig
@@ -26,12 +26,14 @@ from golden.protocol import (
     item_nibbles,
 )
 
+from .accumulate import pass_mins
 from .arith import SerialMultiplier
 from .control import first_failure
 from .pe import Mode
 from .wire import view
 
-__all__ = ["ConfigFields", "ConfigRegisters", "ConfigureUnit", "OUT_KIND_CODES"]
+__all__ = ["ConfigFields", "ConfigureUnit", "OUT_KIND_CODES", "config_layout",
+           "CONTROL_SIGNATURE"]
 
 OUT_KIND_CODES = {name: index for index, name in enumerate(OUT_KINDS)}
 """Output kind -> its code in CONFIGURE and in the configuration registers."""
@@ -120,137 +122,110 @@ class ConfigFields:
         return ((nibbles + 15) >> 4)[:36]
 
 
-class ConfigRegisters:
-    """The applied configuration, as registers the engines read.
+def config_layout(config: ArrayConfig) -> data.StructLayout:
+    """The applied configuration, as the engines read it.
 
-    `pass_mins` is the shortest array pass of the integer and of the MX modes
-    (`hw.accelerator.Accelerator.pass_min`)."""
-
-    def __init__(self, config: ArrayConfig, lc_max: int, pass_mins: tuple[int, int]) -> None:
-        self._config = config
-        self._pass_mins = pass_mins
-        self.mode = Signal(Mode)
-        self.out_kind = Signal(3)
-        self.rounding = Signal()
-        self.relu = Signal()
-        self.zero_point = Signal(signed(9))
-        # Loop bounds are kept as their last index: a counter compares with a register.
-        # A CONFIGURE is refused unless M fits an accumulator bank and M * K-tiles an
-        # activation bank, so the registers (and the counters that compare with them) are
-        # only as wide as those bounds.
-        acc_half = config.accumulator_bank_depth
-        act_half = config.activation_bank_depth
-        self.m = Signal(range(acc_half + 1))
-        self.m_last = Signal(range(max(2, acc_half)))
-        self.k_last = Signal(range(max(2, act_half)))
-        self.groups_last = Signal(16)
-        self.group_last = Signal(range(max(2, config.block_size // config.cols + 1)))
-        self.group_log2 = Signal(3)
-        self.lc = Signal(range(lc_max + 1))
-        self.pass_last = Signal(range(max(2, acc_half, *pass_mins)))
-        # Flags that no CONFIGURE of this build can change are constants, so that the
-        # logic of the units the build leaves out disappears in synthesis.
-        built = [config.mode(name) for name in config.modes]
-        self.mx = self._flag([info.mx for info in built])
-        self.lanes2 = self._flag([info.lanes == 2 for info in built])
-        # Two MACs per PE per cycle (two lanes, or K-pairs).
-        self.double_macs = self._flag([info.macs_per_pe == 2 for info in built]) \
-            if config.k_pairs else self.lanes2
-        self.requant = Signal() if config.has_requantizer else Const(0, 1)
-        self.act_words = Signal(LENGTH_BITS)
-        self.scale_words = Signal(LENGTH_BITS)
-        self.requant_words = Signal(LENGTH_BITS)
-        self.compute_words = Signal(LENGTH_BITS)
-        self.result_words = Signal(LENGTH_BITS)
-        self.items_last = Signal(32)
-        self.lo = Signal(signed(9))
-        self.hi = Signal(signed(9))
-
-    @staticmethod
-    def _flag(values: list[bool]) -> Signal | Const:
-        """A flag register, or a constant when every built mode has the same value."""
-        return Const(int(values[0]), 1) if len(set(values)) == 1 else Signal()
-
-    def _flags(self, f: ConfigFields) -> list[tuple[Value, Value]]:
-        """(register, decoded field) of each mode flag; `double_macs` is `lanes2` itself
-        unless K-pairs are built."""
-        flags = [(self.mx, f.mx), (self.lanes2, f.lanes2)]
-        if self._config.k_pairs:
-            flags.append((self.double_macs, f.double_macs))
-        return [*flags, (self.requant, f.requant)]
-
-    @property
-    def requant_bounds(self) -> tuple[Signal, Signal]:
-        return self.lo, self.hi
-
-    def apply(self, f: ConfigFields, act_words: Signal, compute_words: Signal,
-              items: object, result_words: Signal) -> list:
-        config = self._config
-        int_min, mx_min = self._pass_mins
-        pass_min = Mux(f.mx, mx_min, int_min)
-        ppb_log2 = exact_log2(config.passes_per_block) if config.has_mx else 0
-        kinds = OUT_KIND_CODES
-        lo = Mux(f.out_kind == kinds["uint8"], 0,
-                 Mux(f.out_kind == kinds["int8"], -128, -8))
-        hi = Mux(f.out_kind == kinds["uint8"], 255, Mux(f.out_kind == kinds["int8"], 127, 7))
-        return [
-            self.mode.eq(f.mode),
-            self.out_kind.eq(f.out_kind),
-            self.rounding.eq(f.rounding),
-            self.relu.eq(f.relu),
-            self.zero_point.eq(f.zero_point),
-            self.m.eq(f.m),
-            self.m_last.eq(f.m - 1),
-            self.k_last.eq(f.k_tiles - 1),
-            self.groups_last.eq((f.n_tiles >> f.group_log2) - 1),
-            self.group_last.eq((Const(1, 8) << f.group_log2) - 1),
-            self.group_log2.eq(f.group_log2),
-            self.lc.eq(f.lc),
-            self.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
-            *(flag.eq(value) for flag, value in self._flags(f) if isinstance(flag, Signal)),
-            self.act_words.eq(act_words),
-            self.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
-            self.requant_words.eq(f.n << 1),
-            self.compute_words.eq(compute_words),
-            self.result_words.eq(result_words),
-            self.items_last.eq(items - 1),
-            self.lo.eq(Mux(f.relu & (f.zero_point > lo), f.zero_point, lo)),
-            self.hi.eq(hi),
-        ]
+    Loop bounds are kept as their last index (a counter compares with a register). A
+    CONFIGURE is refused unless M fits an accumulator bank and M * K-tiles an activation
+    bank, so the bounds (and the counters that compare with them) are only as wide as
+    those banks. `mx`, `lanes2`, `double_macs` (two MACs per PE per cycle: two lanes, or
+    K-pairs) and `requant` are flags; `lo`, `hi` the output clamp (ReLU folded in)."""
+    acc_half = config.accumulator_bank_depth
+    act_half = config.activation_bank_depth
+    return data.StructLayout({
+        "mode": Mode,
+        "out_kind": unsigned(3),
+        "rounding": unsigned(1),
+        "relu": unsigned(1),
+        "zero_point": signed(9),
+        "m": range(acc_half + 1),
+        "m_last": range(max(2, acc_half)),
+        "k_last": range(max(2, act_half)),
+        "groups_last": unsigned(16),
+        "group_last": range(max(2, config.block_size // config.cols + 1)),
+        "group_log2": unsigned(3),
+        "lc": range(config.lane_columns + 1),
+        "pass_last": range(max(2, acc_half, *pass_mins(config))),
+        "mx": unsigned(1),
+        "lanes2": unsigned(1),
+        "double_macs": unsigned(1),
+        "requant": unsigned(1),
+        "act_words": unsigned(LENGTH_BITS),
+        "scale_words": unsigned(LENGTH_BITS),
+        "requant_words": unsigned(LENGTH_BITS),
+        "compute_words": unsigned(LENGTH_BITS),
+        "result_words": unsigned(LENGTH_BITS),
+        "items_last": unsigned(32),
+        "lo": signed(9),
+        "hi": signed(9),
+    })
 
 
-class ConfigureUnit:
+CONTROL_SIGNATURE = wiring.Signature({
+    "start": Out(1),
+    "invalidate": Out(1),
+    "word0": Out(64),
+    "word1": Out(64),
+    "done": In(1),
+    "code": In(4),
+    "field": In(4),
+    "configured": In(1),
+})
+"""The decoder's side of the CONFIGURE unit (see `ConfigureUnit`)."""
+
+
+class ConfigureUnit(wiring.Component):
     """The configuration registers and CONFIGURE's checks.
 
-    `registers` are the applied configuration, `configured` whether a CONFIGURE succeeded
-    since reset (and since the last CONFIGURE began). A CONFIGURE runs in seven steps, one
-    per cycle of `phase` (one-hot, started by the decoder), with the multiplier's cycles in
-    between: M * K-tiles, N-tiles * words per N-tile, M * N, result nibbles, result words,
-    the checks registered, then applied (`steps`)."""
+    Ports
+    -----
+    control : In(CONTROL_SIGNATURE)
+        `invalidate` (a CONFIGURE begins) clears `configured`; `start` (one cycle) checks
+        the payload `word0`, `word1` (held until `done`). `done` is high for one cycle
+        `latency` cycles later with the first failed check in `code` and `field`
+        (`golden.protocol.Status` and `Field`; OK and NONE when every check passes, and then
+        the registers hold the new configuration from the next cycle on). `configured`:
+        a CONFIGURE succeeded since reset and since the last `invalidate`.
+    registers : Out(config_layout(config))
+        The applied configuration. Fields that no CONFIGURE of this build can change are
+        constants, so the logic of what the build leaves out disappears in synthesis.
+    applied : Out(1)
+        High for one cycle, the first cycle the registers hold a new configuration.
 
-    def __init__(self, config: ArrayConfig, lc_max: int, pass_mins: tuple[int, int]) -> None:
+    Latency: seven steps with the multiplier's cycles in between (M * K-tiles, N-tiles *
+    words per N-tile, M * N, result nibbles, result words, the checks registered, the
+    answer): `latency` cycles from `start` to `done`.
+    """
+
+    def __init__(self, config: ArrayConfig) -> None:
         self._config = config
-        self._lc_max = lc_max
-        self.registers = ConfigRegisters(config, lc_max, pass_mins)
-        self.configured = Signal()
-        # One-hot: CONFIGURE's step in the decoder's state CONFIG.
-        self.phase = Signal(7, name="config_phase")
+        super().__init__({
+            "control": In(CONTROL_SIGNATURE),
+            "registers": Out(config_layout(config)),
+            "applied": Out(1),
+        })
 
-    def build(self, m: Module, word0: Signal, word1: Signal) -> None:
-        """The staged fields (`word0`, `word1`), the products and the checks."""
+    @property
+    def latency(self) -> int:
+        """Cycles from `start` to `done`: seven steps, three of them also waiting for the
+        multiplier's 16 cycles."""
+        return 7 + 3 * 16
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
         config = self._config
+        control = self.control
         act_half = config.activation_bank_depth
         acc_half = config.accumulator_bank_depth
-        f = self.fields = ConfigFields(m, config, word0, word1, self._lc_max)
+        f = ConfigFields(m, config, control.word0, control.word1, config.lane_columns)
         m.submodules.config_multiplier = multiplier = SerialMultiplier(16, 18)
-        self.multiplier = multiplier
         product = multiplier.product
-        self.act_words_calc = act_words_calc = Signal(32)
-        self.compute_words_calc = compute_words_calc = Signal(34)
-        self.result_words_calc = result_words_calc = Signal(40)  # result nibbles, then words
-        self.items = product[:32]                 # M * N, from the last product
+        act_words_calc = Signal(32)
+        compute_words_calc = Signal(34)
+        result_words_calc = Signal(40)  # result nibbles, then result words
+        items = product[:32]            # M * N, from the last product
         # CONFIGURE's checks in the order of golden.reference: (status, field, failed).
-        self.checks = checks = [
+        checks = [
             (Status.BAD_FIELD, Field.MODE, ~f.mode_ok),
             (Status.BAD_FIELD, Field.OUT_KIND, ~f.out_ok),
             (Status.BAD_FIELD, Field.ZERO_POINT, ~f.zero_point_ok),
@@ -265,56 +240,121 @@ class ConfigureUnit:
              | (result_words_calc[LENGTH_BITS:] != 0)
              | (result_words_calc[:LENGTH_BITS] == MAX_LENGTH)),
         ]
-        self.config_flags = Signal(len(checks))
-        self.error, self.which = first_failure(m, checks, self.config_flags)
+        config_flags = Signal(len(checks))
+        error, which = first_failure(m, checks, config_flags)
+        configured = Signal()
+        m.d.comb += [control.code.eq(error), control.field.eq(which),
+                     control.configured.eq(configured)]
 
-    def _multiply(self, a: object, b: object) -> list:
-        return [self.multiplier.start.eq(1), self.multiplier.a.eq(a), self.multiplier.b.eq(b)]
+        # One-hot: the step at hand. Three products with one serial multiplier, then the
+        # checks, each registered as one flag, then taken in priority order (a short path
+        # per cycle: CONFIGURE is rare, the clock is not).
+        phase = Signal(7, name="config_phase")
 
-    def steps(self, m: Module, respond: Callable[..., list], final_last: Signal,
-              items_rest: Signal, finish: Callable[[], None]) -> None:
-        """CONFIGURE's steps (inside the decoder's CONFIG state): three products with one
-        serial multiplier, then the checks, each registered as one flag, then taken in
-        priority order (a short path per cycle: CONFIGURE is rare, the clock is not). The
-        last step applies the configuration or answers the first failed check through
-        `respond`, and calls `finish`."""
-        f, c, multiplier = self.fields, self.registers, self.multiplier
-        config_phase, product, items = self.phase, multiplier.product, self.items
-        act_words_calc = self.act_words_calc
-        compute_words_calc = self.compute_words_calc
-        result_words_calc = self.result_words_calc
-        config_flags, checks = self.config_flags, self.checks
+        def multiply(a: Value, b: Value) -> list:
+            return [multiplier.start.eq(1), multiplier.a.eq(a), multiplier.b.eq(b)]
 
         def next_phase() -> list:
-            return [config_phase.eq(config_phase << 1)]
+            return [phase.eq(phase << 1)]
 
-        with m.If(config_phase[0]):
-            m.d.comb += self._multiply(f.m, f.k_tiles)
+        with m.If(control.start):
+            m.d.sync += phase.eq(1)
+        with m.If(phase[0]):
+            m.d.comb += multiply(f.m, f.k_tiles)
             m.d.sync += next_phase()
-        with m.If(config_phase[1] & ~multiplier.busy):
-            m.d.comb += self._multiply(f.n_tiles, f.tile_words)
+        with m.If(phase[1] & ~multiplier.busy):
+            m.d.comb += multiply(f.n_tiles, f.tile_words)
             m.d.sync += [act_words_calc.eq(product), *next_phase()]
-        with m.If(config_phase[2] & ~multiplier.busy):
-            m.d.comb += self._multiply(f.m, f.n)
+        with m.If(phase[2] & ~multiplier.busy):
+            m.d.comb += multiply(f.m, f.n)
             m.d.sync += [compute_words_calc.eq(product), *next_phase()]
-        with m.If(config_phase[3] & ~multiplier.busy):
+        with m.If(phase[3] & ~multiplier.busy):
             m.d.sync += [result_words_calc.eq(f.result_nibbles(items)), *next_phase()]
-        with m.If(config_phase[4]):
+        with m.If(phase[4]):
             m.d.sync += [result_words_calc.eq(f.result_words(result_words_calc)),
                          *next_phase()]
-        with m.If(config_phase[5]):
+        with m.If(phase[5]):
             m.d.sync += [config_flags.eq(Cat(*(bad for _, _, bad in checks))),
                          *next_phase()]
-        with m.If(config_phase[6]):
+        applied = Signal()
+        m.d.sync += applied.eq(0)
+        m.d.comb += self.applied.eq(applied)
+        with m.If(phase[6]):
+            m.d.comb += control.done.eq(1)
+            m.d.sync += phase.eq(0)
             with m.If(config_flags == 0):
-                m.d.sync += [
-                    self.configured.eq(1),
-                    items_rest.eq(items - 2),
-                    *c.apply(f, act_words_calc, compute_words_calc, items,
-                             result_words_calc),
-                    *respond(Mux(final_last, Status.OK, Status.TOO_LONG),
-                             discard=~final_last),
-                ]
-            with m.Else():
-                m.d.sync += respond(self.error, field=self.which, discard=~final_last)
-            finish()
+                m.d.sync += [configured.eq(1), applied.eq(1),
+                             *self._apply(f, act_words_calc, compute_words_calc, items,
+                                          result_words_calc)]
+        with m.If(control.invalidate):
+            m.d.sync += configured.eq(0)
+        self._constants(m)
+        return m
+
+    def _variable_flags(self) -> dict[str, bool]:
+        """Which mode flags a CONFIGURE of this build can change (the others are constant:
+        their value in every built mode)."""
+        config = self._config
+        built = [config.mode(name) for name in config.modes]
+        values = {
+            "mx": [info.mx for info in built],
+            "lanes2": [info.lanes == 2 for info in built],
+            "double_macs": [info.macs_per_pe == 2 for info in built],
+        }
+        flags = {name: len(set(seen)) > 1 for name, seen in values.items()}
+        flags["requant"] = config.has_requantizer
+        self._flag_values = {name: int(seen[0]) for name, seen in values.items()}
+        self._flag_values["requant"] = 0
+        return flags
+
+    def _constants(self, m: Module) -> None:
+        """The registers no CONFIGURE of this build changes, as constants."""
+        c = self.registers
+        for name, variable in self._variable_flags().items():
+            if not variable:
+                m.d.comb += getattr(c, name).eq(self._flag_values[name])
+        if not self._config.k_pairs:       # double_macs is lanes2 itself
+            m.d.comb += c.double_macs.eq(c.lanes2)
+
+    def _apply(self, f: ConfigFields, act_words: Signal, compute_words: Signal,
+               items: Value, result_words: Signal) -> list:
+        """The registers loaded from a CONFIGURE that passed every check."""
+        config, c = self._config, self.registers
+        int_min, mx_min = pass_mins(config)
+        pass_min = Mux(f.mx, mx_min, int_min)
+        ppb_log2 = exact_log2(config.passes_per_block) if config.has_mx else 0
+        kinds = OUT_KIND_CODES
+        lo = Mux(f.out_kind == kinds["uint8"], 0,
+                 Mux(f.out_kind == kinds["int8"], -128, -8))
+        hi = Mux(f.out_kind == kinds["uint8"], 255, Mux(f.out_kind == kinds["int8"], 127, 7))
+        variable = self._variable_flags()
+        if config.k_pairs:
+            flag_fields = {"mx": f.mx, "lanes2": f.lanes2, "double_macs": f.double_macs}
+        else:
+            flag_fields = {"mx": f.mx, "lanes2": f.lanes2}
+        flag_fields["requant"] = f.requant
+        return [
+            c.mode.eq(f.mode),
+            c.out_kind.eq(f.out_kind),
+            c.rounding.eq(f.rounding),
+            c.relu.eq(f.relu),
+            c.zero_point.eq(f.zero_point),
+            c.m.eq(f.m),
+            c.m_last.eq(f.m - 1),
+            c.k_last.eq(f.k_tiles - 1),
+            c.groups_last.eq((f.n_tiles >> f.group_log2) - 1),
+            c.group_last.eq((Const(1, 8) << f.group_log2) - 1),
+            c.group_log2.eq(f.group_log2),
+            c.lc.eq(f.lc),
+            c.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
+            *(getattr(c, name).eq(value) for name, value in flag_fields.items()
+              if variable[name]),
+            c.act_words.eq(act_words),
+            c.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
+            c.requant_words.eq(f.n << 1),
+            c.compute_words.eq(compute_words),
+            c.result_words.eq(result_words),
+            c.items_last.eq(items - 1),
+            c.lo.eq(Mux(f.relu & (f.zero_point > lo), f.zero_point, lo)),
+            c.hi.eq(hi),
+        ]

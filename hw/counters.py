@@ -1,17 +1,11 @@
-"""The performance counters READ_COUNTERS reports (docs/protocol.md, "READ_COUNTERS").
-
-cycles, busy (vectors the array accepted), input stall (a vector waits for its weight
-tile), output stall (the sequencer waits for an accumulator bank) and MACs, each
-`ArrayConfig.counter_bits` wide, wrapping; cleared by CLEAR_COUNTERS and by reset. READ_COUNTERS
-snapshots `cycles` only: the decoder takes no new command until the counter words are out,
-and the others do not change while nothing runs. Events are registered before they are
-added (a short path into the adders); CLEAR_COUNTERS drops the pending ones, as it drops
-the events of its own cycle.
-"""
+"""The performance counters READ_COUNTERS reports (docs/protocol.md, "READ_COUNTERS")."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Signal, Value
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 from golden.config import ArrayConfig
 from golden.protocol import COUNTER_NAMES
@@ -19,38 +13,61 @@ from golden.protocol import COUNTER_NAMES
 __all__ = ["PerformanceCounters"]
 
 
-class PerformanceCounters:
-    """The counters (`counters`, by name) and the `cycles` snapshot READ_COUNTERS sends."""
+class PerformanceCounters(wiring.Component):
+    """cycles, busy (vectors the array accepted), input stall (a vector waits for its weight
+    tile), output stall (the sequencer waits for an accumulator bank) and MACs, each
+    `ArrayConfig.counter_bits` wide, wrapping.
+
+    Ports
+    -----
+    busy, input_stall, output_stall : In(1)
+        This cycle's events.
+    macs : In(bits_for(2 * R * C))
+        MACs performed this cycle.
+    clear : In(1)
+        CLEAR_COUNTERS: every counter to 0 (the events of this cycle and the pending ones
+        are dropped).
+    snapshot : In(1)
+        READ_COUNTERS: copy `cycles`. The decoder takes no new command until the counter
+        words are out, and the others do not change while nothing runs, so only `cycles`
+        needs a copy.
+    words : Out(ArrayLayout(counter_bits, 5))
+        What READ_COUNTERS sends, in `COUNTER_NAMES` order: the `cycles` snapshot, then the
+        other counters.
+
+    Events are registered before they are added (a short path into the adders), so a
+    counter shows an event two cycles after it."""
 
     def __init__(self, config: ArrayConfig) -> None:
-        self.counters = {name: Signal(config.counter_bits, name=f"counter_{name}")
-                         for name in COUNTER_NAMES}
-        self.cycles_snapshot = Signal(config.counter_bits)
+        self._config = config
+        super().__init__({
+            "busy": In(1),
+            "input_stall": In(1),
+            "output_stall": In(1),
+            "macs": In(bits_for(2 * config.rows * config.cols)),
+            "clear": In(1),
+            "snapshot": In(1),
+            "words": Out(data.ArrayLayout(config.counter_bits, len(COUNTER_NAMES))),
+        })
 
-    @property
-    def words(self) -> list[Signal]:
-        """What READ_COUNTERS sends, in `COUNTER_NAMES` order."""
-        return [self.cycles_snapshot, *(self.counters[name] for name in COUNTER_NAMES[1:])]
-
-    def build(self, m: Module, increments: dict[str, Value], clear: Value,
-              snapshot: Value) -> None:
-        """Count `increments` (an event value per counter but `cycles`) every cycle; `clear`
-        zeroes them, `snapshot` copies `cycles` for READ_COUNTERS."""
-        counters, cycles_snapshot = self.counters, self.cycles_snapshot
-        increments = {"cycles": Const(1, 1), **increments}
-        assert COUNTER_NAMES[0] == "cycles" and set(increments) == set(COUNTER_NAMES)
-        with m.If(snapshot):
-            m.d.sync += cycles_snapshot.eq(counters["cycles"])
-        for name in COUNTER_NAMES:
-            if name == "cycles":
-                with m.If(clear):
-                    m.d.sync += counters[name].eq(0)
-                with m.Else():
-                    m.d.sync += counters[name].eq(counters[name] + 1)
-                continue
-            pending = Signal(len(Value.cast(increments[name])), name=f"pending_{name}")
-            with m.If(clear):
-                m.d.sync += [counters[name].eq(0), pending.eq(0)]
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        bits = self._config.counter_bits
+        assert COUNTER_NAMES[0] == "cycles"
+        cycles = Signal(bits, name="counter_cycles")
+        with m.If(self.clear):
+            m.d.sync += cycles.eq(0)
+        with m.Else():
+            m.d.sync += cycles.eq(cycles + 1)
+        with m.If(self.snapshot):
+            m.d.sync += self.words[0].eq(cycles)
+        for index, name in enumerate(COUNTER_NAMES[1:], start=1):
+            event = getattr(self, name)
+            counter = Signal(bits, name=f"counter_{name}")
+            pending = Signal.like(event, name=f"pending_{name}")
+            with m.If(self.clear):
+                m.d.sync += [counter.eq(0), pending.eq(0)]
             with m.Else():
-                m.d.sync += [counters[name].eq(counters[name] + pending),
-                             pending.eq(increments[name])]
+                m.d.sync += [counter.eq(counter + pending), pending.eq(event)]
+            m.d.comb += self.words[index].eq(counter)
+        return m

@@ -6,16 +6,18 @@ A one-hot state machine (`hw.fsm.OneHotFSM`, named `decoder`) reads a header, ch
 response for the output engine. Preconditions: CONFIGURE, LOAD_REQUANT and READ_COUNTERS wait
 until everything is idle; LOAD_ACTIVATIONS / LOAD_SCALES until no queued or running job uses
 their bank; COMPUTE for a job-FIFO slot. COMPUTE queues the job and its response header,
-then routes its payload through the `PayloadRouter`; a COMPUTE cut short is finished with
-zero words (state FILL) so the job always completes. CONFIGURE stages its two words and runs
-the `ConfigureUnit`'s steps (state CONFIG).
+then passes its payload on (to the `PayloadRouter`); a COMPUTE cut short is finished with
+zero words (state FILL) so the job always completes. CONFIGURE stages its two words and waits
+for the `ConfigureUnit`'s answer (state CONFIG).
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import WritePort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.config import ArrayConfig
 from golden.protocol import (
@@ -30,14 +32,12 @@ from golden.protocol import (
     response_length,
 )
 
-from .actbuffer import ActivationBuffer
-from .banks import ActivationBankUses
-from .configure import ConfigureUnit
+from .configure import CONTROL_SIGNATURE, config_layout
 from .control import first_failure
 from .fsm import OneHotFSM
+from .requant import CHANNEL_PARAMS
 from .responder import RESPONSE_LAYOUT, ResponseKind
-from .router import PayloadRouter
-from .wire import view
+from .wire import WORD_LAYOUT, view
 
 __all__ = ["CommandDecoder"]
 
@@ -48,34 +48,78 @@ _FLAGGED_OPCODES = (Opcode.IDENTIFY, Opcode.READ_COUNTERS, Opcode.CLEAR_COUNTERS
                     Opcode.LOAD_ACTIVATIONS)
 
 
-class CommandDecoder:
-    """The decoder's registers and state machine.
+class CommandDecoder(wiring.Component):
+    """Request packets -> checks, work for the engines and response-queue entries.
 
-    Strobes it drives: `clear_counters`, `snapshot_counters` (READ_COUNTERS);
-    `counters_pending` is high from queueing a READ_COUNTERS response until the output
-    engine has sent its counter words."""
+    Ports
+    -----
+    i_stream : In(stream.Signature(WORD_LAYOUT))
+        The request packets.
+    responses : Out(stream.Signature(RESPONSE_LAYOUT))
+        One entry per response (two for a COMPUTE: its start, then its status), in request
+        order.
+    jobs : Out(stream.Signature(1))
+        The activation bank of each COMPUTE.
+    payload : Out(stream.Signature(64))
+        The payload words of each COMPUTE (zeros for the missing words of a cut packet);
+        `restart` is high for a cycle before each COMPUTE's first word.
+    act_write, requant_write, scale_write : the activation buffer's, requantization
+        memory's and MX activation-scale memory's write ports (the last two where built).
+    configure : Out(CONTROL_SIGNATURE)
+        The CONFIGURE unit (`hw.configure.ConfigureUnit`).
+    config : In(config_layout(config))
+        The applied configuration (the payload lengths the commands need).
+    all_idle : In(1)
+        Nothing is queued, running or being sent (CONFIGURE, LOAD_REQUANT and READ_COUNTERS
+        wait for it).
+    bank_idle : In(2)
+        No queued or running job uses the activation bank (LOAD_ACTIVATIONS and LOAD_SCALES
+        wait for theirs).
+    clear_counters, snapshot_counters : Out(1)
+        One cycle: CLEAR_COUNTERS; READ_COUNTERS.
+    counters_sent : In(1)
+        The output engine has sent a READ_COUNTERS response's counter words: the decoder
+        takes no new command until then.
+
+    Latency: a command without payload is queued 6 cycles after its word is taken (HEADER,
+    CHECK, DISPATCH, START, RESPOND and the queue); payload words are taken one per cycle.
+    """
 
     def __init__(self, config: ArrayConfig) -> None:
         self._config = config
-        self.clear_counters = Signal()
-        self.snapshot_counters = Signal()
-        self.counters_pending = Signal()  # a READ_COUNTERS response is queued or being sent
+        members = {
+            "i_stream": In(stream.Signature(WORD_LAYOUT)),
+            "responses": Out(stream.Signature(RESPONSE_LAYOUT)),
+            "jobs": Out(stream.Signature(1)),
+            "payload": Out(stream.Signature(64)),
+            "restart": Out(1),
+            "act_write": In(WritePort.Signature(
+                addr_width=ceil_log2(config.activation_buffer_depth), shape=8 * config.rows)),
+            "configure": Out(CONTROL_SIGNATURE),
+            "config": In(config_layout(config)),
+            "all_idle": In(1),
+            "bank_idle": In(2),
+            "clear_counters": Out(1),
+            "snapshot_counters": Out(1),
+            "counters_sent": In(1),
+        }
+        if config.has_requantizer:
+            members["requant_write"] = In(WritePort.Signature(
+                addr_width=ceil_log2(config.requant_depth), shape=CHANNEL_PARAMS))
+        if config.has_mx:
+            members["scale_write"] = In(WritePort.Signature(
+                addr_width=ceil_log2(2 * config.scale_bank_words), shape=64))
+        super().__init__(members)
 
-    def build(self, m: Module, *, i_stream: stream.Interface, configure: ConfigureUnit,
-              router: PayloadRouter, act_buffer: ActivationBuffer, requant_write: object,
-              scale_write: object, weight_fifo: SyncFIFOBuffered,
-              bscale_fifo: SyncFIFOBuffered | None, job_fifo: SyncFIFOBuffered,
-              response_fifo: SyncFIFOBuffered, bank_uses: ActivationBankUses,
-              all_idle: Signal, items_rest: Signal, lc_max: int) -> None:
-        config = self._config
-        self.items_rest = items_rest
-        c = configure.registers
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        config, c = self._config, self.config
         has_mx, has_requant = config.has_mx, config.has_requantizer
-        i = i_stream
+        i = self.i_stream
         word = i.payload.data
         header = view(HEADER, word)
         self.opcode = opcode = Signal(8)
-        self.tag = tag = Signal(8)
+        self.tag = Signal(8)
         self.length = length = Signal(LENGTH_BITS)
         self.args = args = Signal(24)
         self.header_last = Signal()
@@ -85,12 +129,14 @@ class CommandDecoder:
         self.remaining = Signal(LENGTH_BITS)      # length - count
         m.d.comb += count_next.eq(count + 1)
         self.stage = stage = Signal(64)           # first word of a two-word item
-        self.config_word1 = Signal(64)
         self.final_last = Signal()           # `last` of the packet's final payload word
-        self.response = response = Signal(RESPONSE_LAYOUT)
+        self.response = Signal(RESPONSE_LAYOUT)
         self.discard_after = Signal()
+        self.counters_pending = Signal()  # a READ_COUNTERS response is queued or being sent
         self.bank = bank = Signal()
         m.d.comb += bank.eq(view(BANK_ARGS, args).bank[0])
+        with m.If(self.counters_sent):
+            m.d.sync += self.counters_pending.eq(0)
 
         # Header checks (DISPATCH), in the order of golden.reference.
         legal = Signal()
@@ -124,7 +170,8 @@ class CommandDecoder:
         self.header_checks = header_checks = [
             (Status.BAD_OPCODE, Field.NONE, ~legal),
             (Status.BAD_FIELD, Field.BANK, bank_command & (view(BANK_ARGS, args).bank > 1)),
-            (Status.NOT_CONFIGURED, Field.NONE, configured_command & ~configure.configured),
+            (Status.NOT_CONFIGURED, Field.NONE,
+             configured_command & ~self.configure.configured),
             (Status.NOT_APPLICABLE, Field.NONE, ((opcode == Opcode.LOAD_REQUANT) & ~c.requant)
              | ((opcode == Opcode.LOAD_SCALES) & ~c.mx)),
             (Status.BAD_LENGTH, Field.NONE, length != expected_value),
@@ -136,11 +183,11 @@ class CommandDecoder:
         may_start = Signal()
         with m.Switch(opcode):
             with m.Case(Opcode.CONFIGURE, Opcode.LOAD_REQUANT, Opcode.READ_COUNTERS):
-                m.d.comb += may_start.eq(all_idle)
+                m.d.comb += may_start.eq(self.all_idle)
             with m.Case(Opcode.LOAD_SCALES, Opcode.LOAD_ACTIVATIONS):
-                m.d.comb += may_start.eq(bank_uses.uses[bank] == 0)
+                m.d.comb += may_start.eq(self.bank_idle.bit_select(bank, 1))
             with m.Case(Opcode.COMPUTE):
-                m.d.comb += may_start.eq(job_fifo.w_rdy & response_fifo.w_rdy)
+                m.d.comb += may_start.eq(self.jobs.ready & self.responses.ready)
             with m.Default():
                 m.d.comb += may_start.eq(1)
 
@@ -149,37 +196,33 @@ class CommandDecoder:
         self.may_start_r = may_start_r = Signal()
         m.d.sync += may_start_r.eq(may_start)
 
-        router.build(m, weight_fifo=weight_fifo, bscale_fifo=bscale_fifo, c=c, stage=stage,
-                     lc_max=lc_max)
-
         self.push_entry = push_entry = Signal(RESPONSE_LAYOUT)
         m.d.comb += [
-            push_entry.eq(response),
+            push_entry.eq(self.response),
             push_entry.opcode.eq(opcode),
-            push_entry.tag.eq(tag),
-            response_fifo.w_data.eq(push_entry),
+            push_entry.tag.eq(self.tag),
+            self.responses.payload.eq(push_entry),
+            self.configure.word0.eq(stage),
+            self.jobs.payload.eq(bank),
         ]
 
-        # CONFIGURE: the staged fields and what follows from them.
-        configure.build(m, stage, self.config_word1)
-
         # Payload writes: address and data always driven, only the enables are decoded.
-        m.d.comb += [act_buffer.w_addr.eq(bank * config.activation_bank_depth + count),
-                     act_buffer.w_data.eq(view(activation_word(config), word).vector)]
+        m.d.comb += [self.act_write.addr.eq(bank * config.activation_bank_depth + count),
+                     self.act_write.data.eq(view(activation_word(config), word).vector)]
         if has_requant:
             channel_words = view(REQUANT[0], stage), view(REQUANT[1], word)
             m.d.comb += [
-                requant_write.addr.eq(count[1:]),
-                requant_write.data.bias.eq(channel_words[0].bias),
-                requant_write.data.multiplier.eq(channel_words[0].multiplier),
-                requant_write.data.shift.eq(channel_words[1].shift),
+                self.requant_write.addr.eq(count[1:]),
+                self.requant_write.data.bias.eq(channel_words[0].bias),
+                self.requant_write.data.multiplier.eq(channel_words[0].multiplier),
+                self.requant_write.data.shift.eq(channel_words[1].shift),
             ]
         if has_mx:
-            m.d.comb += [scale_write.addr.eq(bank * config.scale_bank_words + count),
-                         scale_write.data.eq(word)]
+            m.d.comb += [self.scale_write.addr.eq(bank * config.scale_bank_words + count),
+                         self.scale_write.data.eq(word)]
 
-        self._fsm(m, i, header, configure, router, act_buffer, requant_write, scale_write,
-                  job_fifo, response_fifo, bank_uses)
+        self._fsm(m, header)
+        return m
 
     def respond(self, code: object, kind: int = ResponseKind.SIMPLE, field: object = 0,
                 value: object = 0, discard: object = 0) -> list:
@@ -188,19 +231,17 @@ class CommandDecoder:
         return [response.kind.eq(kind), response.code.eq(code), response.field.eq(field),
                 response.value.eq(value), self.discard_after.eq(discard)]
 
-    def _fsm(self, m: Module, i: stream.Interface, header: object, configure: ConfigureUnit,
-             router: PayloadRouter, act_buffer: ActivationBuffer, requant_write: object,
-             scale_write: object, job_fifo: SyncFIFOBuffered, response_fifo: SyncFIFOBuffered,
-             bank_uses: ActivationBankUses) -> None:
+    def _fsm(self, m: Module, header: object) -> None:
         # The decoder is one-hot (`hw.fsm`): `ready` and the enables of what a word writes
         # each read a state's register, and a state's next value has only the terms of
         # its own transitions. `taken[state]`: a word is taken in that state (only
         # WEIGHTS' `ready` depends on more than the state).
+        i, payload = self.i_stream, self.payload
         decoder = self.fsm = OneHotFSM(m, _STATES, name="decoder")
         in_state = {name: decoder.ongoing(name)
                     for name in ("HEADER", "WEIGHTS", "PAYLOAD", "FILL", "DISCARD")}
         taken = {name: in_state[name] & i.valid for name in ("HEADER", "PAYLOAD", "DISCARD")}
-        taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & router.route_ready
+        taken["WEIGHTS"] = in_state["WEIGHTS"] & i.valid & payload.ready
         self.in_state, self.taken = in_state, taken
 
         # The opcode as one flag per command that DISPATCH, START and PAYLOAD tell apart
@@ -210,30 +251,27 @@ class CommandDecoder:
         word = i.payload.data
         m.d.comb += [
             i.ready.eq(in_state["HEADER"] | in_state["PAYLOAD"] | in_state["DISCARD"]
-                       | (in_state["WEIGHTS"] & router.route_ready)),
-            router.route_word.eq(Mux(in_state["WEIGHTS"], word, 0)),
-            router.route_offer.eq((in_state["WEIGHTS"] & i.valid) | in_state["FILL"]),
+                       | (in_state["WEIGHTS"] & payload.ready)),
+            payload.payload.eq(Mux(in_state["WEIGHTS"], word, 0)),
+            payload.valid.eq((in_state["WEIGHTS"] & i.valid) | in_state["FILL"]),
         ]
         # Payload words taken (or filled in), counted in the states that take them.
-        with m.If(taken["WEIGHTS"] | taken["PAYLOAD"] | (in_state["FILL"] & router.route_ready)):
+        with m.If(taken["WEIGHTS"] | taken["PAYLOAD"] | (in_state["FILL"] & payload.ready)):
             m.d.sync += [self.count.eq(self.count_next), self.remaining.eq(self.remaining - 1),
                          self.at_last.eq(self.remaining == 2)]
 
-        self._header_states(m, i, header, configure, router, job_fifo, response_fifo,
-                            bank_uses)
-        self._payload_states(m, i, configure, router, act_buffer, requant_write, scale_write)
-        self._response_states(m, i, response_fifo)
+        self._header_states(m, header)
+        self._payload_states(m)
+        self._response_states(m)
 
-    def _header_states(self, m: Module, i: stream.Interface, header: object,
-                       configure: ConfigureUnit, router: PayloadRouter,
-                       job_fifo: SyncFIFOBuffered, response_fifo: SyncFIFOBuffered,
-                       bank_uses: ActivationBankUses) -> None:
+    def _header_states(self, m: Module, header: object) -> None:
         """HEADER, CHECK, DISPATCH, START: a header read, checked and started."""
         decoder, taken, is_op, respond = self.fsm, self.taken, self.is_op, self.respond
-        c = configure.registers
-        header_last, bank = self.header_last, self.bank
+        i, c = self.i_stream, self.config
+        header_last = self.header_last
         with decoder.state("HEADER"):
             with m.If(taken["HEADER"]):
+                m.d.comb += self.restart.eq(1)
                 m.d.sync += [
                     self.opcode.eq(header.opcode), self.tag.eq(header.tag),
                     self.length.eq(header.length),
@@ -241,7 +279,6 @@ class CommandDecoder:
                     self.args.eq(header.args), header_last.eq(i.payload.last),
                     self.count.eq(0),
                     self.at_last.eq(header.length == 1), self.remaining.eq(header.length),
-                    router.position.eq(0), *router.restart,
                 ]
                 decoder.goto("CHECK")
 
@@ -252,7 +289,7 @@ class CommandDecoder:
 
         with decoder.state("DISPATCH"):
             with m.If(is_op[Opcode.CONFIGURE]):
-                m.d.sync += configure.configured.eq(0)
+                m.d.comb += self.configure.invalidate.eq(1)
             with m.If(self.header_flags != 0):
                 m.d.sync += respond(self.check_code, field=self.check_field,
                                     value=Mux(self.check_code == Status.BAD_LENGTH,
@@ -277,11 +314,10 @@ class CommandDecoder:
                                         kind=kind, discard=~header_last)
                     decoder.goto("RESPOND")
                 with m.Elif(is_op[Opcode.COMPUTE]):
+                    # may_start_r saw room in both queues, and only the decoder fills them.
                     m.d.comb += [
-                        job_fifo.w_en.eq(1),
-                        job_fifo.w_data.eq(bank),
-                        bank_uses.increment.eq(Mux(bank, 0b10, 0b01)),
-                        response_fifo.w_en.eq(1),
+                        self.jobs.valid.eq(1),
+                        self.responses.valid.eq(1),
                         self.push_entry.kind.eq(ResponseKind.COMPUTE_START),
                         self.push_entry.value.eq(response_length(c.result_words)),
                     ]
@@ -298,14 +334,13 @@ class CommandDecoder:
                     with m.Else():
                         decoder.goto("PAYLOAD")
 
-    def _payload_states(self, m: Module, i: stream.Interface, configure: ConfigureUnit,
-                        router: PayloadRouter, act_buffer: ActivationBuffer,
-                        requant_write: object, scale_write: object) -> None:
+    def _payload_states(self, m: Module) -> None:
         """WEIGHTS, PAYLOAD, FILL, CONFIG: a command's payload taken."""
         config = self._config
         decoder, taken, is_op, respond = self.fsm, self.taken, self.is_op, self.respond
+        i, configure = self.i_stream, self.configure
         count, at_last, word = self.count, self.at_last, i.payload.data
-        # COMPUTE's payload: the weights (and MX weight scales) into their FIFOs.
+        # COMPUTE's payload: the weights (and MX weight scales) on to the router.
         with decoder.state("WEIGHTS"):
             with m.If(taken["WEIGHTS"]):
                 with m.If(at_last):
@@ -325,19 +360,19 @@ class CommandDecoder:
                     with m.If(count == 0):
                         m.d.sync += self.stage.eq(word)
                     with m.Else():
-                        m.d.sync += self.config_word1.eq(word)
+                        m.d.sync += configure.word1.eq(word)
                 with m.If(is_op[Opcode.LOAD_REQUANT]):
                     with m.If(~count[0]):
                         m.d.sync += self.stage.eq(word)
                     if config.has_requantizer:
-                        m.d.comb += requant_write.en.eq(count[0])
+                        m.d.comb += self.requant_write.en.eq(count[0])
                 if config.has_mx:
-                    m.d.comb += scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
-                m.d.comb += act_buffer.w_en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
+                    m.d.comb += self.scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
+                m.d.comb += self.act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
                 with m.If(at_last):
                     m.d.sync += self.final_last.eq(i.payload.last)
                     with m.If(is_op[Opcode.CONFIGURE]):
-                        m.d.sync += configure.phase.eq(1)
+                        m.d.comb += configure.start.eq(1)
                         decoder.goto("CONFIG")
                     with m.Else():
                         m.d.sync += respond(
@@ -350,22 +385,27 @@ class CommandDecoder:
 
         with decoder.state("FILL"):
             # A truncated COMPUTE: the job runs on, with zeros for the missing words.
-            with m.If(router.route_ready & at_last):
+            with m.If(self.payload.ready & at_last):
                 decoder.goto("RESPOND")
 
-        # CONFIGURE: the configuration unit's steps, one state (its steps one-hot in the
-        # unit's `phase`: fewer decoder states, a shallower next-state logic).
+        # CONFIGURE: wait for the configuration unit's answer.
         with decoder.state("CONFIG"):
-            configure.steps(m, respond, self.final_last, self.items_rest,
-                            finish=lambda: decoder.goto("RESPOND"))
+            with m.If(configure.done):
+                final_last = self.final_last
+                with m.If(configure.code == Status.OK):
+                    m.d.sync += respond(Mux(final_last, Status.OK, Status.TOO_LONG),
+                                        discard=~final_last)
+                with m.Else():
+                    m.d.sync += respond(configure.code, field=configure.field,
+                                        discard=~final_last)
+                decoder.goto("RESPOND")
 
-    def _response_states(self, m: Module, i: stream.Interface,
-                         response_fifo: SyncFIFOBuffered) -> None:
+    def _response_states(self, m: Module) -> None:
         """RESPOND, COUNTERS_WAIT, DISCARD: the response queued, the packet's rest dropped."""
-        decoder, taken = self.fsm, self.taken
+        decoder, taken, i = self.fsm, self.taken, self.i_stream
         with decoder.state("RESPOND"):
-            with m.If(response_fifo.w_rdy):
-                m.d.comb += response_fifo.w_en.eq(1)
+            m.d.comb += self.responses.valid.eq(1)
+            with m.If(self.responses.ready):
                 with m.If(self.response.kind == ResponseKind.COUNTERS):
                     m.d.sync += self.counters_pending.eq(1)
                     decoder.goto("COUNTERS_WAIT")

@@ -1,62 +1,118 @@
 """The drain: a full accumulator bank, read row by row, one element per cycle.
 
 For each row it reads the group's lc * group columns in order, together with each
-channel's requantization parameters and, in the MX modes, the BFP value, and offers them as
-the `drained` stream (`drain_layout`: the int32 value, the parameters, the BFP value and
-whether the element ends an MX block) to the output units. The bank is released as soon as
-its last element has been read, so the sequencer can refill it while the last elements are
-still in the units. In the fast pipeline the memories' words pass through a `SkidBuffer`,
-then the lane's element through a second one, so neither a memory's output nor the lane
-multiplexer sits on a long path, and the units' `ready` only enables the second buffer's
-output register.
+channel's requantization parameters and, in the MX modes, the BFP value, and offers them on
+`drained` (`drain_layout`) to the output units. The bank is released as soon as its last
+element has been read, so the sequencer can refill it while the last elements are still on
+their way. In the fast pipeline the memories' words pass through a `SkidBuffer`, then the
+lane's element through a second one, so neither a memory's output nor the lane multiplexer
+sits on a long path, and the units' `ready` only enables the second buffer's output
+register.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.config import ArrayConfig
 
+from .accumulate import ACC_EXPONENT_BITS, bfp_layout
+from .accumulation import accumulator_row, bfp_row
 from .arith import SkidBuffer
-from .banks import AccumulatorBanks
-from .configure import ConfigRegisters
+from .configure import config_layout
+from .requant import CHANNEL_PARAMS
 
-__all__ = ["Drain"]
+__all__ = ["Drain", "drain_layout"]
 
 
-class Drain:
+def drain_layout(config: ArrayConfig) -> data.StructLayout:
+    """One drained element: the int32 accumulator, whether it ends an MX block, and where
+    built, its channel's requantization parameters and its BFP value."""
+    fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
+    if config.has_requantizer:
+        fields["params"] = CHANNEL_PARAMS
+    if config.has_mx:
+        fields["bfp"] = bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
+    return data.StructLayout(fields)
+
+
+class Drain(wiring.Component):
     """Full accumulator banks -> `drained` elements.
 
-    `d1_valid` and `skid_busy`: what is still in flight between the memories and
-    `drained`."""
+    Ports
+    -----
+    full, last : In(2)
+        The banks' state (`hw.banks.AccumulatorBanks`): complete; holding the job's last
+        group (after it the channels start again from 0).
+    release, release_bank : Out(1)
+        One cycle: the last element of the bank has been read.
+    acc_read, bfp_read, requant_read : the memories' drain read ports.
+    drained : Out(stream.Signature(drain_layout(config)))
+        The elements, row by row, each row's lc * group columns in order.
+    config : In(config_layout(config))
+    busy : Out(1)
+        An element is on its way from the memories to `drained`.
+    """
 
     def __init__(self, config: ArrayConfig) -> None:
         self._config = config
-        self.skid_busy: list[Signal] = []
+        addr_width = ceil_log2(config.accumulator_depth)
+        members = {
+            "full": In(2),
+            "last": In(2),
+            "release": Out(1),
+            "release_bank": Out(1),
+            "acc_read": In(ReadPort.Signature(addr_width=addr_width,
+                                              shape=accumulator_row(config))),
+            "drained": Out(stream.Signature(drain_layout(config))),
+            "config": In(config_layout(config)),
+            "busy": Out(1),
+        }
+        if config.has_mx:
+            members["bfp_read"] = In(ReadPort.Signature(addr_width=addr_width,
+                                                        shape=bfp_row(config)))
+        if config.has_requantizer:
+            members["requant_read"] = In(ReadPort.Signature(
+                addr_width=ceil_log2(config.requant_depth), shape=CHANNEL_PARAMS))
+        super().__init__(members)
 
-    def build_reader(self, m: Module, *, banks: AccumulatorBanks, c: ConfigRegisters,
-                     acc_drain: object, bfp_drain: object, requant_read: object,
-                     lc_max: int) -> None:
-        """The drain's counters and the memories' read ports."""
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        self._reader(m)
+        skid_busy = self._lanes(m)
+        m.d.comb += self.busy.eq(Cat(self._d1_valid, *skid_busy) != 0)
+        return m
+
+    def _reads(self) -> list:
+        """The read ports of the memories this build has."""
         config = self._config
-        cols = config.cols
-        block = config.block_size
+        ports = [self.acc_read]
+        if config.has_mx:
+            ports.append(self.bfp_read)
+        return ports
+
+    def _reader(self, m: Module) -> None:
+        """The drain's counters and the memories' read ports."""
+        config, c = self._config, self.config
+        lc_max = config.lane_columns
         acc_half = config.accumulator_bank_depth
-        acc_busy, acc_full, acc_last = banks.busy, banks.full, banks.last
         draining = Signal()
         drain_select = Signal()
         drain_last = Signal()
         d_row = Signal.like(c.m_last)
-        d_tile = Signal(range(max(2, block // cols + 1)))
+        d_tile = Signal(range(max(2, config.block_size // config.cols + 1)))
         d_lane = Signal(range(lc_max))
         d_tile_base = Signal(range(acc_half + 1))
         channel = Signal(range(config.requant_depth + lc_max * 4 + 1))
         channel_base = Signal(range(config.requant_depth + lc_max * 4 + 1))
-        self.d1_valid = d1_valid = Signal()
-        self.d1_lane = d1_lane = Signal(range(lc_max))
-        self.d1_block_end = d1_block_end = Signal()
-        self.d1_ready = d1_ready = Signal()
+        self._d1_valid = d1_valid = Signal()
+        self._d1_lane = d1_lane = Signal(range(lc_max))
+        self._d1_block_end = d1_block_end = Signal()
+        self._d1_ready = d1_ready = Signal()
         d_advance = Signal()
         m.d.comb += d_advance.eq(~d1_valid | d1_ready)
         d_step = Signal()
@@ -67,19 +123,19 @@ class Drain:
         lane_end = Signal()
         tile_end = Signal()
         row_end = Signal()
-        with m.If(~draining & acc_full.bit_select(drain_select, 1)):
+        with m.If(~draining & self.full.bit_select(drain_select, 1)):
             m.d.sync += [
-                draining.eq(1), drain_last.eq(acc_last.bit_select(drain_select, 1)),
+                draining.eq(1), drain_last.eq(self.last.bit_select(drain_select, 1)),
                 d_row.eq(0), d_tile.eq(0), d_lane.eq(0), d_tile_base.eq(0),
                 channel.eq(channel_base), lane_end.eq(c.lc == 1),
                 tile_end.eq(c.group_last == 0), row_end.eq(c.m_last == 0),
             ]
         drain_address = drain_select * acc_half + d_tile_base + d_row
-        m.d.comb += [acc_drain.addr.eq(drain_address), acc_drain.en.eq(d_advance)]
-        if config.has_mx:
-            m.d.comb += [bfp_drain.addr.eq(drain_address), bfp_drain.en.eq(d_advance)]
+        for port in self._reads():
+            m.d.comb += [port.addr.eq(drain_address), port.en.eq(d_advance)]
         if config.has_requantizer:
-            m.d.comb += [requant_read.addr.eq(channel), requant_read.en.eq(d_advance)]
+            m.d.comb += [self.requant_read.addr.eq(channel),
+                         self.requant_read.en.eq(d_advance)]
         with m.If(d_advance):
             m.d.sync += d1_valid.eq(d_step)
         with m.If(d_step):
@@ -99,34 +155,34 @@ class Drain:
                         m.d.sync += [d_row.eq(d_row + 1), row_end.eq(d_row + 1 == c.m_last)]
                     with m.Else():
                         # Last read issued: the bank may be refilled (the data is latched).
+                        m.d.comb += [self.release.eq(1), self.release_bank.eq(drain_select)]
                         m.d.sync += [
                             draining.eq(0),
                             drain_select.eq(~drain_select),
-                            acc_busy.bit_select(drain_select, 1).eq(0),
-                            acc_full.bit_select(drain_select, 1).eq(0),
                             channel_base.eq(Mux(drain_last, 0,
                                                 channel_base + (c.lc << c.group_log2))),
                         ]
 
-    def build_lanes(self, m: Module, *, acc_drain: object, bfp_drain: object,
-                    requant_read: object) -> None:
-        """The element of the lane at hand, as the `drained` stream."""
+    def _lanes(self, m: Module) -> list[Signal]:
+        """The element of the lane at hand onto `drained`; the skid buffers' busy flags."""
         config = self._config
         has_mx, has_requant = config.has_mx, config.has_requantizer
         fast = config.pipeline == "fast"
-        d1_valid, d1_ready = self.d1_valid, self.d1_ready
-        # d1 holds the memories' read data. In the compact pipeline the output units take
-        # the lane's value (with its requantization parameters and BFP value) from there.
-        # The fast pipeline hands the memories' whole words to a skid buffer (registers
-        # with a registered `ready`: the units' `ready` does not reach the drain counters,
-        # and no logic follows a memory's output), then the lane's value through a second
-        # one (d2): no lane multiplexer precedes a unit, and the units' `ready`, through the
-        # output-kind multiplexer, only enables d2's output register.
-        source = {"lane": self.d1_lane, "block_end": self.d1_block_end, "acc": acc_drain.data}
+        skid_busy = []
+        d1_valid, d1_ready = self._d1_valid, self._d1_ready
+        # d1 holds the memories' read data. In the compact pipeline `drained` takes the
+        # lane's value (with its requantization parameters and BFP value) from there. The
+        # fast pipeline hands the memories' whole words to a skid buffer (registers with a
+        # registered `ready`: the units' `ready` does not reach the drain counters, and no
+        # logic follows a memory's output), then the lane's value through a second one:
+        # no lane multiplexer precedes a unit, and the units' `ready`, through the
+        # output-kind multiplexer, only enables that buffer's output register.
+        source = {"lane": self._d1_lane, "block_end": self._d1_block_end,
+                  "acc": self.acc_read.data}
         if has_requant:
-            source["params"] = requant_read.data
+            source["params"] = self.requant_read.data
         if has_mx:
-            source["bfp"] = bfp_drain.data
+            source["bfp"] = self.bfp_read.data
         source_valid, source_ready = d1_valid, d1_ready
         if fast:
             words_skid = SkidBuffer(data.StructLayout(
@@ -139,14 +195,9 @@ class Drain:
             words = words_skid.o_stream
             source = {name: getattr(words.payload, name) for name in source}
             source_valid, source_ready = words.valid, words.ready
-            self.skid_busy.append(words_skid.busy)
-        drain_fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
-        if has_requant:
-            drain_fields["params"] = requant_read.data.shape()
-        if has_mx:
-            drain_fields["bfp"] = bfp_drain.data.shape().elem_shape
-        drain_layout = data.StructLayout(drain_fields)
-        lane_values = Signal(drain_layout)
+            skid_busy.append(words_skid.busy)
+        layout = drain_layout(config)
+        lane_values = Signal(layout)
         m.d.comb += [lane_values.block_end.eq(source["block_end"]),
                      lane_values.value.eq(source["acc"][source["lane"]])]
         if has_requant:
@@ -154,15 +205,15 @@ class Drain:
         if has_mx:
             m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
         if fast:
-            lane_skid = SkidBuffer(drain_layout)
+            lane_skid = SkidBuffer(layout)
             m.submodules.lane_skid = lane_skid
             m.d.comb += [lane_skid.i_stream.valid.eq(source_valid),
                          lane_skid.i_stream.payload.eq(lane_values),
                          source_ready.eq(lane_skid.i_stream.ready)]
-            self.skid_busy.append(lane_skid.busy)
-            drained = lane_skid.o_stream
+            skid_busy.append(lane_skid.busy)
+            wiring.connect(m, lane_skid.o_stream, wiring.flipped(self.drained))
         else:       # the units take the lane straight from the memories
-            drained = stream.Signature(drain_layout).create()
-            m.d.comb += [drained.valid.eq(source_valid), drained.payload.eq(lane_values),
-                         source_ready.eq(drained.ready)]
-        self.drained = drained
+            m.d.comb += [self.drained.valid.eq(source_valid),
+                         self.drained.payload.eq(lane_values),
+                         source_ready.eq(self.drained.ready)]
+        return skid_busy

@@ -40,9 +40,17 @@ from .arith import (
 )
 
 __all__ = ["RequantRounding", "Requantizer", "requant_config", "requant_inputs",
-           "REQUANT_MULTIPLIERS"]
+           "REQUANT_MULTIPLIERS", "CHANNEL_PARAMS"]
 
 REQUANT_MULTIPLIERS = ("dsp", "lut")
+
+CHANNEL_PARAMS = data.StructLayout({
+    "bias": signed(32),
+    "multiplier": unsigned(32),
+    "shift": signed(6),
+})
+"""One output channel's requantization parameters (a word of the accelerator's
+requantization memory): int32 bias, the 32-bit multiplier, the gemmlowp shift."""
 """How the requantizer multiplies: "dsp" (`*` on 16-bit halves, which synthesis maps to DSP
 blocks where the target has them) or "lut" (shift-and-add, never a DSP block)."""
 

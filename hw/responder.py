@@ -10,8 +10,9 @@ before the weights have all arrived.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal, unsigned
-from amaranth.lib import data, stream
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
 
 from golden.config import ArrayConfig
 from golden.protocol import (
@@ -59,32 +60,63 @@ RESPONSE_LENGTHS = {
 """Header length of the responses whose length is fixed."""
 
 
-class Responder:
-    """The output engine (state machine `output`).
+class Responder(wiring.Component):
+    """The output engine (state machine `output`), with the response queue.
 
-    `idle` is high while no response is queued or being sent. The counter words it sends
-    are `counter_words` (the `cycles` snapshot and the other counters)."""
+    Ports
+    -----
+    responses : In(stream.Signature(RESPONSE_LAYOUT))
+        Response entries, queued in a FIFO of `queue_depth` (the decoder pushes an entry
+        when it may: `ready` is the queue's room).
+    results : In(stream.Signature(64))
+        The result words of the COMPUTEs, in order.
+    counters : In(ArrayLayout(counter_bits, 5))
+        What READ_COUNTERS sends (`hw.counters.PerformanceCounters.words`).
+    o_stream : Out(stream.Signature(WORD_LAYOUT))
+        The response packets; its payload is a register that holds while the stream
+        stalls.
+    counters_sent : Out(1)
+        One cycle: a READ_COUNTERS response's counter words have been sent.
+    idle : Out(1)
+        No response is queued or being sent.
+
+    Throughput one word per cycle; a response's header leaves 3 cycles after its entry is
+    queued (the queue's 2, the output register's 1) when nothing is queued before it."""
+
+    queue_depth = 4
 
     def __init__(self, config: ArrayConfig) -> None:
         self._config = config
-        self.out_idle = Signal()
+        super().__init__({
+            "responses": In(stream.Signature(RESPONSE_LAYOUT)),
+            "results": In(stream.Signature(64)),
+            "counters": In(data.ArrayLayout(config.counter_bits, len(COUNTER_NAMES))),
+            "o_stream": Out(stream.Signature(WORD_LAYOUT)),
+            "counters_sent": Out(1),
+            "idle": Out(1),
+        })
 
-    def build(self, m: Module, o_stream: stream.Interface, response_fifo: SyncFIFOBuffered,
-              result_fifo: SyncFIFOBuffered, counter_words: list[Signal],
-              counters_pending: Signal) -> None:
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
         config = self._config
+        m.submodules.response_fifo = response_fifo = SyncFIFOBuffered(
+            width=RESPONSE_LAYOUT.size, depth=self.queue_depth)
+        m.d.comb += [response_fifo.w_data.eq(self.responses.payload),
+                     response_fifo.w_en.eq(self.responses.valid),
+                     self.responses.ready.eq(response_fifo.w_rdy)]
+        results = self.results
         # The engine offers words on `o` (valid, payload, ready as a stream); a register
         # slice drives `o_stream` from them, so its payload is a register that holds while
         # the stream stalls (and the output logic is off the consumer's paths).
         o = stream.Signature(WORD_LAYOUT).create()
-        out = o_stream
+        out = self.o_stream
         m.d.comb += o.ready.eq(~out.valid | out.ready)
         with m.If(o.ready):
             m.d.sync += [out.valid.eq(o.valid), out.payload.eq(o.payload)]
         entry = Signal(RESPONSE_LAYOUT)   # the queue's head, taken off when it is sent
         m.d.comb += entry.eq(response_fifo.r_data)
         out_index = Signal(LENGTH_BITS)
-        counter_words = Array(counter_words)
+        counter_words = Array(self.counters[index] for index in range(len(COUNTER_NAMES)))
         identity = Array(Const(w, 64) for w in identify_words(config))
         entry_length = Signal(LENGTH_BITS)
         with m.Switch(entry.kind):
@@ -96,12 +128,11 @@ class Responder:
         header_word = pack(HEADER, opcode=entry.opcode, tag=entry.tag, length=entry_length)
         status_word = pack(STATUS, code=entry.code, opcode=entry.opcode, field=entry.field,
                            value=entry.value)
-        out_idle = self.out_idle
         out_at_end = Signal()     # RESULTS: out_index == 0, the response's last result word
         o_transfer = o.valid & o.ready
         with m.FSM(name="output"):
             with m.State("IDLE"):
-                m.d.comb += out_idle.eq(response_fifo.level == 0)
+                m.d.comb += self.idle.eq(response_fifo.level == 0)
                 with m.If(response_fifo.r_rdy):
                     m.d.sync += out_index.eq(0)
                     with m.If(entry.kind == ResponseKind.COMPUTE_STATUS):
@@ -127,20 +158,20 @@ class Responder:
                 m.d.comb += [o.valid.eq(1), o.payload.data.eq(identity[out_index[:2]])]
                 with m.If(o.ready):
                     m.d.sync += out_index.eq(out_index + 1)
-                    with m.If(out_index == len(identify_words(config)) - 1):
+                    with m.If(out_index == len(IDENTIFY) - 1):
                         m.next = "STATUS"
             with m.State("COUNTERS"):
                 m.d.comb += [o.valid.eq(1), o.payload.data.eq(counter_words[out_index[:3]])]
                 with m.If(o.ready):
                     m.d.sync += out_index.eq(out_index + 1)
                     with m.If(out_index == len(COUNTER_NAMES) - 1):
-                        m.d.sync += counters_pending.eq(0)
+                        m.d.comb += self.counters_sent.eq(1)
                         m.next = "STATUS"
             with m.State("RESULTS"):
                 m.d.comb += [
-                    o.valid.eq(result_fifo.r_rdy),
-                    o.payload.data.eq(result_fifo.r_data),
-                    result_fifo.r_en.eq(o.ready),
+                    o.valid.eq(results.valid),
+                    o.payload.data.eq(results.payload),
+                    results.ready.eq(o.ready),
                 ]
                 with m.If(o_transfer):
                     m.d.sync += [out_index.eq(out_index - 1), out_at_end.eq(out_index == 1)]
@@ -153,3 +184,4 @@ class Responder:
                 with m.If(o.ready):
                     m.d.comb += response_fifo.r_en.eq(1)
                     m.next = "IDLE"
+        return m

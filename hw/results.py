@@ -4,23 +4,25 @@ The output kind selects the unit the drained elements go through: `Requantizer` 
 int8, int4), none (int32), `BfpToFloat32` (fp32) or `MxQuantizer` (mxint8, mxint4; a
 group's row is exactly one BK block, and a block's first element carries its scale code).
 The `ResultPacker` packs the items (`golden.protocol.item_nibbles` nibbles each) into 64-bit
-words and closes each COMPUTE's last word; the words go into the result FIFO, which the
-output engine empties. In the fast pipeline a `SkidBuffer` stands between the output-kind
+words and closes each COMPUTE's last word; the words wait in the result FIFO for the output
+engine. In the fast pipeline a `SkidBuffer` stands between the output-kind
 multiplexer and the packer.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
 
 from golden.config import MODE_INFO, ArrayConfig
 from golden.protocol import MX_CODE_NIBBLES, item_nibbles
 
 from .arith import SkidBuffer
-from .configure import OUT_KIND_CODES, ConfigRegisters
+from .configure import OUT_KIND_CODES, config_layout
 from .control import registered_room
+from .drain import drain_layout
 from .mxout import BfpToFloat32, MxElementFormat, MxQuantizer
 from .packer import ResultPacker
 from .requant import Requantizer, RequantRounding
@@ -28,66 +30,101 @@ from .requant import Requantizer, RequantRounding
 __all__ = ["ResultPath"]
 
 
-class ResultPath:
-    """Output units and packer.
+class ResultPath(wiring.Component):
+    """Output units, packer and result FIFO.
 
-    `items_rest`: items of the result after the packer's next one, minus one: -1 when the
-    next item ends the result, so `item_last` is the counter's sign bit (no comparison).
-    `units_busy`: an element is in the drain's registers, a unit or the packer."""
+    Ports
+    -----
+    drained : In(stream.Signature(drain_layout(config)))
+        The drained elements (`hw.drain.Drain`).
+    results : Out(stream.Signature(64))
+        The result words, each COMPUTE's last one padded with zero nibbles.
+    config : In(config_layout(config))
+    applied : In(1)
+        A new configuration has been applied: the next item starts a result of
+        `config.items_last + 1` items.
+    busy : Out(1)
+        An element is in a unit or the packer, or a word in the result FIFO.
+
+    Latency: the units' (`Requantizer` 16, `BfpToFloat32` 7, `MxQuantizer` 11 from a
+    block's last element), the packer's 1 and the FIFO's 2; throughput one element per
+    cycle (a result's last item can take one more).
+    """
+
+    result_fifo_depth = 16
 
     def __init__(self, config: ArrayConfig, multiplier: str) -> None:
         self._config = config
         self._multiplier = multiplier
-        self.items_rest = Signal(signed(33))
-        self.item_last = self.items_rest[-1]
-        self.units_busy = Signal()
+        super().__init__({
+            "drained": In(stream.Signature(drain_layout(config))),
+            "results": Out(stream.Signature(64)),
+            "config": In(config_layout(config)),
+            "applied": In(1),
+            "busy": Out(1),
+        })
 
-    def build_packer(self, m: Module, c: ConfigRegisters) -> None:
-        """The packer and the item counter that closes each result."""
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
         config = self._config
         has_mx, has_requant = config.has_mx, config.has_requantizer
-        items_rest, item_last = self.items_rest, self.item_last
-        # Output units and the packer.
         # Without the requantizer and the MX units every item is an int32 (8 nibbles).
         packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
         m.submodules.packer = packer
-        self.packer = packer
-        # The output units offer items on `item`; in the fast pipeline a skid buffer hands
-        # them to the packer (the output-kind multiplexer and the packer's shifter in
-        # separate cycles, and the packer's `ready` registered).
-        fast = config.pipeline == "fast"
-        self.extra_busy = extra_busy = []
-        if fast:
+        item, busy_terms = self._packer_input(m, packer)
+        self._units(m, item, busy_terms)
+        result_fifo = SyncFIFOBuffered(width=64, depth=self.result_fifo_depth)
+        m.submodules.result_fifo = result_fifo
+        result_room = registered_room(m, result_fifo, "result_room")
+        m.d.comb += [
+            result_fifo.w_data.eq(packer.o_stream.payload.data),
+            result_fifo.w_en.eq(packer.o_stream.valid & result_room),
+            packer.o_stream.ready.eq(result_room),
+            self.results.valid.eq(result_fifo.r_rdy),
+            self.results.payload.eq(result_fifo.r_data),
+            result_fifo.r_en.eq(self.results.ready),
+            self.busy.eq((Cat(*busy_terms) != 0) | (result_fifo.level != 0)),
+        ]
+        return m
+
+    def _packer_input(self, m: Module, packer: ResultPacker) -> tuple[stream.Interface, list]:
+        """The stream the units offer items on, with each item's `last` from the item
+        counter; in the fast pipeline a skid buffer hands the items to the packer (the
+        output-kind multiplexer and the packer's shifter in separate cycles, and the
+        packer's `ready` registered)."""
+        c = self.config
+        busy_terms = [packer.busy]
+        if self._config.pipeline == "fast":
             staged = SkidBuffer(packer.i_stream.payload.shape())
             m.submodules.staged = staged
             wiring.connect(m, staged.o_stream, packer.i_stream)
             item = staged.i_stream
-            extra_busy.append(staged.busy)
+            busy_terms.append(staged.busy)
         else:
             item = packer.i_stream
-        self.item = item
+        # Items of the result after the packer's next one, minus one: -1 when the next item
+        # ends the result, so `item_last` is the counter's sign bit (no comparison).
+        items_rest = Signal(signed(33))
+        item_last = items_rest[-1]
         m.d.comb += item.payload.last.eq(item_last)
-        with m.If(item.valid & item.ready):
+        with m.If(self.applied):
+            m.d.sync += items_rest.eq(c.items_last - 1)
+        with m.Elif(item.valid & item.ready):
             with m.If(item_last):
                 m.d.sync += items_rest.eq(c.items_last - 1)
             with m.Else():
                 m.d.sync += items_rest.eq(items_rest - 1)
+        return item, busy_terms
 
-    def build_units(self, m: Module, *, drained: stream.Interface, c: ConfigRegisters,
-                    drain_busy: list[Signal], result_fifo: SyncFIFOBuffered) -> None:
-        """The output units between `drained` and the packer, and the result FIFO's input.
-        `drain_busy`: the drain's registers ahead of `drained` (first its read stage, then
-        its skid buffers)."""
+    def _units(self, m: Module, item: stream.Interface, busy_terms: list) -> None:
+        """The output units between `drained` and `item`, selected by the output kind."""
         config = self._config
         has_mx, has_requant = config.has_mx, config.has_requantizer
         has_int = any(not MODE_INFO[mode].mx for mode in config.modes)
         kinds = OUT_KIND_CODES
-        item, packer = self.item, self.packer
+        c, drained = self.config, self.drained
         d2_ready = drained.ready
-        d2_block_end = drained.payload.block_end
         int_value = drained.payload.value
-        units_busy = self.units_busy
-        busy_terms = [drain_busy[0], *self.extra_busy, *drain_busy[1:], packer.busy]
         if has_requant:
             # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
             requantizer = Requantizer(
@@ -95,7 +132,7 @@ class ResultPath:
             m.submodules.requantizer = requantizer
             busy_terms.append(requantizer.busy)
             params = drained.payload.params
-            lo, hi = c.requant_bounds
+            lo, hi = c.lo, c.hi
             m.d.comb += [
                 requantizer.config.rounding.eq(Mux(c.rounding, RequantRounding.GEMMLOWP,
                                                    RequantRounding.FP32)),
@@ -117,7 +154,7 @@ class ResultPath:
             m.d.comb += [
                 to_float.i_stream.payload.eq(bfp_value_d),
                 quantizer.i_stream.payload.value.eq(bfp_value_d),
-                quantizer.i_stream.payload.last.eq(d2_block_end),
+                quantizer.i_stream.payload.last.eq(drained.payload.block_end),
                 quantizer.format.eq(Mux(c.out_kind == kinds["mxint8"],
                                         MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
             ]
@@ -130,7 +167,8 @@ class ResultPath:
         int32_only = not has_requant and not has_mx
         if int32_only:     # the only output kind this build offers: no selection
             m.d.comb += int32_path()
-        with m.Switch(Const(0, 1) if int32_only else c.out_kind):
+            return
+        with m.Switch(c.out_kind):
             if has_requant:
                 with m.Case(kinds["uint8"], kinds["int8"], kinds["int4"]):
                     int4 = c.out_kind == kinds["int4"]
@@ -144,7 +182,7 @@ class ResultPath:
                         item.payload.nibbles.eq(Mux(int4, item_nibbles("int4"),
                                                     item_nibbles("int8"))),
                     ]
-            if has_int and not int32_only:
+            if has_int:
                 with m.Case(kinds["int32"]):
                     m.d.comb += int32_path()
             if has_mx:
@@ -172,10 +210,3 @@ class ResultPath:
                             Mux(int8, item_nibbles("mxint8"), item_nibbles("mxint4"))
                             + Mux(q.first, MX_CODE_NIBBLES, 0)),
                     ]
-        m.d.comb += units_busy.eq(Cat(busy_terms) != 0)
-        result_room = registered_room(m, result_fifo, "result_room")
-        m.d.comb += [
-            result_fifo.w_data.eq(packer.o_stream.payload.data),
-            result_fifo.w_en.eq(packer.o_stream.valid & result_room),
-            packer.o_stream.ready.eq(result_room),
-        ]

@@ -1,6 +1,6 @@
 """COMPUTE's payload routing: weight rows into the weight FIFO, MX weight scales into theirs.
 
-Per (N-tile, K-block) in the MX modes the payload holds `block_scale_words` words of weight
+Per (N-tile, K-block) in the MX modes the payload holds `scale_row_words` words of weight
 scale codes, then BK weight rows; in the integer modes only weight rows. The router keeps
 its position in that pattern (with flags kept beside it, so no comparison sits on the paths
 through `ready`), stages the first of two scale words, and writes a block's scale codes into
@@ -11,84 +11,124 @@ then off the paths from the link).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.config import ArrayConfig
 from golden.protocol import weight_word
 
-from .configure import ConfigRegisters
+from .accumulation import scale_row_words
+from .configure import config_layout
 from .control import registered_room
 from .wire import view
 
 __all__ = ["PayloadRouter"]
 
 
-class PayloadRouter:
-    """`route_word` offered (`route_offer`) is taken when `route_ready`; `restart` (a list
-    of statements) returns to the start of the pattern at a COMPUTE header."""
+class PayloadRouter(wiring.Component):
+    """COMPUTE payload words -> buffered weight rows and weight scale codes.
+
+    Ports
+    -----
+    words : In(stream.Signature(64))
+        The payload words of COMPUTEs, in order.
+    restart : In(1)
+        A COMPUTE begins: its first word is at the start of the pattern.
+    weights : Out(stream.Signature(8 * C))
+        The weight rows, from a FIFO of `weight_buffer_depth` rows.
+    scales : Out(stream.Signature(64 * scale_row_words))
+        MX builds: each (N-tile, K-block)'s weight scale codes, one per lane (8 per word).
+    config : In(config_layout(config))
+
+    Throughput one word per cycle while the FIFOs have room; a word reaches its FIFO's
+    output 2 cycles after it is taken (3 for scale codes)."""
 
     def __init__(self, config: ArrayConfig) -> None:
         self._config = config
-        self.route_word = Signal(64)
-        self.route_offer = Signal()
-        self.route_ready = Signal()
-        self.position = Signal(range(2 + config.block_size + 1))
-        self.restart: list = []      # what restarts the routing at a COMPUTE header
-
-    def build(self, m: Module, *, weight_fifo: SyncFIFOBuffered,
-              bscale_fifo: SyncFIFOBuffered | None, c: ConfigRegisters, stage: Signal,
-              lc_max: int) -> None:
-        config = self._config
-        block = config.block_size
-        route_word, route_offer = self.route_word, self.route_offer
-        route_ready, position = self.route_ready, self.position
-        # COMPUTE payload routing: per (N-tile, K-block) in MX modes `block_scale_words`
-        # words of weight scale codes, then BK weight rows; in integer modes weight rows.
-        weight_room = registered_room(m, weight_fifo, "weight_room")
-        m.d.comb += weight_fifo.w_data.eq(view(weight_word(config), route_word).row)
+        members = {
+            "words": In(stream.Signature(64)),
+            "restart": In(1),
+            "weights": Out(stream.Signature(8 * config.cols)),
+            "config": In(config_layout(config)),
+        }
         if config.has_mx:
-            scale_count = Signal(2)
-            m.d.comb += scale_count.eq(Mux(c.lanes2 & (lc_max > 8), 2, 1))
-            # Whether the word at `position` is a scale word, and the last one: flags kept
-            # with the position, so no comparison sits on the paths through `ready`.
-            is_scale = Signal()
-            push_scale = Signal()
+            members["scales"] = Out(stream.Signature(64 * scale_row_words(config)))
+        super().__init__(members)
 
-            def position_is(value: Value) -> list:
-                scale = c.mx & (value < scale_count)
-                return [position.eq(value), is_scale.eq(scale),
-                        push_scale.eq(scale & (value == scale_count - 1))]
-
-            self.restart = position_is(Const(0, len(position)))
-            if -(-lc_max // 8) == 2:
-                scale_codes = Mux(scale_count == 2, Cat(stage, route_word),
-                                  Cat(route_word, Const(0, 64)))
-            else:
-                scale_codes = route_word
-            # A block's scale codes enter the FIFO from registers, a cycle after their last
-            # word is taken: the FIFO's level logic is then off the paths from the link.
-            # They are still readable no later than the block's first weight row, which
-            # enters the weight FIFO in that cycle at the earliest. One more slot is kept
-            # spare for the word in the register.
-            scale_push = Signal()
-            scale_data = Signal.like(bscale_fifo.w_data)
-            m.d.comb += [bscale_fifo.w_en.eq(scale_push), bscale_fifo.w_data.eq(scale_data)]
-            m.d.sync += scale_push.eq(0)
-            scale_room = registered_room(m, bscale_fifo, "scale_room", spare=3)
-            with m.If(is_scale):
-                m.d.comb += route_ready.eq(~push_scale | scale_room)
-                with m.If(route_offer & push_scale & scale_room):
-                    m.d.sync += [scale_push.eq(1), scale_data.eq(scale_codes)]
-            with m.Else():
-                m.d.comb += [route_ready.eq(weight_room),
-                             weight_fifo.w_en.eq(route_offer & weight_room)]
-            with m.If(route_offer & route_ready):
-                with m.If(is_scale & ~push_scale):
-                    m.d.sync += stage.eq(route_word)
-                with m.If(c.mx & (position == scale_count + block - 1)):
-                    m.d.sync += position_is(Const(0, len(position)))
-                with m.Else():
-                    m.d.sync += position_is((position + 1)[:len(position)])
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        config = self._config
+        weight_fifo = SyncFIFOBuffered(width=8 * config.cols, depth=config.weight_buffer_depth)
+        m.submodules.weight_fifo = weight_fifo
+        wiring.connect(m, wiring.flipped(self.weights), weight_fifo.r_stream)
+        weight_room = registered_room(m, weight_fifo, "weight_room")
+        words = self.words
+        m.d.comb += weight_fifo.w_data.eq(view(weight_word(config), words.payload).row)
+        if config.has_mx:
+            self._route_with_scales(m, weight_fifo, weight_room)
         else:
-            m.d.comb += [route_ready.eq(weight_room),
-                         weight_fifo.w_en.eq(route_offer & weight_room)]
+            m.d.comb += [words.ready.eq(weight_room),
+                         weight_fifo.w_en.eq(words.valid & weight_room)]
+        return m
+
+    def _route_with_scales(self, m: Module, weight_fifo: SyncFIFOBuffered,
+                           weight_room: Signal) -> None:
+        config, c, words = self._config, self.config, self.words
+        block = config.block_size
+        rows = scale_row_words(config)
+        # + 3: the slots `scale_room` keeps spare. The inner FIFO (one slot less) gets a
+        # power-of-two depth: its pointers then wrap without a comparison, which keeps its
+        # level's loop short (an 8 x 8 ECP5 build's critical path).
+        scale_slots = max(4, config.weight_buffer_depth // block + 2) + 3
+        scale_fifo = SyncFIFOBuffered(width=64 * rows,
+                                      depth=1 + (1 << ceil_log2(scale_slots - 1)))
+        m.submodules.scale_fifo = scale_fifo
+        wiring.connect(m, wiring.flipped(self.scales), scale_fifo.r_stream)
+        position = Signal(range(2 + block + 1))
+        scale_count = Signal(2)
+        m.d.comb += scale_count.eq(Mux(c.lanes2 & (config.lane_columns > 8), 2, 1))
+        # Whether the word at `position` is a scale word, and the last one: flags kept
+        # with the position, so no comparison sits on the paths through `ready`.
+        is_scale = Signal()
+        push_scale = Signal()
+
+        def position_is(value: Value) -> list:
+            scale = c.mx & (value < scale_count)
+            return [position.eq(value), is_scale.eq(scale),
+                    push_scale.eq(scale & (value == scale_count - 1))]
+
+        with m.If(self.restart):
+            m.d.sync += position_is(Const(0, len(position)))
+        if rows == 2:
+            first_word = Signal(64)     # the first of a block's two scale words
+            scale_codes = Mux(scale_count == 2, Cat(first_word, words.payload),
+                              Cat(words.payload, Const(0, 64)))
+        else:
+            scale_codes = words.payload
+        # A block's scale codes enter the FIFO from registers, a cycle after their last
+        # word is taken: the FIFO's level logic is then off the paths from the link.
+        # They are still readable no later than the block's first weight row, which
+        # enters the weight FIFO in that cycle at the earliest. One more slot is kept
+        # spare for the word in the register.
+        scale_push = Signal()
+        scale_data = Signal.like(scale_fifo.w_data)
+        m.d.comb += [scale_fifo.w_en.eq(scale_push), scale_fifo.w_data.eq(scale_data)]
+        m.d.sync += scale_push.eq(0)
+        scale_room = registered_room(m, scale_fifo, "scale_room", spare=3)
+        with m.If(is_scale):
+            m.d.comb += words.ready.eq(~push_scale | scale_room)
+            with m.If(words.valid & push_scale & scale_room):
+                m.d.sync += [scale_push.eq(1), scale_data.eq(scale_codes)]
+        with m.Else():
+            m.d.comb += [words.ready.eq(weight_room),
+                         weight_fifo.w_en.eq(words.valid & weight_room)]
+        with m.If(words.valid & words.ready):
+            if rows == 2:
+                with m.If(is_scale & ~push_scale):
+                    m.d.sync += first_word.eq(words.payload)
+            with m.If(c.mx & (position == scale_count + block - 1)):
+                m.d.sync += position_is(Const(0, len(position)))
+            with m.Else():
+                m.d.sync += position_is((position + 1)[:len(position)])

@@ -16,38 +16,78 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.utils import exact_log2
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
 
 from golden.config import ArrayConfig
 
-from .actbuffer import ActivationBuffer
 from .arith import SkidBuffer
-from .array import SystolicArray
-from .configure import ConfigRegisters
+from .configure import config_layout
 
 __all__ = ["Sequencer"]
 
 
-class Sequencer:
+class Sequencer(wiring.Component):
     """Jobs -> the array's activation and weight streams.
 
-    `running`: a job is being issued; `s1_valid`: a vector is offered to the array;
-    `waiting_bank`: the next group waits for its accumulator bank (the output-stall
-    event)."""
+    Ports
+    -----
+    jobs : In(stream.Signature(1))
+        Jobs to run: the activation bank of each COMPUTE, in order.
+    act_read : the activation buffer's read port (`hw.actbuffer.ActivationBuffer`).
+    scale_read : the MX activation-scale memory's read port (MX builds).
+    weights_in : In(stream.Signature(8 * C))
+        The weight rows, in order (`hw.router.PayloadRouter`).
+    vectors, weights : Out(the array's `a` and `w` streams)
+    config : In(config_layout(config))
+    bank_busy : In(2)
+        The accumulator banks being filled or drained (`hw.banks.AccumulatorBanks`).
+    claim, claim_bank, claim_last : Out(1)
+        One cycle: the first vector of a group is issued into that bank (with the job's
+        last group).
+    job_done : Out(2)
+        One cycle, a one-hot bank mask: the job reading that activation bank has issued its
+        last vector.
+    running : Out(1)
+        A job is being issued.
+    input_stall, output_stall : Out(1)
+        A vector waits for the array (its weight tile); the next group waits for its
+        accumulator bank.
 
-    def __init__(self, config: ArrayConfig) -> None:
+    Throughput one vector per cycle while the array takes them; bubbles pad passes shorter
+    than `config.pass_last + 1` rows.
+    """
+
+    def __init__(self, config: ArrayConfig, vector_layout: data.Layout,
+                 weight_layout: data.Layout) -> None:
         self._config = config
-        self.running = Signal()
-        self.s1_valid = Signal()
-        self.waiting_bank = Signal()
+        members = {
+            "jobs": In(stream.Signature(1)),
+            "act_read": In(ReadPort.Signature(
+                addr_width=ceil_log2(config.activation_buffer_depth), shape=8 * config.rows)),
+            "weights_in": In(stream.Signature(8 * config.cols)),
+            "vectors": Out(stream.Signature(vector_layout)),
+            "weights": Out(stream.Signature(weight_layout)),
+            "config": In(config_layout(config)),
+            "bank_busy": In(2),
+            "claim": Out(1),
+            "claim_bank": Out(1),
+            "claim_last": Out(1),
+            "job_done": Out(2),
+            "running": Out(1),
+            "input_stall": Out(1),
+            "output_stall": Out(1),
+        }
+        if config.has_mx:
+            members["scale_read"] = In(ReadPort.Signature(
+                addr_width=ceil_log2(2 * config.scale_bank_words), shape=64))
+        super().__init__(members)
 
-    def build(self, m: Module, *, array: SystolicArray, act_buffer: ActivationBuffer,
-              scale_read: object, job_fifo: SyncFIFOBuffered, weight_fifo: SyncFIFOBuffered,
-              c: ConfigRegisters, acc_busy: Signal, acc_last: Signal, bank_use_dec: Signal,
-              meta_layout: data.StructLayout) -> None:
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
         config = self._config
-        self.c = c
+        c = self.config
         act_half = config.activation_bank_depth
         ppb = config.passes_per_block if config.has_mx else 1
         scale_bank = config.scale_bank_words
@@ -63,25 +103,25 @@ class Sequencer:
         # The activation read address job_bank * act_half + pass_base + row, kept as a
         # register updated with row and pass_base (no adder between it and the buffer's
         # address pins, which fan out to every block RAM of a deep buffer).
-        self.act_addr = Signal.like(act_buffer.r_addr)
+        self.act_addr = Signal.like(self.act_read.addr)
         self.tile_base = Signal(range(config.accumulator_bank_depth + 1))   # tile * M
         self.acc_select = acc_select = Signal()
         self.block_pass = Signal(range(max(2, ppb)))
         self.first_block = Signal()
         self.code_base = Signal(range(scale_bank * 8 + 1))     # block * M
 
-        s1_valid = self.s1_valid
+        self.s1_valid = s1_valid = Signal()
         self.s1_swap = Signal()
-        self.s1_meta = Signal(meta_layout)
+        self.s1_meta = Signal(self.vectors.payload.meta.shape())
         self.s1_byte = Signal(3)
         self.advance = advance = Signal()
-        m.d.comb += advance.eq(~s1_valid | array.a.ready)
+        m.d.comb += advance.eq(~s1_valid | self.vectors.ready)
 
         # row, k_tile and tile are all 0: a flag kept with them (a short path into
         # waiting_bank, step and every sequencer register).
         self.group_start = group_start = Signal()
         bank_busy = Signal()        # the bank of the group at hand is busy (see below)
-        waiting_bank = self.waiting_bank
+        waiting_bank = Signal()
         m.d.comb += waiting_bank.eq(running & group_start & bank_busy)
         self.step = step = Signal()
         m.d.comb += step.eq(running & advance & ~waiting_bank)
@@ -91,55 +131,59 @@ class Sequencer:
         self.last_k = last_k = Signal()             # k_tile == c.k_last
         self.last_tile = last_tile = Signal()       # tile == c.group_last
         self.last_group = Signal()                  # group_next == c.groups_last + 1
-        # `bank_busy` is a register (a short path into step): acc_busy's bit for the bank
-        # `acc_select` names in the next cycle. Only the sequencer sets a bit (its own bank's,
-        # at a group's first step, which is never the step before another group's start), and
-        # the drain's releases are seen a cycle late: the flag is never low for a busy bank.
+        # `bank_busy` is a register (a short path into step): the busy bit of the bank
+        # `acc_select` names in the next cycle. Only the sequencer claims a bank (its own,
+        # at a group's first step, which is never the step before another group's start),
+        # and the drain's releases are seen a cycle late: the flag is never low for a busy
+        # bank.
         m.d.sync += bank_busy.eq(Mux(step & last_row & last_k & last_tile,
-                                     acc_busy.bit_select(~acc_select, 1),
-                                     acc_busy.bit_select(acc_select, 1)))
-        self._start(m, job_fifo)
-        self._read(m, act_buffer, scale_read)
-        self._issue(m, acc_busy, acc_last, bank_use_dec)
-        self._streams(m, array, act_buffer, weight_fifo, scale_read)
+                                     self.bank_busy.bit_select(~acc_select, 1),
+                                     self.bank_busy.bit_select(acc_select, 1)))
+        m.d.comb += [self.output_stall.eq(waiting_bank),
+                     self.input_stall.eq(s1_valid & ~self.vectors.ready)]
+        self._start(m)
+        self._read(m)
+        self._issue(m)
+        self._streams(m)
+        return m
 
-    def _start(self, m: Module, job_fifo: SyncFIFOBuffered) -> None:
-        """A job taken from the job FIFO: every loop counter at its start."""
-        c = self.c
+    def _start(self, m: Module) -> None:
+        """A job taken from `jobs`: every loop counter at its start."""
+        c = self.config
         log_act_half = exact_log2(self._config.activation_bank_depth)
-        with m.If(~self.running & job_fifo.r_rdy):
-            m.d.comb += job_fifo.r_en.eq(1)
+        jobs = self.jobs
+        with m.If(~self.running & jobs.valid):
+            m.d.comb += jobs.ready.eq(1)
             m.d.sync += [
-                self.running.eq(1), self.job_bank.eq(job_fifo.r_data[0]), self.row.eq(0),
+                self.running.eq(1), self.job_bank.eq(jobs.payload), self.row.eq(0),
                 self.k_tile.eq(0), self.k_next.eq(1), self.group_next.eq(1),
                 self.last_row.eq(c.pass_last == 0), self.last_k.eq(c.k_last == 0),
                 self.last_tile.eq(c.group_last == 0), self.last_group.eq(c.groups_last == 0),
                 self.group_start.eq(1),
                 self.tile.eq(0), self.pass_base.eq(0), self.tile_base.eq(0),
                 self.block_pass.eq(0), self.first_block.eq(1), self.code_base.eq(0),
-                self.act_addr.eq(Cat(Const(0, log_act_half), job_fifo.r_data[0])),
+                self.act_addr.eq(Cat(Const(0, log_act_half), jobs.payload)),
             ]
 
-    def _read(self, m: Module, act_buffer: ActivationBuffer, scale_read: object) -> None:
+    def _read(self, m: Module) -> None:
         """The activation (and scale-code) reads of the row at hand."""
         m.d.comb += [
-            act_buffer.r_addr.eq(self.act_addr),
-            act_buffer.r_en.eq(self.advance),
+            self.act_read.addr.eq(self.act_addr),
+            self.act_read.en.eq(self.advance),
         ]
         if self._config.has_mx:
             scale_bank = self._config.scale_bank_words
             self.code_index = code_index = Signal(range(2 * scale_bank * 8))
             m.d.comb += [
                 code_index.eq(self.job_bank * (scale_bank * 8) + self.code_base + self.row),
-                scale_read.addr.eq(code_index[3:]),
-                scale_read.en.eq(self.advance),
+                self.scale_read.addr.eq(code_index[3:]),
+                self.scale_read.en.eq(self.advance),
             ]
 
-    def _issue(self, m: Module, acc_busy: Signal, acc_last: Signal,
-               bank_use_dec: Signal) -> None:
+    def _issue(self, m: Module) -> None:
         """Stage S1 (the vector and its tag) and the loop counters' step: row -> K-tile ->
         N-tile -> group."""
-        config, c = self._config, self.c
+        config, c = self._config, self.config
         has_mx = config.has_mx
         ppb = config.passes_per_block if has_mx else 1
         log_act_half = exact_log2(config.activation_bank_depth)
@@ -168,10 +212,8 @@ class Sequencer:
                     self.s1_byte.eq(self.code_index[:3]),
                 ]
             with m.If(group_start):
-                m.d.sync += [
-                    acc_busy.bit_select(acc_select, 1).eq(1),
-                    acc_last.bit_select(acc_select, 1).eq(last_group),
-                ]
+                m.d.comb += [self.claim.eq(1), self.claim_bank.eq(acc_select),
+                             self.claim_last.eq(last_group)]
             # Advance i -> k_tile -> tile -> group.
             m.d.sync += group_start.eq(last_row & last_k & last_tile)
             pass_next = pass_base + c.m
@@ -206,34 +248,32 @@ class Sequencer:
                                          last_group.eq(group_next == c.groups_last)]
                         with m.Else():
                             m.d.sync += self.running.eq(0)
-                            m.d.comb += bank_use_dec.eq(Mux(job_bank, 0b10, 0b01))
+                            m.d.comb += self.job_done.eq(Mux(job_bank, 0b10, 0b01))
 
-    def _streams(self, m: Module, array: SystolicArray, act_buffer: ActivationBuffer,
-                 weight_fifo: SyncFIFOBuffered, scale_read: object) -> None:
-        """The array's activation stream from S1, its weight stream from the weight FIFO."""
-        config, c = self._config, self.c
-        cols = config.cols
+    def _streams(self, m: Module) -> None:
+        """The activation stream from S1, the weight stream from `weights_in`."""
+        config, c = self._config, self.config
+        vectors, weights_out = self.vectors, self.weights
         m.d.comb += [
-            array.a.valid.eq(self.s1_valid),
-            array.a.payload.data.eq(act_buffer.r_data),
-            array.a.payload.swap.eq(self.s1_swap),
-            array.a.payload.meta.eq(self.s1_meta),
-            array.w.payload.mode.eq(c.mode),
-            array.out.ready.eq(1),
+            vectors.valid.eq(self.s1_valid),
+            vectors.payload.data.eq(self.act_read.data),
+            vectors.payload.swap.eq(self.s1_swap),
+            vectors.payload.meta.eq(self.s1_meta),
+            weights_out.payload.mode.eq(c.mode),
         ]
         # The weight FIFO's output is its block RAM's read register (on the ECP5 about 6 ns
         # to the data) and the array's weight bus reaches every PE: in the fast pipeline a
         # skid buffer sits between them. It takes the next tile's words while the shadow
         # registers are full, so a load still starts right after a swap.
-        weights = stream.Signature(cols * 8).create()
-        m.d.comb += [weights.valid.eq(weight_fifo.r_rdy), weights.payload.eq(weight_fifo.r_data),
-                     weight_fifo.r_en.eq(weights.ready)]
+        weights = self.weights_in
         if config.pipeline == "fast":
-            weight_skid = SkidBuffer(cols * 8)
+            weight_skid = SkidBuffer(8 * config.cols)
             m.submodules.weight_skid = weight_skid
-            wiring.connect(m, weights, weight_skid.i_stream)
+            wiring.connect(m, wiring.flipped(self.weights_in), weight_skid.i_stream)
             weights = weight_skid.o_stream
-        m.d.comb += [array.w.valid.eq(weights.valid), array.w.payload.data.eq(weights.payload),
-                     weights.ready.eq(array.w.ready)]
+        m.d.comb += [weights_out.valid.eq(weights.valid),
+                     weights_out.payload.data.eq(weights.payload),
+                     weights.ready.eq(weights_out.ready)]
         if config.has_mx:
-            m.d.comb += array.a.payload.meta.ca.eq(scale_read.data.word_select(self.s1_byte, 8))
+            m.d.comb += vectors.payload.meta.ca.eq(
+                self.scale_read.data.word_select(self.s1_byte, 8))
