@@ -117,7 +117,7 @@ def test_configure_unit_matches_the_specification(name: str) -> None:
             ctx.set(control.start, 1)
             await ctx.tick()
             ctx.set(control.start, 0)
-            for cycle in range(dut.latency + 2):
+            for _cycle in range(dut.latency + 2):
                 if ctx.get(control.done):
                     break
                 await ctx.tick()
