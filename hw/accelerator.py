@@ -35,11 +35,10 @@ pad array passes shorter than `pass_min(mode)` vectors (read-modify-write hazard
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from golden.config import ArrayConfig
 from golden.protocol import check_accelerator_config
@@ -57,7 +56,7 @@ from .requant import CHANNEL_PARAMS
 from .responder import Responder
 from .results import ResultPath
 from .router import PayloadRouter
-from .sequencer import Sequencer
+from .sequencer import Sequencer, vector_meta
 from .wire import WORD_LAYOUT
 
 __all__ = ["Accelerator"]
@@ -118,7 +117,7 @@ class Accelerator(wiring.Component):
         m = Module()
         config = self._config
         array = SystolicArray(config, multiplier=self._multiplier,
-                              meta_shape=self._meta_layout())
+                              meta_shape=vector_meta(config))
         m.submodules.array = array
         # The engines (docs/architecture.md, "Accelerator").
         m.submodules.decoder = decoder = CommandDecoder(config)
@@ -247,19 +246,3 @@ class Accelerator(wiring.Component):
             m.submodules.requant_mem = requant_mem
             wiring.connect(m, decoder.requant_write, requant_mem.write_port())
             wiring.connect(m, drain.requant_read, requant_mem.read_port())
-
-    def _meta_layout(self) -> data.StructLayout:
-        """Tag carried by every activation vector through the array to the accumulators."""
-        fields = {
-            "addr": unsigned(ceil_log2(self._config.accumulator_depth)),
-            "first": unsigned(1),       # overwrite instead of add (first pass of K / block)
-            "group_end": unsigned(1),   # last vector of an accumulator bank's group
-        }
-        if self._config.has_mx:
-            fields.update({
-                "last_pass": unsigned(1),    # last pass of a K-block: update the BFP acc
-                "first_block": unsigned(1),  # the BFP accumulator starts from zero
-                "pop_scale": unsigned(1),    # last vector of the block: next weight scales
-                "ca": unsigned(8),           # the row's activation scale code for the block
-            })
-        return data.StructLayout(fields)

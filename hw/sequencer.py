@@ -14,7 +14,7 @@ waits until the group's accumulator bank has been drained (docs/architecture.md)
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -25,7 +25,25 @@ from golden.config import ArrayConfig
 from .arith import SkidBuffer
 from .configure import config_layout
 
-__all__ = ["Sequencer"]
+__all__ = ["Sequencer", "vector_meta"]
+
+
+def vector_meta(config: ArrayConfig) -> data.StructLayout:
+    """The tag the sequencer gives every activation vector, which the array carries to the
+    accumulators."""
+    fields = {
+        "addr": unsigned(ceil_log2(config.accumulator_depth)),
+        "first": unsigned(1),       # overwrite instead of add (first pass of K / block)
+        "group_end": unsigned(1),   # last vector of an accumulator bank's group
+    }
+    if config.has_mx:
+        fields.update({
+            "last_pass": unsigned(1),    # last pass of a K-block: update the BFP acc
+            "first_block": unsigned(1),  # the BFP accumulator starts from zero
+            "pop_scale": unsigned(1),    # last vector of the block: next weight scales
+            "ca": unsigned(8),           # the row's activation scale code for the block
+        })
+    return data.StructLayout(fields)
 
 
 class Sequencer(wiring.Component):

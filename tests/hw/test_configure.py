@@ -18,9 +18,8 @@ from golden.protocol import (
     Status,
     check_configure,
 )
-from golden.requant import output_range
-from hw.accumulate import pass_min
 from hw.configure import ConfigureUnit
+from tests.hw.registers import expected_registers
 
 SEED = 1207
 CONFIGS = {
@@ -71,29 +70,6 @@ def _cases(config: ArrayConfig, rng: random.Random, count: int) -> list[Configur
     return cases
 
 
-def _expected_registers(config: ArrayConfig, geometry: object) -> dict[str, int]:
-    info = config.mode(geometry.mode)
-    expected = {
-        "mode": MODES.index(geometry.mode), "out_kind": OUT_KINDS.index(geometry.out_kind),
-        "rounding": int(geometry.rounding == "gemmlowp"), "relu": int(geometry.relu),
-        "zero_point": geometry.zero_point, "m": geometry.m, "m_last": geometry.m - 1,
-        "k_last": geometry.kt - 1, "groups_last": geometry.nt // geometry.group - 1,
-        "group_last": geometry.group - 1, "group_log2": geometry.group.bit_length() - 1,
-        "lc": geometry.lc, "pass_last": max(geometry.m, pass_min(config, geometry.mode)) - 1,
-        "mx": int(info.mx), "lanes2": int(info.lanes == 2),
-        "double_macs": int(info.macs_per_pe == 2), "requant": int(geometry.requant),
-        "act_words": geometry.act_words, "requant_words": geometry.requant_words,
-        "compute_words": geometry.compute_words, "result_words": geometry.result_words,
-        "items_last": geometry.items - 1,
-    }
-    if info.mx:
-        expected["scale_words"] = geometry.scale_words
-    if geometry.requant:
-        expected["lo"], expected["hi"] = output_range(geometry.out_kind, geometry.zero_point,
-                                                      geometry.relu)
-    return expected
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_configure_unit_matches_the_specification(name: str) -> None:
     config = CONFIGS[name]
@@ -139,7 +115,7 @@ def test_configure_unit_matches_the_specification(name: str) -> None:
             if geometry is None:
                 continue
             registers = ctx.get(dut.registers)
-            for key, value in _expected_registers(config, geometry).items():
+            for key, value in expected_registers(config, geometry).items():
                 got = getattr(registers, key)
                 got = got.value if hasattr(got, "value") else int(got)
                 if got != value:
