@@ -36,10 +36,12 @@ class PerformanceCounters(wiring.Component):
         other counters.
 
     Events are registered before they are added (a short path into the adders), so a
-    counter shows an event two cycles after it."""
+    counter shows an event two cycles after it. `bits` overrides the counters' width
+    (tests use a narrow one to see them wrap)."""
 
-    def __init__(self, config: ArrayConfig) -> None:
+    def __init__(self, config: ArrayConfig, *, bits: int | None = None) -> None:
         self._config = config
+        self._bits = config.counter_bits if bits is None else bits
         super().__init__({
             "busy": In(1),
             "input_stall": In(1),
@@ -47,12 +49,12 @@ class PerformanceCounters(wiring.Component):
             "macs": In(bits_for(2 * config.rows * config.cols)),
             "clear": In(1),
             "snapshot": In(1),
-            "words": Out(data.ArrayLayout(config.counter_bits, len(COUNTER_NAMES))),
+            "words": Out(data.ArrayLayout(self._bits, len(COUNTER_NAMES))),
         })
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        bits = self._config.counter_bits
+        bits = self._bits
         assert COUNTER_NAMES[0] == "cycles"
         cycles = Signal(bits, name="counter_cycles")
         with m.If(self.clear):
