@@ -4,6 +4,7 @@ Public entry points: `qlinear`, `matmul`, `mx_quantize`, `mx_matmul`; the units 
 built from (`requantize`, `bfp_accumulate`, ...) are exported for the hardware testbenches.
 """
 
+from .compare import mismatches
 from .config import MODES, ArrayConfig
 from .intgemm import matmul, max_safe_k
 from .mx import (
@@ -40,5 +41,5 @@ __all__ = [
     "block_exponents", "mx_dequantize", "mx_matmul", "mx_matmul_quantized", "mx_quantize",
     "dequantize", "pack_int4", "quantize", "unpack_int4", "RequantParams", "fold_zero_point",
     "fp32_multiplier", "gemmlowp_multiplier", "output_range", "qlinear", "quantize_bias",
-    "quantize_multiplier", "requant_params", "requantize",
+    "quantize_multiplier", "requant_params", "requantize", "mismatches",
 ]

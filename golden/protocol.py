@@ -25,7 +25,8 @@ __all__ = [
     "PROTOCOL_VERSION", "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "LENGTH_BITS",
     "WordField", "WordLayout", "HEADER", "BANK_ARGS", "STATUS", "CONFIGURE", "REQUANT",
     "IDENTIFY", "response_length", "Opcode", "Status",
-    "Field", "OUT_KINDS", "REQUANT_KINDS", "MX_KINDS", "COUNTER_NAMES", "Header",
+    "Field", "OUT_KINDS", "REQUANT_KINDS", "MX_KINDS", "INTEGER_MODE_KINDS", "MX_MODE_KINDS",
+    "COUNTER_NAMES", "Header",
     "StatusWord", "Packet", "Response", "Beat", "ConfigureFields", "Geometry",
     "check_accelerator_config", "mode_code", "out_kind_code", "encode_configure",
     "decode_configure", "check_configure", "identify_words", "decode_identify",
@@ -290,8 +291,10 @@ OUT_KINDS: tuple[str, ...] = ("uint8", "int8", "int4", "int32", "fp32", "mxint8"
 """Output kinds in code order (CONFIGURE word 0 bits 10..8)."""
 REQUANT_KINDS = ("uint8", "int8", "int4")
 MX_KINDS = ("mxint8", "mxint4")
-_INT_MODE_KINDS = ("uint8", "int8", "int4", "int32")
-_MX_MODE_KINDS = ("fp32", "mxint8", "mxint4")
+INTEGER_MODE_KINDS = ("uint8", "int8", "int4", "int32")
+"""The output kinds of the integer modes."""
+MX_MODE_KINDS = ("fp32", "mxint8", "mxint4")
+"""The output kinds of the MX modes."""
 _OUT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "int4": (-8, 7)}
 
 COUNTER_NAMES = ("cycles", "busy", "input_stall", "output_stall", "macs")
@@ -571,7 +574,7 @@ def check_configure(config: ArrayConfig,
         return Status.BAD_FIELD, Field.MODE, None
     mode = MODES[fields.mode]
     info = config.mode(mode)
-    allowed = _MX_MODE_KINDS if info.mx else _INT_MODE_KINDS
+    allowed = MX_MODE_KINDS if info.mx else INTEGER_MODE_KINDS
     if fields.out_kind >= len(OUT_KINDS) or OUT_KINDS[fields.out_kind] not in allowed:
         return Status.BAD_FIELD, Field.OUT_KIND, None
     out_kind = OUT_KINDS[fields.out_kind]

@@ -6,7 +6,9 @@ goes to stderr (`--quiet` silences it). Bad usage, bad input, an unavailable bac
 missing toolchain is one sentence on stderr and exit code 2; a refused command, a failed
 simulation or a result that differs from the golden model exits with 1.
 
-This module imports only the standard library at load time, so `lpmac --help` is instant.
+This module imports only the standard library at load time; the names its options accept
+(backends, modes, output kinds) come from the modules that define them when the parser is
+built.
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ COMMAND_PLUGINS: tuple[str, ...] = ("fpga.cli:register",)
 """Subcommands defined elsewhere: "module:function", the function takes the subparsers
 object (argparse) and adds its commands. A module that is not installed is skipped."""
 
-BACKENDS = ("golden", "verilator", "cocotb", "serial")
-MODES = ("a8w8", "a8w4", "a4w4", "mxint8", "mxint4")
-INTEGER_OUT = ("int32", "uint8", "int8", "int4")
-MX_OUT = ("fp32", "mxint8", "mxint4")
+
+
+def _names() -> dict[str, tuple[str, ...]]:
+    """The backends, modes and output kinds, from the modules that define them (imported
+    when a parser is built)."""
+    from golden.config import MODES
+    from golden.protocol import INTEGER_MODE_KINDS, MX_MODE_KINDS
+    from host.driver import BACKENDS
+
+    return {"backends": BACKENDS, "modes": MODES, "integer_out": INTEGER_MODE_KINDS,
+            "mx_out": MX_MODE_KINDS}
 
 
 class UsageError(Exception):
@@ -188,7 +197,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     progress = Progress(not args.quiet)
     mx = args.mode.startswith("mx")
     out_dtype = args.out_dtype or ("fp32" if mx else "int32")
-    allowed = MX_OUT if mx else INTEGER_OUT
+    allowed = _names()["mx_out" if mx else "integer_out"]
     if out_dtype not in allowed:
         raise UsageError(f"--out-dtype must be one of {', '.join(allowed)} in mode "
                          f"{args.mode}, not {out_dtype!r}")
@@ -226,13 +235,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
             expected = golden.qlinear(a, b, **qlinear_args)
         else:
             expected = golden.matmul(a, b)
-        if out_dtype in ("mxint8", "mxint4"):
-            mismatches = int(np.count_nonzero(result[0] != expected[0])
-                             + np.count_nonzero(result[1] != expected[1]))
-        elif out_dtype == "fp32":
-            mismatches = int(np.count_nonzero(result.view(np.int32) != expected.view(np.int32)))
-        else:
-            mismatches = int(np.count_nonzero(result != expected))
+        mismatches = golden.mismatches(expected, result)
     if args.out:
         out = Path(args.out)
         if isinstance(result, tuple):
@@ -374,7 +377,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _backend_options(parser: argparse.ArgumentParser, default: str | None) -> None:
-    parser.add_argument("--backend", choices=BACKENDS, default=default,
+    parser.add_argument("--backend", choices=_names()["backends"], default=default,
                         help="golden: the protocol on the NumPy golden model; verilator: the "
                              "compiled Verilator model of the RTL; cocotb: cocotb driving "
                              "Verilator (slow); serial: a board on --port"
@@ -402,9 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     gemm.add_argument("--m", type=_integer, help="rows of A and C")
     gemm.add_argument("--k", type=_integer, help="columns of A, rows of B")
     gemm.add_argument("--n", type=_integer, help="columns of B and C")
-    gemm.add_argument("--mode", choices=MODES, default="a8w8",
+    gemm.add_argument("--mode", choices=_names()["modes"], default="a8w8",
                       help="compute mode (default: a8w8)")
-    gemm.add_argument("--out-dtype", choices=INTEGER_OUT + MX_OUT,
+    gemm.add_argument("--out-dtype", choices=_names()["integer_out"] + _names()["mx_out"],
                       help="output: int32 (default) / uint8 / int8 / int4 in integer modes, "
                            "fp32 (default) / mxint8 / mxint4 in MX modes")
     gemm.add_argument("--rounding", choices=("fp32", "gemmlowp"), default="fp32",

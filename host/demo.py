@@ -163,13 +163,12 @@ def run_demo(qlinear: QLinear | None = None, mx_matmul=None,
             logits, gemms = run_mx(weights, biases, x_test, gemm)
             seconds = time.perf_counter() - start
             reference, _ = run_mx(weights, biases, x_test, golden.mx_matmul)
-            mismatches = int(np.count_nonzero(logits.view(np.int32)
-                                              != reference.view(np.int32)))
+            mismatches = golden.mismatches(reference, logits)
         else:
             logits, gemms = run_integer(mode, weights, biases, x_train, x_test, gemm)
             seconds = time.perf_counter() - start
             reference, _ = run_integer(mode, weights, biases, x_train, x_test, golden.qlinear)
-            mismatches = int(np.count_nonzero(logits != reference))
+            mismatches = golden.mismatches(reference, logits)
         macs = sum(x.shape[0] * x.shape[1] * w.shape[0] for x, w in gemms)
         accuracy = float(np.mean(np.asarray(logits).argmax(axis=1) == y_test))
         results.append(ModeResult(

@@ -20,7 +20,6 @@ so responses left over from an earlier session cannot be mistaken for new ones.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from golden.framing import (
@@ -219,11 +218,7 @@ class SerialTransport(Transport):
         self._expect = 0
         self._free = reply.info
 
-    def exchange(self, beats: Sequence[Beat]) -> list[Beat]:
-        beats = [(int(word), bool(last)) for word, last in beats]
-        if beats and not beats[-1][1]:
-            raise ValueError("beats must end with a beat whose last flag is set (whole "
-                             "packets only)")
+    def _exchange(self, beats: list[Beat]) -> list[Beat]:
         packets = sum(1 for _, last in beats if last)
         frames = [beats[i:i + MAX_FRAME_WORDS] for i in range(0, len(beats), MAX_FRAME_WORDS)]
         received: list[Beat] = []

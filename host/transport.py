@@ -26,14 +26,34 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 
-from golden.protocol import Beat
+from golden.protocol import WORD_MASK, Beat
 
-__all__ = ["Transport", "TransportError"]
+__all__ = ["Transport", "TransportError", "check_beats"]
 
 
 class TransportError(RuntimeError):
     """The link failed: the accelerator did not answer, the simulation died, a frame could
     not be delivered after the retries. The message is one sentence saying which."""
+
+
+def check_beats(beats: Sequence[Beat], *, partial: bool = False) -> list[Beat]:
+    """`beats` as a list of (word, last) pairs, checked: each word a 64-bit unsigned integer,
+    and (unless `partial`) `last` on the final beat, so that every request packet is whole
+    and will be answered. One `ValueError` sentence otherwise."""
+    checked: list[Beat] = []
+    for beat in beats:
+        try:
+            word, last = beat
+            word = int(word)
+        except (TypeError, ValueError):
+            raise ValueError(f"beats must be (word, last) pairs, not {beat!r}") from None
+        if not 0 <= word <= WORD_MASK:
+            raise ValueError(f"a beat's word must be a 64-bit unsigned integer, not {word!r}")
+        checked.append((word, bool(last)))
+    if checked and not checked[-1][1] and not partial:
+        raise ValueError("the beats end in the middle of a packet (no `last` on the final "
+                         "beat), so its response would never come; send whole packets")
+    return checked
 
 
 class Transport(abc.ABC):
@@ -42,13 +62,24 @@ class Transport(abc.ABC):
     name: str = "transport"
     """The backend name (`golden`, `verilator`, `cocotb`, `serial`)."""
 
-    @abc.abstractmethod
-    def exchange(self, beats: Sequence[Beat]) -> list[Beat]:
+    def exchange(self, beats: Sequence[Beat], *, partial: bool = False,
+                 **options: object) -> list[Beat]:
         """Send `beats` (whole request packets, each ending with `last`) and return every
         beat of the responses, in order: one response packet per request packet.
 
-        Raises `TransportError` when the answers do not come (a hang is reported, never
-        waited for forever)."""
+        `partial=True` lets the beats end inside a packet: the accelerator then waits for
+        the rest, which no exchange sends (a test of a reset in the middle of a packet);
+        the complete packets are answered. `options` are the transport's own (a cycle
+        budget for the simulators).
+
+        Raises `ValueError` before anything is sent for beats that are not whole packets
+        of 64-bit words (`check_beats`), and `TransportError` when the answers do not come
+        (a hang is reported, never waited for forever)."""
+        return self._exchange(check_beats(beats, partial=partial), **options)
+
+    @abc.abstractmethod
+    def _exchange(self, beats: list[Beat], **options: object) -> list[Beat]:
+        """`exchange` after the beats have been checked: send them, return the answer."""
 
     def reset(self) -> None:  # noqa: B027 - optional: transports without a reset line
         """Pulse the accelerator's reset (where the transport has one)."""

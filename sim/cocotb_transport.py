@@ -18,7 +18,7 @@ and then runs the new one: k exchanges without a reset cost O(k^2) simulated wor
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +90,8 @@ class CocotbTransport(Transport):
         replays of earlier exchanges are not counted again)."""
         return self._total_cycles
 
-    def exchange(self, beats: Sequence[Beat], *, timeout_cycles: int | None = None
-                 ) -> list[Beat]:
+    def _exchange(self, beats: list[Beat], *, timeout_cycles: int | None = None
+                  ) -> list[Beat]:
         """Send `beats`, return the response beats (see `Transport.exchange`); one cocotb
         run. `timeout_cycles` overrides the cycle budget (`sim.fastsim.cycle_budget`)."""
         if self._closed:

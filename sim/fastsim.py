@@ -332,8 +332,8 @@ class VerilatorTransport(Transport):
         """Process id of the harness (for measuring its CPU time)."""
         return self._process.pid
 
-    def exchange(self, beats: Sequence[Beat], *, timeout_cycles: int | None = None
-                 ) -> list[Beat]:
+    def _exchange(self, beats: list[Beat], *, timeout_cycles: int | None = None
+                  ) -> list[Beat]:
         """Send `beats`, return the response beats (see `Transport.exchange`).
 
         `timeout_cycles` overrides the cycle budget (`cycle_budget`) after which the
