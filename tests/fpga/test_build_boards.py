@@ -62,8 +62,15 @@ def test_accelerator_elaborates_without_requantizer() -> None:
     from amaranth.hdl import Fragment
 
     def submodule_names(config: ArrayConfig) -> set[str]:
-        fragment = Fragment.get(Accelerator(config), None)
-        return {name for _, name, _ in fragment.subfragments}
+        """The names of every submodule of the accelerator, at any depth."""
+        names: set[str] = set()
+        pending = [Fragment.get(Accelerator(config), None)]
+        while pending:
+            fragment = pending.pop()
+            for subfragment, name, _ in fragment.subfragments:
+                names.add(name)
+                pending.append(Fragment.get(subfragment, None))
+        return names
 
     assert "requantizer" in submodule_names(WITH_REQUANT.replace(multiplier="split"))
     names = submodule_names(NO_REQUANT.replace(multiplier="split"))

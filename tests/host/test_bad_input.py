@@ -203,7 +203,7 @@ def test_unknown_backend_and_mode(accelerator, capsys):
         assert "invalid choice" in err and "Traceback" not in err
     message = _cli_error(capsys, [*GEMM, "--m", "2", "--k", "8", "--n", "8",
                                   "--out-dtype", "fp32"])
-    assert message == "lpmac gemm: --out-dtype must be one of int32, uint8, int8, int4 in " \
+    assert message == "lpmac gemm: --out-dtype must be one of uint8, int8, int4, int32 in " \
                       "mode a8w8, not 'fp32'"
 
 
