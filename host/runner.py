@@ -467,7 +467,8 @@ class ModelRunner:
                                  f"{type(value).__name__}")
             dtype = _ORT_TYPES.get(spec.type)
             if dtype is None or value.dtype != dtype:
-                raise ValueError(f"input {name} must be {spec.type[7:-1]}, not {value.dtype}")
+                wanted = np.dtype(dtype).name if dtype is not None else spec.type
+                raise ValueError(f"input {name} must be {wanted}, not {value.dtype}")
             shape = spec.shape
             if len(shape) != value.ndim or any(
                     isinstance(dim, int) and dim != size for dim, size in zip(

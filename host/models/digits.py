@@ -27,6 +27,7 @@ __all__ = ["SEED", "DigitsData", "load_data", "DigitsCNN", "DigitsMLP", "accurac
 
 SEED = 0
 CALIBRATION_IMAGES = 512
+_VERSION = 1   # of the CNN's definition and training: a cached model of another is rebuilt
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ class DigitsCNN:
         meta = directory / "cnn.json"
         if meta.is_file() and (directory / "float.onnx").is_file():
             saved = json.loads(meta.read_text())
-            if saved.get("seed") == seed and saved.get("epochs") == epochs:
+            if saved.get("seed") == seed and saved.get("epochs") == epochs \
+                    and saved.get("version") == _VERSION:
                 return cls(directory, saved["float_accuracy"])
         import torch
         from torch import nn
@@ -150,7 +152,9 @@ class DigitsCNN:
             _export(model, (torch.from_numpy(data.x_test[:1]),), directory / "float.onnx",
                     ["image"], ["logits"], {"image": {0: "batch"}, "logits": {0: "batch"}})
         float_accuracy = accuracy(logits, data.y_test)
-        meta.write_text(json.dumps({"seed": seed, "epochs": epochs,
+        for stale in directory.glob("cnn-*.onnx"):
+            stale.unlink()
+        meta.write_text(json.dumps({"version": _VERSION, "seed": seed, "epochs": epochs,
                                     "float_accuracy": float_accuracy}))
         return cls(directory, float_accuracy)
 
