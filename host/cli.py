@@ -399,6 +399,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"every model output and every offloaded node compared with ONNX Runtime "
           f"{report.cpu.get('onnxruntime', '')}: {verdict} ({report.mismatches} differing "
           "elements)")
+    if report.cpu:
+        flags = ", ".join(report.cpu["vnni_flags"]) or "no VNNI flags"
+        print(f"CPU: {flags}; {report.cpu['note']}")
     return 0 if report.mismatches == 0 else 1
 
 
