@@ -279,28 +279,36 @@ def _node_inputs(node: Any) -> list[str]:
     return names
 
 
-def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
+def _topological(nodes: list[Any]) -> list[Any]:
     """Nodes in an order where every input is produced before it is read."""
-    produced: dict[str, int] = {}
-    for index, node in enumerate(nodes):
-        for name in node.output:
-            produced[name] = index
-    order, done, placed = [], set(available), [False] * len(nodes)
-    remaining = list(range(len(nodes)))
-    while remaining:
-        progress = []
-        for index in remaining:
-            needs = [name for name in _node_inputs(nodes[index]) if name in produced]
-            if all(name in done for name in needs):
-                order.append(nodes[index])
-                done.update(nodes[index].output)
-                placed[index] = True
+    produced = {name for node in nodes for name in node.output}
+    order: list[Any] = []
+    done: set[str] = set()
+    pending = list(nodes)
+    while pending:
+        waiting = []
+        for node in pending:
+            if all(name in done for name in _node_inputs(node) if name in produced):
+                order.append(node)
+                done.update(node.output)
             else:
-                progress.append(index)
-        if len(progress) == len(remaining):
+                waiting.append(node)
+        if len(waiting) == len(pending):
             raise ValueError("the graph has a cycle")
-        remaining = progress
+        pending = waiting
     return order
+
+
+_LAYOUT_OPS = {"Transpose", "ReorderInput", "ReorderOutput"}
+_FLOAT_GEMMS = {"Conv", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm"}
+
+
+def _dequantized(name: str, producers: dict[str, Any]) -> bool:
+    """Whether a tensor comes from DequantizeLinear (through layout changes only)."""
+    node = producers.get(name)
+    while node is not None and node.op_type in _LAYOUT_OPS and node.input:
+        node = producers.get(node.input[0])
+    return node is not None and node.op_type == "DequantizeLinear"
 
 
 @dataclass
@@ -370,8 +378,7 @@ class ModelRunner:
         graph = self.graph.graph
         self.initializers = {tensor.name: tensor for tensor in graph.initializer}
         self._initializer_arrays: dict[str, np.ndarray] = {}
-        graph_inputs = {value.name for value in graph.input}
-        nodes = _topological(list(graph.node), graph_inputs | set(self.initializers))
+        nodes = _topological(list(graph.node))
         self.left_to_onnxruntime: list[dict[str, str]] = []
         offloaded: dict[int, OffloadedNode] = {}
         producers = {name: node for node in nodes for name in node.output}
@@ -387,9 +394,8 @@ class ModelRunner:
                         {"node": name, "op": node.op_type, "reason": planned})
                 else:
                     offloaded[index] = planned
-            elif node.op_type in ("Conv", "MatMul", "Gemm") and not node.domain and any(
-                    producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
-                    for i in node.input):
+            elif node.op_type in _FLOAT_GEMMS and any(_dequantized(i, producers)
+                                                      for i in node.input):
                 self.left_to_onnxruntime.append({
                     "node": name, "op": node.op_type,
                     "reason": "a QDQ group that ONNX Runtime's CPU provider does not fuse: it "
