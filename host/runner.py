@@ -486,6 +486,16 @@ class ModelRunner:
             if value.size == 0:
                 raise ValueError(f"input {name} is empty (shape {list(value.shape)})")
             arrays[name] = np.ascontiguousarray(value)
+        # A named dimension ("batch", "tokens") is one size across the inputs.
+        sizes: dict[str, tuple[str, int]] = {}
+        for name, spec in self.inputs.items():
+            for dim, size in zip(spec.shape, arrays[name].shape, strict=True):
+                if isinstance(dim, str) and dim:
+                    first = sizes.setdefault(dim, (name, size))
+                    if first[1] != size:
+                        raise ValueError(
+                            f"input {name} has {size} along dimension {dim}, but input "
+                            f"{first[0]} has {first[1]}")
         return arrays
 
     def _session(self, segment: _Segment, values: dict[str, np.ndarray]) -> Any:
@@ -511,6 +521,14 @@ class ModelRunner:
         segment.sessions[signature] = session
         return session
 
+    def _run_segment(self, segment: _Segment, values: dict[str, np.ndarray],
+                     feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            return self._session(segment, values).run(segment.outputs, feed)
+        except Exception as error:    # ORT's own exception types
+            raise ValueError(f"ONNX Runtime cannot run {self.name} on these inputs: "
+                             f"{_one_line(error)}") from None
+
     @property
     def ort_sessions(self) -> int:
         return sum(1 for stage in self.stages if isinstance(stage, _Segment))
@@ -530,8 +548,7 @@ class ModelRunner:
             if isinstance(stage, _Segment):
                 started = time.perf_counter()
                 feed = {name: values[name] for name in stage.inputs}
-                session = self._session(stage, values)
-                results = session.run(stage.outputs, feed)
+                results = self._run_segment(stage, values, feed)
                 values.update(zip(stage.outputs, results, strict=True))
                 ort_seconds += time.perf_counter() - started
                 continue

@@ -280,3 +280,27 @@ def test_count_mismatches():
         count_mismatches(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="dtypes"):
         count_mismatches(np.zeros(3, np.int8), np.zeros(3, np.uint8))
+
+
+def _add_model(dims_x: list, dims_y: list) -> bytes:
+    node = helper.make_node("Add", ["x", "y"], ["z"])
+    graph = helper.make_graph(
+        [node], "add", [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims_x),
+                        helper.make_tensor_value_info("y", TensorProto.FLOAT, dims_y)],
+        [helper.ValueInfoProto(name="z")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def test_inputs_disagreeing_on_a_named_dimension_are_refused(golden_accelerator):
+    runner = ModelRunner(_add_model(["batch", 4], ["batch", 4]), golden_accelerator)
+    with pytest.raises(ValueError, match="^input y has 3 along dimension batch, but input x "
+                                         "has 2$"):
+        runner.run({"x": np.zeros((2, 4), np.float32), "y": np.zeros((3, 4), np.float32)})
+
+
+def test_onnxruntime_failing_on_the_inputs_is_one_sentence(golden_accelerator):
+    runner = ModelRunner(_add_model(["a", 4], ["b", 4]), golden_accelerator)
+    with pytest.raises(ValueError, match="^ONNX Runtime cannot run model on these inputs: "):
+        runner.run({"x": np.zeros((2, 4), np.float32), "y": np.zeros((3, 4), np.float32)})
