@@ -1,5 +1,6 @@
 """lpmac host driver: the public API (`Accelerator`), GEMM tiling, the packet protocol,
-transports and the `lpmac` command line.
+transports, the `lpmac` command line, and the model runner (`host.runner.ModelRunner`:
+quantized ONNX models with their integer GEMMs on the accelerator, docs/models.md).
 
 `from host import Accelerator` is cheap: the driver (and NumPy, the golden model) load on
 first use, and no simulator is built until an `Accelerator` is opened."""
