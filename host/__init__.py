@@ -1,5 +1,7 @@
-"""lpmac host driver: the public API (`Accelerator`), GEMM tiling, transports and the `lpmac`
-command line (the packet protocol itself is specified in `golden.protocol`).
+"""lpmac host driver: the public API (`Accelerator`), GEMM tiling, transports, the `lpmac`
+command line, and the model runner (`host.runner.ModelRunner`: quantized ONNX models with
+their integer GEMMs on the accelerator, docs/models.md). The packet protocol itself is
+specified in `golden.protocol`.
 
 `from host import Accelerator` is cheap: the driver (and NumPy, the golden model) load on
 first use, and no simulator is built until an `Accelerator` is opened."""

@@ -1,4 +1,4 @@
-"""The `lpmac` command line: `lpmac gemm`, `demo`, `bench`, `info` (and subcommands that
+"""The `lpmac` command line: `lpmac gemm`, `run`, `demo`, `bench`, `info` (and subcommands that
 other packages register, see `COMMAND_PLUGINS`).
 
 Every subcommand has `--help` and `--json` (machine-readable output on stdout); progress
@@ -274,36 +274,138 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     return 1 if mismatches else 0
 
 
+# --- lpmac run -----------------------------------------------------------------------------
+
+def _run_inputs(specs: Sequence[str]) -> dict[str, Any]:
+    """--input NAME=FILE.npy, each name once."""
+    feeds: dict[str, Any] = {}
+    for spec in specs:
+        name, separator, path = spec.partition("=")
+        if not separator or not name or not path:
+            raise UsageError(f"--input takes NAME=FILE.npy, not {spec!r}")
+        if name in feeds:
+            raise UsageError(f"--input {name} is given twice")
+        feeds[name] = _load_npy(path, f"input {name}")
+    return feeds
+
+
+def _output_file(directory: Path, name: str) -> Path:
+    """DIR/<output name>.npy (a path separator in the name becomes '_')."""
+    return directory / (name.replace("/", "_").replace(os.sep, "_") + ".npy")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .runner import ModelRunner
+
+    progress = Progress(not args.quiet)
+    feeds = _run_inputs(args.input or [])
+    with _stdout_to_stderr(), _open_accelerator(args, progress) as accelerator:
+        progress(f"loading {args.model} (ONNX Runtime optimizes and the graph is "
+                 "partitioned)")
+        runner = ModelRunner(args.model, accelerator, strict=args.strict, progress=progress)
+        progress(f"{len(runner.offloaded)} nodes on the accelerator, "
+                 f"{runner.ort_sessions} ONNX Runtime sessions")
+        report = runner.run(feeds, check=args.check)
+    written = []
+    if args.out:
+        directory = Path(args.out)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create --out {directory}: {error}") from None
+        for name, value in report.outputs.items():
+            path = _output_file(directory, name)
+            np.save(path, value)
+            written.append(str(path))
+    if args.json:
+        _print_json({**report.as_dict(), "out": written})
+    else:
+        _print_run_report(report, written)
+    return 1 if args.check and report.mismatches else 0
+
+
+def _print_run_report(report: Any, written: list[str]) -> None:
+    print(f"{report.model}: {report.offloaded_nodes} nodes on the accelerator "
+          f"({report.backend} backend), the rest in {report.ort_sessions} ONNX Runtime "
+          f"sessions; {report.inferences} inferences")
+    checked = report.checked
+    print(f"{'node':34} {'op':14} {'M x K x N':>18} {'GEMMs':>5} {'mode':5} {'path':8} "
+          f"{'cycles':>10} {'util.':>7}" + (f" {'mismatches':>10}" if checked else ""))
+    for node in report.nodes:
+        shape = f"{node.m} x {node.k} x {node.n}"
+        cycles = f"{node.cycles:10,d}" if node.cycles is not None else f"{'-':>10}"
+        utilization = f"{node.utilization:7.2%}" if node.utilization is not None \
+            else f"{'-':>7}"
+        name = node.name if len(node.name) <= 34 else "..." + node.name[-31:]
+        line = (f"{name:34} {node.op:14} {shape:>18} {node.gemms:5d} {node.mode:5} "
+                f"{node.path:8} {cycles} {utilization}")
+        if checked:
+            line += f" {'-' if node.mismatches is None else node.mismatches:>10}"
+        print(line)
+    for left in report.left_to_onnxruntime:
+        print(f"left to ONNX Runtime: {left['node']} ({left['op']}): {left['reason']}")
+    cycles = f"{report.cycles:,}" if report.cycles is not None else "- (no clock)"
+    utilization = f"{report.utilization:.2%}" if report.utilization is not None else "-"
+    print(f"total: GEMM cycles {cycles}, MACs {report.macs:,} ({report.useful_macs:,} "
+          f"useful), utilization {utilization}")
+    print(f"wall {report.wall_s:.3f}s (accelerator {report.accelerator_wall_s:.3f}s, ONNX "
+          f"Runtime {report.onnxruntime_wall_s:.3f}s), "
+          f"{report.time_per_inference_s * 1e3:.3f} ms per inference")
+    if checked:
+        outputs = ", ".join(f"{name} {count}" for name, count in
+                            report.output_mismatches.items())
+        nodes = sum(node.mismatches or 0 for node in report.nodes)
+        verdict = "bit-exact" if report.mismatches == 0 else "MISMATCHES"
+        print(f"check against ONNX Runtime {report.cpu['onnxruntime']} (CPU provider): "
+              f"{report.mismatches} differing elements ({verdict}; outputs: {outputs}; "
+              f"offloaded nodes: {nodes})")
+    flags = ", ".join(report.cpu["vnni_flags"]) or "no VNNI flags"
+    print(f"CPU: {flags}; {report.cpu['note']}")
+    for path in written:
+        print(f"written: {path}")
+
+
 # --- lpmac demo ----------------------------------------------------------------------------
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import HIDDEN, run_demo
+    from .demo import run_demo
 
     progress = Progress(not args.quiet)
-    with _stdout_to_stderr():
-        if args.backend == "golden":
-            report = run_demo(progress=progress)
-        else:
-            with _open_accelerator(args, progress) as accelerator:
-                report = run_demo(progress=progress, accelerator=accelerator)
+    with _stdout_to_stderr(), _open_accelerator(args, progress) as accelerator:
+        report = run_demo(accelerator, progress=progress)
     if args.json:
         _print_json(report.as_dict())
-    else:
-        print(f"digits MLP (64-{HIDDEN}-10), {report.samples} test images, "
-              f"backend: {report.backend}")
-        print(f"float accuracy: {report.float_accuracy:.2%}")
-        print(f"{'mode':8} {'accuracy':>9} {'vs float':>9} {'GEMMs':>6} {'MACs':>10} "
-              f"{'mismatches':>11} {'cycles':>9} {'util.':>7} {'time':>8}")
-        for r in report.results:
-            delta = (r.accuracy - report.float_accuracy) * 100
-            cycles = f"{r.cycles:9,d}" if r.cycles is not None else f"{'-':>9}"
-            utilization = f"{r.utilization:7.2%}" if r.utilization is not None else f"{'-':>7}"
-            print(f"{r.mode:8} {r.accuracy:9.2%} {delta:+8.2f}p {r.gemms:6d} {r.macs:10,d} "
-                  f"{r.mismatches:11d} {cycles} {utilization} {r.seconds:7.3f}s")
-        verdict = "bit-exact" if all(r.mismatches == 0 for r in report.results) else \
-            "MISMATCHES"
-        print(f"every GEMM compared with the golden model: {verdict}")
-    return 0 if all(r.mismatches == 0 for r in report.results) else 1
+        return 0 if report.mismatches == 0 else 1
+    print(f"digits CNN, {report.samples} test images, quantized by onnxruntime.quantization, "
+          f"run by lpmac run on the {report.backend} backend")
+    print(f"float accuracy: {report.float_accuracy:.2%}")
+    print(f"{'model':22} {'accuracy':>9} {'vs float':>9} {'nodes':>6} {'MACs':>11} "
+          f"{'cycles':>10} {'util.':>7} {'ms/image':>9} {'mismatches':>11}")
+    for r in report.results:
+        delta = (r.accuracy - report.float_accuracy) * 100
+        cycles = f"{r.cycles:10,d}" if r.cycles is not None else f"{'-':>10}"
+        utilization = f"{r.utilization:7.2%}" if r.utilization is not None else f"{'-':>7}"
+        print(f"{r.name:22} {r.accuracy:9.2%} {delta:+8.2f}p {r.offloaded_nodes:6d} "
+              f"{r.macs:11,d} {cycles} {utilization} {r.ms_per_image:9.3f} "
+              f"{r.mismatches:11d}")
+    first = report.results[0]
+    print(f"offloaded nodes of the {first.name} model:")
+    for node in first.nodes:
+        shape = f"{node['m']} x {node['k']} x {node['n']}"
+        groups = f" ({node['gemms']} groups)" if node["gemms"] > 1 else ""
+        cycles = f"{node['cycles']:,} cycles, {node['utilization']:.2%}" \
+            if node["cycles"] is not None else "no clock"
+        print(f"  {node['op']:12} {shape:>16}{groups:12} {cycles}")
+    verdict = "bit-exact" if report.mismatches == 0 else "MISMATCHES"
+    print(f"every model output and every offloaded node compared with ONNX Runtime "
+          f"{report.cpu.get('onnxruntime', '')}: {verdict} ({report.mismatches} differing "
+          "elements)")
+    if report.cpu:
+        flags = ", ".join(report.cpu["vnni_flags"]) or "no VNNI flags"
+        print(f"CPU: {flags}; {report.cpu['note']}")
+    return 0 if report.mismatches == 0 else 1
 
 
 # --- lpmac bench ---------------------------------------------------------------------------
@@ -426,13 +528,39 @@ def build_parser() -> argparse.ArgumentParser:
     _common(gemm)
     gemm.set_defaults(func=cmd_gemm)
 
+    run = sub.add_parser(
+        "run", help="run a quantized ONNX model, its integer GEMMs on the accelerator",
+        description="Run an ONNX model quantized by onnxruntime.quantization (static "
+                    "QOperator or QDQ, or dynamic): every QLinearConv, QLinearMatMul, QGemm, "
+                    "MatMulInteger and ConvInteger with constant weights runs on the "
+                    "accelerator (convolutions lowered by im2col on the host), everything "
+                    "else in ONNX Runtime. Prints per offloaded node the GEMM shape, mode, "
+                    "cycles and utilization, and the totals. --check runs the model in ONNX "
+                    "Runtime too and counts the differing elements of every output and every "
+                    "offloaded node's output (exit code 1 if any).")
+    run.add_argument("model", metavar="MODEL.onnx", help="the ONNX model")
+    run.add_argument("--input", action="append", metavar="NAME=FILE.npy",
+                     help="an input of the model from a .npy file (once per input)")
+    run.add_argument("--check", action="store_true",
+                     help="compare with ONNX Runtime (CPU provider), element by element")
+    run.add_argument("--out", metavar="DIR",
+                     help="write each model output to DIR/<output name>.npy")
+    run.add_argument("--strict", action="store_true",
+                     help="refuse a model with an integer GEMM or convolution the accelerator "
+                          "cannot take, instead of leaving it to ONNX Runtime")
+    _backend_options(run, "verilator")
+    _common(run)
+    run.set_defaults(func=cmd_run)
+
     demo = sub.add_parser(
-        "demo", help="quantized MLP inference on the digits dataset, on the simulated RTL",
-        description="Train a small MLP on scikit-learn's bundled digits dataset, quantize "
-                    "it (A8W8, A8W4, MXINT8), run every inference GEMM on the accelerator "
-                    "(default: the Verilator model of the RTL) and compare each with the "
-                    "golden model bit for bit; prints float vs quantized accuracy, "
-                    "mismatches, cycles and utilization per mode.")
+        "demo", help="a quantized CNN through the model runner, on the simulated RTL",
+        description="Train a small CNN on scikit-learn's bundled digits dataset, quantize "
+                    "it with onnxruntime.quantization (QOperator per-channel, QDQ "
+                    "per-tensor), run it with every quantized convolution and GEMM on the "
+                    "accelerator (default: the Verilator model of the RTL) and everything "
+                    "else in ONNX Runtime, and compare every output and offloaded node with "
+                    "ONNX Runtime; prints float vs quantized accuracy, cycles and "
+                    "utilization.")
     _backend_options(demo, "verilator")
     _common(demo)
     demo.set_defaults(func=cmd_demo)

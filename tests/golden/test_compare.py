@@ -41,5 +41,8 @@ def test_refuses_what_cannot_be_compared() -> None:
         golden.mismatches(np.zeros((3, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="bit for bit"):
         golden.mismatches(np.zeros(3, np.int32), np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="dtype uint8 cannot be compared bit for bit with the "
+                                         "expected dtype int8"):
+        golden.mismatches(np.zeros(3, np.int8), np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match="both be tuples"):
         golden.mismatches((np.zeros(2),), np.zeros(2))

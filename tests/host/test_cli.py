@@ -19,7 +19,7 @@ from host.cli import main
 LPMAC = Path(sys.executable).with_name("lpmac")
 
 
-@pytest.mark.parametrize("command", ["gemm", "demo", "bench", "info"])
+@pytest.mark.parametrize("command", ["gemm", "run", "demo", "bench", "info"])
 def test_every_subcommand_has_help(command, capsys):
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
