@@ -85,7 +85,7 @@ ICEBREAKER = Board(
     clock_hz=36_000_000,
 )
 
-# ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). Protocol 1.0
+# ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). The protocol
 # carries one activation vector or weight row per 64-bit word, so rows and cols are at
 # most 8; the board builds the largest such array with every mode.
 ULX3S_85F = Board(

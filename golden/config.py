@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["ACTIVATION_MEMORIES", "INT4_PACKINGS", "ArrayConfig", "Mode", "MODES", "MODE_INFO",
-           "ModeInfo", "mode_info", "MULTIPLIERS", "PE_STAGES", "PIPELINES", "SPRAM_BLOCKS",
-           "SPRAM_DEPTH", "SPRAM_WIDTH"]
+           "ModeInfo", "mode_info", "mx_mode", "MULTIPLIERS", "PE_STAGES", "PIPELINES",
+           "SPRAM_BLOCKS", "SPRAM_DEPTH", "SPRAM_WIDTH"]
 
-Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"]
+Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4", "mxint8w4"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,13 @@ class ModeInfo:
         return 2 if self.weight_bits == 4 and self.k_pack == 1 else 1
 
     @property
+    def mx_formats(self) -> tuple[str, str]:
+        """(activation, weight) MX element formats of an MX mode ("mxint8" / "mxint4")."""
+        if not self.mx:
+            raise ValueError(f"{self.name} is not an MX mode")
+        return (f"mxint{self.activation_bits}", f"mxint{self.weight_bits}")
+
+    @property
     def macs_per_pe(self) -> int:
         """MACs one PE performs per cycle: one 8-bit product, or two 4-bit-weight products
         (two columns, or two K-elements of one column)."""
@@ -49,6 +56,7 @@ MODE_INFO: dict[str, ModeInfo] = {
     "a4w4": ModeInfo("a4w4", 4, 4, mx=False),
     "mxint8": ModeInfo("mxint8", 8, 8, mx=True),
     "mxint4": ModeInfo("mxint4", 4, 4, mx=True),
+    "mxint8w4": ModeInfo("mxint8w4", 8, 4, mx=True),
 }
 MODES: tuple[str, ...] = tuple(MODE_INFO)
 
@@ -66,6 +74,14 @@ PIPELINES = ("compact", "fast")
 ACTIVATION_MEMORIES = ("block", "ice40-spram")
 # How a 4-bit-weight mode puts two int4 weights in a PE's weight byte (ArrayConfig.int4_packing).
 INT4_PACKINGS = ("columns", "k-pairs")
+
+
+def mx_mode(fmt_a: str, fmt_b: str) -> str | None:
+    """The MX mode that multiplies `fmt_a` activations by `fmt_b` weights, if there is one."""
+    for name, info in MODE_INFO.items():
+        if info.mx and info.mx_formats == (fmt_a, fmt_b):
+            return name
+    return None
 
 
 def mode_info(name: str, int4_packing: str = "columns") -> ModeInfo:

@@ -1,4 +1,4 @@
-"""The lpmac packet protocol, version 1.0 (docs/protocol.md is the prose version).
+"""The lpmac packet protocol, version 2.0 (docs/protocol.md is the prose version).
 
 Everything here is pure Python/NumPy and shared by the three parties that must agree bit for
 bit: the gateware (`hw.accelerator` takes its opcodes, codes and field layouts from this
@@ -36,7 +36,7 @@ __all__ = [
     "pack_results", "unpack_results", "words_to_nibbles", "nibbles_to_words",
 ]
 
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (2, 0)
 """(major, minor): a host refuses a different major version."""
 MAGIC = 0x434D504C
 """The first 32 bits of IDENTIFY's first word: "LPMC" as little-endian bytes."""
@@ -201,6 +201,9 @@ IDENTIFY = (
         "magic": WordField(0, 32),
         "major": WordField(32, 8),
         "minor": WordField(40, 8),
+        "k_pairs": WordField(48, 1),        # int4 packing: 1 = k-pairs
+        "acc_truncate": WordField(49, 1),   # acc rounding: 1 = truncate
+        "counter_bits": WordField(56, 8),
     }),
     WordLayout("identify word 1", {
         "rows": WordField(0, 8),
@@ -208,10 +211,7 @@ IDENTIFY = (
         "block_size": WordField(16, 8),
         "acc_bits": WordField(24, 8),
         "stream_width": WordField(32, 16),
-        "modes": WordField(48, 5),          # bit i = MODES[i]
-        "k_pairs": WordField(53, 1),        # int4 packing: 1 = k-pairs
-        "acc_truncate": WordField(56, 1),   # acc rounding: 1 = truncate
-        "counter_bits": WordField(57, 7),   # 0 = 64
+        "modes": WordField(48, 8),          # bit i = MODES[i]
     }),
     WordLayout("identify word 2", {
         "weight_buffer_depth": WordField(0, 32),
@@ -304,19 +304,19 @@ DETERMINISTIC_COUNTERS = ("busy", "macs")
 
 
 def check_accelerator_config(config: ArrayConfig) -> None:
-    """Refuse configurations protocol 1.0 cannot carry: one activation vector and one weight
+    """Refuse configurations this protocol cannot carry: one activation vector and one weight
     row per 64-bit word."""
     if not isinstance(config, ArrayConfig):
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
+    version = f"{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}"
     if config.stream_width != WORD_BITS:
-        raise ValueError(
-            f"protocol {PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]} needs stream_width 64, not "
-            f"{config.stream_width!r}")
+        raise ValueError(f"protocol {version} needs stream_width 64, not "
+                         f"{config.stream_width!r}")
     for name in ("rows", "cols"):
         if getattr(config, name) > 8:
             raise ValueError(
-                f"{name} must be at most 8 for protocol 1.0 (one vector per 64-bit word), "
-                f"not {getattr(config, name)!r}")
+                f"{name} must be at most 8 for protocol {version} (one vector per 64-bit "
+                f"word), not {getattr(config, name)!r}")
 
 
 def mode_code(mode: str) -> int:
@@ -624,15 +624,15 @@ def check_configure(config: ArrayConfig,
 # --- IDENTIFY -------------------------------------------------------------------------------
 
 def identify_words(config: ArrayConfig) -> list[int]:
-    """IDENTIFY's four data words (`IDENTIFY`): the magic number and protocol version; the
-    array, block size, accumulator, stream width, modes (bit i = MODES[i]), int4 packing,
-    accumulator rounding and counter width (64 as 0); the buffer depths."""
+    """IDENTIFY's four data words (`IDENTIFY`): the magic number, the protocol version, the
+    int4 packing, the accumulator rounding and the counter width; the array, block size,
+    accumulator, stream width and modes (bit i = MODES[i]); the buffer depths."""
     fields = {
         "magic": MAGIC, "major": PROTOCOL_VERSION[0], "minor": PROTOCOL_VERSION[1],
         "modes": sum(1 << MODES.index(mode) for mode in config.modes),
         "k_pairs": int(config.int4_packing == "k-pairs"),
         "acc_truncate": int(config.acc_rounding == "truncate"),
-        "counter_bits": config.counter_bits % 64,
+        "counter_bits": config.counter_bits,
         **{name: getattr(config, name) for name in (
             "rows", "cols", "block_size", "acc_bits", "stream_width", "weight_buffer_depth",
             "activation_buffer_depth", "accumulator_depth", "requant_depth")},
@@ -668,7 +668,6 @@ def decode_identify(words: Sequence[int]) -> tuple[tuple[int, int], ArrayConfig]
     if fields.pop("k_pairs"):
         fields.update(int4_packing="k-pairs", multiplier="ice40-sb-mac16")
     fields["acc_rounding"] = "truncate" if fields.pop("acc_truncate") else "nearest"
-    fields["counter_bits"] = fields["counter_bits"] or 64
     return version, ArrayConfig(**fields)
 
 

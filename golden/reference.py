@@ -246,15 +246,15 @@ class ReferenceAccelerator:
         w = self._weight_rows(geometry, per_block[..., scale_words:].reshape(geometry.nt, -1))
         a_codes = self.scales[bank, :geometry.m * geometry.nb]
         a_codes = a_codes.reshape(geometry.nb, geometry.m).T
-        fmt = geometry.mode
-        if np.any(np.abs(a) > MX_FORMATS[fmt].max_code) or \
-                np.any(np.abs(w) > MX_FORMATS[fmt].max_code):
-            raise ValueError(f"MX elements outside [-Pmax, Pmax] of {fmt}: the hardware's "
-                             "result is unspecified")
+        fmt_a, fmt_b = self.config.mode(geometry.mode).mx_formats
+        if np.any(np.abs(a) > MX_FORMATS[fmt_a].max_code) or \
+                np.any(np.abs(w) > MX_FORMATS[fmt_b].max_code):
+            raise ValueError(f"MX elements outside [-Pmax, Pmax] of {fmt_a} x {fmt_b}: the "
+                             "hardware's result is unspecified")
         if np.any(a_codes == 255) or np.any(b_codes == 255):
             raise ValueError("the E8M0 NaN code 255: the hardware's result is unspecified")
         partials = golden.block_dot_products(a, w, block)
-        exponents = golden.block_exponents(a_codes, b_codes, fmt, fmt)
+        exponents = golden.block_exponents(a_codes, b_codes, fmt_a, fmt_b)
         mantissa, exponent = golden.bfp_accumulate(
             partials, exponents, acc_bits=self.config.acc_bits,
             rounding=self.config.acc_rounding)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 import golden
-from golden.config import MODES
+from golden.config import MODE_INFO, MODES
 from golden.protocol import Opcode, Packet
 
 from .driver import Accelerator
@@ -44,8 +44,13 @@ FULL_MODES = MODES
 QUICK_MODES = ("a8w8", "a8w4", "mxint8")
 
 
+def _formats(mode: str) -> dict[str, str]:
+    """fmt_a and fmt_b of an MX mode."""
+    return dict(zip(("fmt_a", "fmt_b"), MODE_INFO[mode].mx_formats, strict=True))
+
+
 def _operands(mode: str, m: int, k: int, n: int, rng: np.random.Generator):
-    if mode.startswith("mx"):
+    if MODE_INFO[mode].mx:
         return (rng.standard_normal((m, k)).astype(np.float32),
                 rng.standard_normal((k, n)).astype(np.float32))
     a_bits, w_bits = {"a8w8": (8, 8), "a8w4": (8, 4), "a4w4": (4, 4)}[mode]
@@ -55,8 +60,8 @@ def _operands(mode: str, m: int, k: int, n: int, rng: np.random.Generator):
 
 
 def _run(accelerator: Accelerator, mode: str, a: np.ndarray, b: np.ndarray):
-    if mode.startswith("mx"):
-        return accelerator.mx_matmul(a, b, fmt_a=mode, fmt_b=mode)
+    if MODE_INFO[mode].mx:
+        return accelerator.mx_matmul(a, b, **_formats(mode))
     return accelerator.matmul(a, b, mode=mode)
 
 
@@ -174,8 +179,8 @@ def run_bench(out_dir: Path, *, quick: bool = False, cocotb: bool = True,
                 a_s, b_s = _operands(mode, m, k, n, rng)
                 got = _run(verilator, mode, a_s, b_s)
                 s = verilator.last_stats
-                if mode.startswith("mx"):
-                    expected = golden.mx_matmul(a_s, b_s, fmt_a=mode, fmt_b=mode)
+                if MODE_INFO[mode].mx:
+                    expected = golden.mx_matmul(a_s, b_s, **_formats(mode))
                 else:
                     expected = golden.matmul(a_s, b_s)
                 mismatches = golden.mismatches(expected, got)

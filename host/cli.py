@@ -193,9 +193,12 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     import numpy as np
 
     import golden
+    from golden.config import MODE_INFO
 
     progress = Progress(not args.quiet)
-    mx = args.mode.startswith("mx")
+    mx = MODE_INFO[args.mode].mx
+    formats = dict(zip(("fmt_a", "fmt_b"), MODE_INFO[args.mode].mx_formats, strict=True)) \
+        if mx else {}
     out_dtype = args.out_dtype or ("fp32" if mx else "int32")
     allowed = _names()["mx_out" if mx else "integer_out"]
     if out_dtype not in allowed:
@@ -212,7 +215,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
         n = b.shape[0] if requant else b.shape[1]
         progress(f"running {m} x {k} x {n} {args.mode} -> {out_dtype}")
         if mx:
-            result = accelerator.mx_matmul(a, b, fmt_a=args.mode, fmt_b=args.mode,
+            result = accelerator.mx_matmul(a, b, **formats,
                                            block=accelerator.config.block_size,
                                            acc_bits=accelerator.config.acc_bits,
                                            acc_rounding=accelerator.config.acc_rounding,
@@ -228,7 +231,7 @@ def cmd_gemm(args: argparse.Namespace) -> int:
     if args.check:
         progress("checking against the golden model")
         if mx:
-            expected = golden.mx_matmul(a, b, fmt_a=args.mode, fmt_b=args.mode,
+            expected = golden.mx_matmul(a, b, **formats,
                                         block=config.block_size, acc_bits=config.acc_bits,
                                         acc_rounding=config.acc_rounding, out=out_dtype)
         elif requant:

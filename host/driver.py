@@ -14,7 +14,7 @@ READ_COUNTERS, sends them through the transport in one exchange, decodes the res
 sets `last_stats` from the accelerator's own counters. The results are the golden
 functions' results bit for bit (the tests check it on every backend).
 
-Weight reuse ("load weights once, run many activation batches"): in protocol 1.0 the
+Weight reuse ("load weights once, run many activation batches"): in the protocol the
 weights are COMPUTE's payload (docs/protocol.md explains why there is no LOAD_WEIGHTS), so
 what can be reused lives in two places:
 
@@ -41,7 +41,7 @@ import numpy as np
 
 import golden
 from golden import _checks
-from golden.config import MODE_INFO, ArrayConfig
+from golden.config import MODE_INFO, ArrayConfig, mx_mode
 from golden.mx import MX_FORMATS
 from golden.protocol import (
     COUNTER_NAMES,
@@ -522,8 +522,9 @@ class Accelerator:
                   acc_bits: int = 32, out: str = "fp32", acc_rounding: str = "nearest"):
         """The MX GEMM of `golden.mx_matmul`, same arguments and result: float32 [M, N]
         for out="fp32", (elements int8 [M, N], scale codes uint8 [M, ceil(N / block)]) for
-        out="mxint8" / "mxint4". The hardware computes MXINT8 x MXINT8 and MXINT4 x MXINT4
-        with its own block size, accumulator width and rounding: other values are refused."""
+        out="mxint8" / "mxint4". The hardware computes MXINT8 x MXINT8 (mode "mxint8"),
+        MXINT4 x MXINT4 ("mxint4") and MXINT8 activations x MXINT4 weights ("mxint8w4"), with
+        its own block size, accumulator width and rounding: other values are refused."""
         a = _matrix("a", a)
         weights = self._weights("b", b)
         check_dimensions(a.shape[0], a.shape[1], weights.shape[1])
@@ -533,10 +534,11 @@ class Accelerator:
                              f"{weights.shape}")
         for name, fmt in (("fmt_a", fmt_a), ("fmt_b", fmt_b)):
             _checks.choice(name, fmt, tuple(MX_FORMATS))
-        if fmt_a != fmt_b:
-            raise ValueError(f"fmt_a and fmt_b must be the same format on this accelerator "
-                             f"(MXINT8 x MXINT8 or MXINT4 x MXINT4), not {fmt_a} x {fmt_b}")
-        self.config.mode(fmt_a)
+        mode = mx_mode(fmt_a, fmt_b)
+        if mode is None:
+            raise ValueError(f"fmt_a x fmt_b must be MXINT8 x MXINT8, MXINT4 x MXINT4 or MXINT8 "
+                             f"x MXINT4 (activations x weights), not {fmt_a} x {fmt_b}")
+        self.config.mode(mode)
         _checks.choice("out", out, ("fp32", *MX_FORMATS))
         config = self.config
         for name, value, built in (("block", block, config.block_size),
@@ -549,7 +551,7 @@ class Accelerator:
         a_elements, a_codes = golden.mx_quantize(a, fmt_a, block, axis=1)
         b_elements, b_codes = weights.mx(fmt_b)
         program = mx_matmul_quantized_program(config, a_elements, a_codes, b_elements,
-                                              b_codes, mode=fmt_a, out=out)
+                                              b_codes, mode=mode, out=out)
         return self._run("mx_matmul", [program], start)
 
     # --- Running a program ---

@@ -428,16 +428,17 @@ def mx_matmul_quantized_program(config: ArrayConfig, a_elements: np.ndarray,
                                 b_codes: np.ndarray, *, mode: str = "mxint8",
                                 out: str = "fp32") -> GemmProgram:
     """MX GEMM of quantized operands (as `golden.mx_matmul_quantized`, the formats given by
-    `mode`: MXINT8 or MXINT4 for both), with FP32 or re-blocked MX outputs."""
+    `mode`: MXINT8 x MXINT8, MXINT4 x MXINT4 or MXINT8 x MXINT4 for "mxint8w4"), with FP32
+    or re-blocked MX outputs."""
     info = config.mode(mode)
     if not info.mx:
         raise ValueError(f"mode must be an MX mode, not {mode!r}")
     block = config.block_size
-    spec = MX_FORMATS[mode]
+    spec_a, spec_b = (MX_FORMATS[fmt] for fmt in info.mx_formats)
     a_elements = golden._checks.int_array("a_elements", a_elements, ndim=2,
-                                          value_range=(-spec.max_code, spec.max_code))
+                                          value_range=(-spec_a.max_code, spec_a.max_code))
     b_elements = golden._checks.int_array("b_elements", b_elements, ndim=2,
-                                          value_range=(-spec.max_code, spec.max_code))
+                                          value_range=(-spec_b.max_code, spec_b.max_code))
     m, k = a_elements.shape
     if b_elements.shape[0] != k:
         raise ValueError(f"a_elements [M, K] and b_elements [K, N] must agree on K, not "
@@ -456,12 +457,12 @@ def mx_matmul_quantized_program(config: ArrayConfig, a_elements: np.ndarray,
 
 def mx_matmul_program(config: ArrayConfig, a: np.ndarray, b: np.ndarray, *,
                       mode: str = "mxint8", out: str = "fp32") -> GemmProgram:
-    """The MX GEMM of `golden.mx_matmul` for float a [M, K], b [K, N]: both quantized to the
-    format of `mode` with the configuration's block size; the accumulator is the hardware's
+    """The MX GEMM of `golden.mx_matmul` for float a [M, K], b [K, N], quantized to the
+    formats of `mode` with the configuration's block size; the accumulator is the hardware's
     (W = config.acc_bits, config.acc_rounding)."""
-    config.mode(mode)
+    fmt_a, fmt_b = config.mode(mode).mx_formats
     block = config.block_size
-    a_elements, a_codes = golden.mx_quantize(a, mode, block, axis=1)
-    b_elements, b_codes = golden.mx_quantize(b, mode, block, axis=0)
+    a_elements, a_codes = golden.mx_quantize(a, fmt_a, block, axis=1)
+    b_elements, b_codes = golden.mx_quantize(b, fmt_b, block, axis=0)
     return mx_matmul_quantized_program(config, a_elements, a_codes, b_elements, b_codes,
                                        mode=mode, out=out)

@@ -63,12 +63,12 @@ __all__ = ["Accelerator"]
 
 
 class Accelerator(wiring.Component):
-    """The lpmac GEMM accelerator with its packet protocol (docs/protocol.md, version 1.0).
+    """The lpmac GEMM accelerator with its packet protocol (docs/protocol.md).
 
     Parameters
     ----------
     config
-        The `ArrayConfig`; protocol 1.0 needs stream_width 64 and rows, cols <= 8.
+        The `ArrayConfig`; the protocol needs stream_width 64 and rows, cols <= 8.
     multiplier
         PE multiplier variant (see `hw.pe`); `config.multiplier` when not given.
 

@@ -18,7 +18,7 @@ from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from golden.config import ArrayConfig
+from golden.config import MODE_INFO, MODES, ArrayConfig
 from golden.mx import MX_FORMATS, SCALE_BIAS
 
 from .accumulate import (
@@ -156,9 +156,13 @@ class Accumulation(wiring.Component):
         config, c = self._config, self.config
         bfp_read, bfp_write = self.bfp_read, self.bfp_write
         m.d.comb += [bfp_read.addr.eq(read_meta.addr), bfp_read.en.eq(1)]
-        fraction = Mux(c.mode == Mode.MXINT8,
-                       2 * MX_FORMATS["mxint8"].fraction_bits,
-                       2 * MX_FORMATS["mxint4"].fraction_bits)
+        # fa + fb of the MX mode at hand: its two formats' fraction bits.
+        mx_modes = [name for name in MODES if MODE_INFO[name].mx]
+        fractions = {name: sum(MX_FORMATS[fmt].fraction_bits
+                               for fmt in MODE_INFO[name].mx_formats) for name in mx_modes}
+        fraction = fractions[mx_modes[-1]]
+        for name in reversed(mx_modes[:-1]):
+            fraction = Mux(c.mode == Mode.from_name(name), fractions[name], fraction)
         bfp_in = aw_valid & aw_meta.last_pass & c.mx   # the MX modes only
         codes_b = self.scales.payload
         m.d.comb += self.scales.ready.eq(aw_valid & aw_meta.pop_scale)

@@ -112,15 +112,20 @@ class PayloadRouter(wiring.Component):
         # They are still readable no later than the block's first weight row, which
         # enters the weight FIFO in that cycle at the earliest. One more slot is kept
         # spare for the word in the register.
+        # The codes register takes the codes whenever the block's last scale word is at
+        # hand, taken or not (only `scale_push` waits for the transfer): its wide enable
+        # then depends on the position alone, not on the link's `valid`.
         scale_push = Signal()
         scale_data = Signal.like(scale_fifo.w_data)
         m.d.comb += [scale_fifo.w_en.eq(scale_push), scale_fifo.w_data.eq(scale_data)]
         m.d.sync += scale_push.eq(0)
         scale_room = registered_room(m, scale_fifo, "scale_room", spare=3)
+        with m.If(push_scale & ~scale_push):
+            m.d.sync += scale_data.eq(scale_codes)
         with m.If(is_scale):
             m.d.comb += words.ready.eq(~push_scale | scale_room)
             with m.If(words.valid & push_scale & scale_room):
-                m.d.sync += [scale_push.eq(1), scale_data.eq(scale_codes)]
+                m.d.sync += scale_push.eq(1)
         with m.Else():
             m.d.comb += [words.ready.eq(weight_room),
                          weight_fifo.w_en.eq(words.valid & weight_room)]

@@ -187,7 +187,7 @@ def harness_verilog(config: ArrayConfig,
     for port in ("input [64:0] i_stream__payload", "output [64:0] o_stream__payload"):
         if not re.search(rf"^\s*{re.escape(port)};", verilog, re.MULTILINE):
             raise ValueError(f"the accelerator's Verilog has no port `{port}`, which the "
-                             "harness expects (protocol 1.0: 64-bit words and `last`)")
+                             "harness expects (64-bit words and `last`)")
     return verilog + _HARNESS_TOP_VERILOG
 
 

@@ -116,7 +116,8 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     b[:, : max(1, n // 8)] *= 2.0 ** 90                      # large exponents
     a, b = a.astype(np.float32), b.astype(np.float32)
     program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out)
-    expected = golden.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, block=config.block_size,
+    fmt_a, fmt_b = MODE_INFO[mode].mx_formats
+    expected = golden.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, block=config.block_size,
                                 acc_bits=config.acc_bits, out=out,
                                 acc_rounding=config.acc_rounding)
     return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, golden.mismatches)
@@ -129,7 +130,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     a8w8_small   one A8W8 uint8-activation layer, 37 x 115 x 29
     qlinear      every integer mode x both roundings x uint8 / int8 / int4 outputs
     matmul       int32 outputs in every integer mode
-    mx           MXINT8 and MXINT4 with FP32, MXINT8 and MXINT4 outputs
+    mx           every MX mode (MXINT8, MXINT4, MXINT8 x MXINT4) with FP32, MXINT8 and
+                 MXINT4 outputs
     shapes       1 x 1 x 1, 3 x 8 x 16, 130 x 40 x 70 (several M-tiles) and an N of 300
                  (two N-chunks of the requantization memory), int8 activations
     same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each

@@ -74,13 +74,17 @@ def test_identify_describes_the_config() -> None:
     assert decoded == config
     narrow = config.replace(counter_bits=40)
     words = identify_words(narrow)
-    assert (words[1] >> 57) == 40 and (identify_words(config)[1] >> 57) == 0  # 0 means 64
+    assert (words[0] >> 56) == 40 and (identify_words(config)[0] >> 56) == 64
     assert decode_identify(words)[1] == narrow
-    # K-pairs change the wire format, so IDENTIFY carries them (bit 53 of word 1); the
+    # Modes: bit i of word 1 bits 55..48 is MODES[i] (MXINT8 x MXINT4 is mode 5).
+    assert (words[1] >> 48) & 0xFF == 0b1001
+    every = identify_words(ArrayConfig())
+    assert (every[1] >> 48) & 0xFF == 0b111111
+    # K-pairs change the wire format, so IDENTIFY carries them (bit 48 of word 0); the
     # decoded multiplier is the one that implements them.
     pairs = K_PAIRS
     words = identify_words(pairs)
-    assert (words[1] >> 53) & 1 == 1 and (identify_words(config)[1] >> 53) & 1 == 0
+    assert (words[0] >> 48) & 1 == 1 and (identify_words(config)[0] >> 48) & 1 == 0
     assert decode_identify(words)[1] == pairs
 
 
@@ -232,4 +236,4 @@ def test_configure_checks_in_order() -> None:
     only_int = ArrayConfig(modes=("a8w8",))
     fields = encode_configure(mode="mxint8", out_kind="fp32", m=1, k=32, n=8)
     assert check_configure(only_int, fields)[:2] == (Status.BAD_FIELD, Field.MODE)
-    assert len(MODES) == 5
+    assert len(MODES) == 6          # (codes 6 and 7 are no mode)

@@ -124,7 +124,7 @@ def test_codecs_are_the_layouts() -> None:
     assert words == [0x3F800000_FFFFFFFF, 0x20, 0x00000007_00000005, 0x1F]
     for config in (CONFIG, ArrayConfig(rows=4, cols=4, counter_bits=40, acc_rounding="truncate")):
         version, decoded = decode_identify(identify_words(config))
-        assert version == (1, 0)
+        assert version == (2, 0)
         assert decoded == config
 
 

@@ -51,7 +51,7 @@ def lpmac(*args: str) -> subprocess.CompletedProcess:
      "multiplier 'ice40-sb-mac16' needs an iCE40 board, not 'ulx3s-85f'"),
     (["--board", "icebreaker", "--clock-mhz", "-5"], "--clock-mhz must be positive"),
     (["--board", "ulx3s-85f", "--rows", "16", "--cols", "16"],
-     "rows must be at most 8 for protocol 1.0"),
+     "rows must be at most 8 for protocol 2.0"),
     (["--board", "icebreaker", "--rows", "8"],
      "activation_memory 'ice40-spram' holds vectors of at most 32 bits (rows at most 4)"),
     (["--board", "icebreaker", "--activation-memory", "sram"],

@@ -127,17 +127,19 @@ MX_SHAPES = [(37, 100, 29), (20, 64, 40), (3, 32, 70)]
 
 
 @pytest.mark.parametrize("out", ["fp32", "mxint8", "mxint4"])
-@pytest.mark.parametrize("fmt", ["mxint8", "mxint4"])
+@pytest.mark.parametrize("formats", [("mxint8", "mxint8"), ("mxint4", "mxint4"),
+                                     ("mxint8", "mxint4")], ids=lambda f: "x".join(f))
 @pytest.mark.parametrize("shape", MX_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_mx_matmul_equals_golden(accelerator, fmt, out, shape):
-    rng = _rng("mx", fmt, out, shape)
+def test_mx_matmul_equals_golden(accelerator, formats, out, shape):
+    fmt_a, fmt_b = formats
+    rng = _rng("mx", fmt_a, fmt_b, out, shape)
     m, k, n = shape
     a = (rng.standard_normal((m, k)) * np.exp2(rng.integers(-20, 20, (m, 1)))) \
         .astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     a[0, :32] = 0.0                                   # an all-zero block
-    expected = golden.mx_matmul(a, b, fmt_a=fmt, fmt_b=fmt, out=out)
-    got = accelerator.mx_matmul(a, b, fmt_a=fmt, fmt_b=fmt, out=out)
+    expected = golden.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, out=out)
+    got = accelerator.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, out=out)
     if out == "fp32":
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got.view(np.int32), expected.view(np.int32))
@@ -216,7 +218,7 @@ def test_utilization_256_cubed_a8w8_on_verilator(verilator_accelerator):
 
 def test_accelerator_reports_the_configuration_it_was_built_with(accelerator):
     assert accelerator.config == ArrayConfig()
-    assert accelerator.identify()["protocol"] == "1.0"
+    assert accelerator.identify()["protocol"] == "2.0"
 
 
 def test_build_choices_identify_does_not_carry_are_the_callers():
@@ -258,7 +260,7 @@ def test_cocotb_backend_small_gemms():
 
 
 @pytest.mark.xdist_group("cocotb")
-@pytest.mark.parametrize("mode", ["a8w8", "a8w4", "a4w4", "mxint8", "mxint4"])
+@pytest.mark.parametrize("mode", list(golden.MODES))
 def test_cocotb_backend_every_mode(mode):
     """The cocotb path in every mode on a non-multiple shape: int32 and a requantized
     layer (integer modes), FP32 and MX outputs (MX modes)."""
@@ -266,11 +268,13 @@ def test_cocotb_backend_every_mode(mode):
 
     rng = _rng("cocotb-mode", mode)
     with Accelerator(backend="cocotb") as accelerator:
-        if mode.startswith("mx"):
+        if golden.config.MODE_INFO[mode].mx:
+            formats = dict(zip(("fmt_a", "fmt_b"), golden.config.MODE_INFO[mode].mx_formats,
+                               strict=True))
             a = rng.standard_normal((7, 50)).astype(np.float32)
             b = rng.standard_normal((50, 19)).astype(np.float32)
-            got = accelerator.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, out="mxint8")
-            expected = golden.mx_matmul(a, b, fmt_a=mode, fmt_b=mode, out="mxint8")
+            got = accelerator.mx_matmul(a, b, **formats, out="mxint8")
+            expected = golden.mx_matmul(a, b, **formats, out="mxint8")
             np.testing.assert_array_equal(got[0], expected[0])
             np.testing.assert_array_equal(got[1], expected[1])
         else:

@@ -191,9 +191,11 @@ def test_unknown_backend_and_mode(accelerator, capsys):
     with pytest.raises(ValueError, match=r"block must be 32 \(this accelerator's block\)"):
         accelerator.mx_matmul(np.ones((4, 16), np.float32), np.ones((16, 8), np.float32),
                               block=16)
-    with pytest.raises(ValueError, match=r"fmt_a and fmt_b must be the same format"):
+    with pytest.raises(ValueError, match=r"fmt_a x fmt_b must be MXINT8 x MXINT8, MXINT4 x "
+                                         r"MXINT4 or MXINT8 x MXINT4 \(activations x weights\), "
+                                         r"not mxint4 x mxint8"):
         accelerator.mx_matmul(np.ones((4, 16), np.float32), np.ones((16, 8), np.float32),
-                              fmt_a="mxint8", fmt_b="mxint4")
+                              fmt_a="mxint4", fmt_b="mxint8")
     with pytest.raises(ValueError, match=r"the serial backend needs a port"):
         Accelerator(backend="serial")
     for argv in (["gemm", "--backend", "fpga"], ["gemm", "--mode", "a16w16"],
@@ -253,11 +255,11 @@ class FutureProtocol(GoldenTransport):
     def exchange(self, beats):
         answer = super().exchange(beats)
         word, last = answer[1]
-        return [answer[0], (word & ~(0xFF << 32) | 2 << 32, last), *answer[2:]]
+        return [answer[0], (word & ~(0xFF << 32) | 3 << 32, last), *answer[2:]]
 
 
 def test_another_protocol_major_version_is_refused():
-    with pytest.raises(AcceleratorError, match=r"speaks protocol 2\.0; this host speaks 1\.x"):
+    with pytest.raises(AcceleratorError, match=r"speaks protocol 3\.0; this host speaks 2\.x"):
         Accelerator(transport=FutureProtocol())
 
 

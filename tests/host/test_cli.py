@@ -111,12 +111,12 @@ def test_info(capsys):
     assert "verilator" in info["toolchain"] and "hardware" not in info
     assert main(["info", "--backend", "verilator", "--json", "--quiet"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["hardware"]["protocol"] == "1.0"
+    assert info["hardware"]["protocol"] == "2.0"
     assert info["hardware"]["backend"] == "verilator"
     assert info["hardware"]["config"]["rows"] == ArrayConfig().rows
     assert "multiplier" not in info["hardware"]["config"]   # IDENTIFY does not carry it
     assert main(["info", "--backend", "golden"]) == 0
-    assert "accelerator on the golden backend (IDENTIFY), protocol 1.0" in \
+    assert "accelerator on the golden backend (IDENTIFY), protocol 2.0" in \
         capsys.readouterr().out
 
 

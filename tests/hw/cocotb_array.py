@@ -43,6 +43,7 @@ OPERAND_RANGES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "a4w4": ((-8, 7), (-8, 7)),
     "mxint8": ((-127, 127), (-127, 127)),
     "mxint4": ((-7, 7), (-7, 7)),
+    "mxint8w4": ((-127, 127), (-7, 7)),
 }
 CORNERS = np.array([-128, 127, -127, -8, 7, -7, 8, -1, 1, 0])
 
