@@ -95,7 +95,8 @@ ULX3S_85F = Board(
     device="LFE5U-85F",
     package="BG381",
     capacity={"logic": 83640, "dsp": 156, "block_ram": 208},
-    config=ArrayConfig(rows=8, cols=8, multiplier="lut", pipeline="fast"),
+    config=ArrayConfig(rows=8, cols=8, multiplier="lut", pipeline="fast",
+                       activation_buffer_depth=1024),
     clock_hz=100_000_000,
 )
 

@@ -172,6 +172,13 @@ class ArrayConfig:
         partial sum (the SB_MAC16 half multiplies the low nibbles and its adder adds a LUT
         product of the high ones), so A4W4 needs no second lane, no second accumulator and
         half the words of "columns". The protocol's K then counts K-element pairs.
+    drain_pairs
+        In the two-lane modes (4-bit weights in columns) the drain reads, converts and
+        packs two outputs per cycle (a second requantizer and FP32 converter). An N-tile of
+        M rows computes in M * K / R cycles and leaves M * 2C outputs, so one output per
+        cycle keeps up only for K >= 2 C R; two per cycle halve that (MX-element outputs
+        still go through their quantizer one per cycle). False: one per cycle, less logic.
+        The results are the same either way; IDENTIFY does not carry it.
     """
 
     rows: int = 8
@@ -180,7 +187,7 @@ class ArrayConfig:
     acc_bits: int = 32
     acc_rounding: str = "nearest"
     weight_buffer_depth: int = 256
-    activation_buffer_depth: int = 1024
+    activation_buffer_depth: int = 16384
     accumulator_depth: int = 256
     requant_depth: int = 256
     stream_width: int = 64
@@ -190,6 +197,7 @@ class ArrayConfig:
     pipeline: str = "compact"
     activation_memory: str = "block"
     int4_packing: str = "columns"
+    drain_pairs: bool = True
 
     def __post_init__(self) -> None:
         self._modes()
@@ -222,6 +230,8 @@ class ArrayConfig:
                 or not 40 <= self.counter_bits <= 64:
             raise ValueError(
                 f"counter_bits must be an integer from 40 to 64, not {self.counter_bits!r}")
+        if not isinstance(self.drain_pairs, bool):
+            raise ValueError(f"drain_pairs must be True or False, not {self.drain_pairs!r}")
         if self.pipeline not in PIPELINES:
             raise ValueError(f"pipeline must be 'compact' or 'fast', not {self.pipeline!r}")
         if self.activation_memory not in ACTIVATION_MEMORIES:
@@ -319,6 +329,12 @@ class ArrayConfig:
         """Accumulator lanes: output columns of one array pass in the widest built mode
         (C, or 2C with two lanes)."""
         return self.cols * self.lanes
+
+    @property
+    def drain_width(self) -> int:
+        """Outputs the drain handles per cycle in the two-lane modes: 2 with `drain_pairs`
+        and a two-lane mode built, else 1."""
+        return 2 if self.drain_pairs and self.lanes == 2 else 1
 
     @property
     def activation_bank_depth(self) -> int:

@@ -641,7 +641,7 @@ def identify_words(config: ArrayConfig) -> list[int]:
             for layout in IDENTIFY]
 
 
-UNIDENTIFIED_FIELDS = ("multiplier", "pipeline", "activation_memory")
+UNIDENTIFIED_FIELDS = ("multiplier", "pipeline", "activation_memory", "drain_pairs")
 """`ArrayConfig` fields IDENTIFY does not carry: how the hardware is built, which changes
 neither the protocol nor any result. `decode_identify` leaves them at their defaults."""
 

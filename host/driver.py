@@ -58,9 +58,11 @@ from golden.reference import ReferenceAccelerator
 
 from .tiling import (
     AcceleratorError,
+    GemmPlan,
     GemmProgram,
     matmul_program,
     mx_matmul_quantized_program,
+    plan_gemm,
     qlinear_program,
 )
 from .transport import Transport, TransportError
@@ -80,6 +82,9 @@ MAX_DIMENSION = 1 << 20
 MAX_ELEMENTS = 1 << 26
 """Largest operand or result (elements) the driver accepts: the host pads operands into
 int64 arrays, so 2^26 elements already take 512 MiB."""
+
+M_TILE_ROWS = 4
+"""M-tiles are at most this many times R rows, unless the link paces the GEMM."""
 
 EXCHANGE_WORDS = 1 << 20
 """Words per exchange above which a call is sent in parts (for progress reports)."""
@@ -304,6 +309,10 @@ class Accelerator:
                                        port=port, baudrate=baudrate, progress=progress)
         self.transport = transport
         self.progress = progress
+        # M-tiles of at most 4 R rows where the link keeps up with the accelerator's clock:
+        # the weights (R words per M-tile pass) then use at most a quarter of the link, and
+        # the next M-tile's activation load hides behind the weights still in the weight FIFO.
+        self._m_tile_factor = None if transport.paced_by_link else M_TILE_ROWS
         self.backend = getattr(transport, "name", backend)
         self.last_stats: GemmStats | None = None
         try:
@@ -456,7 +465,7 @@ class Accelerator:
         k = a.shape[1]
         if k <= self.max_k:
             program = matmul_program(self.config, a, weights.array, mode=chosen,
-                                     allow_wrap=allow_wrap)
+                                     allow_wrap=allow_wrap, max_m_tile=self._m_tile())
             return self._run("matmul", [program], start)
         # K beyond one activation bank: K-slices, each a GEMM of its own, summed on the host
         # modulo 2^32 (exact: int32 accumulation wraps the same whatever the grouping).
@@ -472,9 +481,21 @@ class Accelerator:
         tile_rows = min(a.shape[0], 2 * config.rows)
         width = min(self.max_k, config.activation_bank_depth // tile_rows * config.rows)
         programs = [matmul_program(config, a[:, cut:cut + width], weights.array[cut:cut + width],
-                                   mode=chosen, allow_wrap=allow_wrap)
+                                   mode=chosen, allow_wrap=allow_wrap,
+                                   max_m_tile=self._m_tile())
                     for cut in range(0, k, width)]
         return self._run("matmul", programs, start, k=k)
+
+    def _m_tile(self) -> int | None:
+        """The tallest M-tile the host asks for (None: as tall as the banks allow)."""
+        return None if self._m_tile_factor is None else self._m_tile_factor * self.config.rows
+
+    def plan(self, m: int, k: int, n: int, *, mode: str, out_kind: str) -> GemmPlan:
+        """How this accelerator's GEMMs of M x K x N in `mode` with output `out_kind` are
+        tiled (`host.tiling.plan_gemm` with this link's M-tile limit): padding, M-tiles,
+        N-chunks. `GemmStats.macs` counts the padded GEMM."""
+        return plan_gemm(self.config, m=m, k=k, n=n, mode=mode, out_kind=out_kind,
+                         max_m_tile=self._m_tile())
 
     @property
     def max_k(self) -> int:
@@ -514,7 +535,7 @@ class Accelerator:
         program = qlinear_program(
             self.config, x_q, weights.array, x_scale=x_scale, x_zero_point=x_zero_point,
             w_scale=w_scale, y_scale=y_scale, y_zero_point=y_zero_point, bias=bias, relu=relu,
-            rounding=rounding, out_dtype=out_dtype, mode=chosen)
+            rounding=rounding, out_dtype=out_dtype, mode=chosen, max_m_tile=self._m_tile())
         return self._run("qlinear", [program], start)
 
     def mx_matmul(self, a: np.ndarray, b: np.ndarray | PreparedWeights, *,
@@ -551,7 +572,8 @@ class Accelerator:
         a_elements, a_codes = golden.mx_quantize(a, fmt_a, block, axis=1)
         b_elements, b_codes = weights.mx(fmt_b)
         program = mx_matmul_quantized_program(config, a_elements, a_codes, b_elements,
-                                              b_codes, mode=mode, out=out)
+                                              b_codes, mode=mode, out=out,
+                                              max_m_tile=self._m_tile())
         return self._run("mx_matmul", [program], start)
 
     # --- Running a program ---

@@ -84,6 +84,7 @@ class SerialTransport(Transport):
     """
 
     name = "serial"
+    paced_by_link = True
 
     def __init__(self, port: str, *, baudrate: int = 115200, timeout: float = 0.5,
                  retries: int = 8) -> None:

@@ -101,8 +101,11 @@ class GemmPlan:
 
 
 def plan_gemm(config: ArrayConfig, *, m: int, k: int, n: int, mode: str,
-              out_kind: str) -> GemmPlan:
-    """Tile sizes and padding for a GEMM of M x K x N in `mode` with output `out_kind`."""
+              out_kind: str, max_m_tile: int | None = None) -> GemmPlan:
+    """Tile sizes and padding for a GEMM of M x K x N in `mode` with output `out_kind`.
+
+    M-tiles are as tall as the banks allow, or `max_m_tile` rows if that is fewer
+    (`M_TILE_FOR_SPEED` for a link as fast as the accelerator's clock)."""
     check_accelerator_config(config)
     info = config.mode(mode)
     for name, value in (("m", m), ("k", k), ("n", n)):
@@ -122,9 +125,10 @@ def plan_gemm(config: ArrayConfig, *, m: int, k: int, n: int, mode: str,
     n_pad = -(-n // n_granule) * n_granule
     kt = k_words // config.rows
     group = block // lc if out_kind in MX_KINDS else 1
-    m_max = min(config.activation_bank_depth // kt,
-                config.accumulator_bank_depth // group, 0xFFFF)
-    if m_max < 1 or k_words > 0xFFFF:
+    fits = min(config.activation_bank_depth // kt, config.accumulator_bank_depth // group,
+               0xFFFF)
+    m_max = fits if max_m_tile is None else max(1, min(fits, max_m_tile))
+    if fits < 1 or k_words > 0xFFFF:
         raise ValueError(
             f"k = {k} is too large for this accelerator: one activation bank holds "
             f"{config.activation_bank_depth} vectors of {config.rows * info.k_pack} "
@@ -354,7 +358,7 @@ def _int_operands(a: np.ndarray, w: np.ndarray, mode: str, allow_wrap: bool,
 
 
 def matmul_program(config: ArrayConfig, a: np.ndarray, b: np.ndarray, *, mode: str = "a8w8",
-                   allow_wrap: bool = False) -> GemmProgram:
+                   allow_wrap: bool = False, max_m_tile: int | None = None) -> GemmProgram:
     """Exact int32 GEMM a [M, K] @ b [K, N] (int32 outputs, `golden.matmul`), with int8 or
     int4 operands as `mode` says."""
     a = golden._checks.int_array("a", a, ndim=2)
@@ -365,7 +369,7 @@ def matmul_program(config: ArrayConfig, a: np.ndarray, b: np.ndarray, *, mode: s
         raise ValueError(f"mode must be an integer mode for matmul_program, not {mode!r}")
     _int_operands(a, b, mode, allow_wrap, "a", "b")
     plan = plan_gemm(config, m=a.shape[0], k=a.shape[1], n=b.shape[1], mode=mode,
-                     out_kind="int32")
+                     out_kind="int32", max_m_tile=max_m_tile)
     return _build(plan, a, b)
 
 
@@ -373,7 +377,8 @@ def qlinear_program(config: ArrayConfig, x_q: np.ndarray, w_q: np.ndarray, *,
                     x_scale: float, x_zero_point: int, w_scale: float | np.ndarray,
                     y_scale: float, y_zero_point: int, bias: np.ndarray | None = None,
                     relu: bool = False, rounding: str = "fp32", out_dtype: str = "uint8",
-                    mode: str = "a8w8", allow_wrap: bool = False) -> GemmProgram:
+                    mode: str = "a8w8", allow_wrap: bool = False,
+                    max_m_tile: int | None = None) -> GemmProgram:
     """The quantized linear layer of `golden.qlinear` (same arguments, plus `mode`).
 
     uint8 activations are sent as x - 128 with zero point x_zero_point - 128; the zero point
@@ -405,7 +410,7 @@ def qlinear_program(config: ArrayConfig, x_q: np.ndarray, w_q: np.ndarray, *,
         # (the function the hardware requantizer is verified against, so the result is
         # bit-identical to an accelerator with the unit; docs/protocol.md, CONFIGURE).
         plan = plan_gemm(config, m=x.shape[0], k=x.shape[1], n=channels, mode=mode,
-                         out_kind="int32")
+                         out_kind="int32", max_m_tile=max_m_tile)
         program = _build(plan, x, w_q.T.astype(np.int64))
         program.host_requant = params
         return program
@@ -418,7 +423,7 @@ def qlinear_program(config: ArrayConfig, x_q: np.ndarray, w_q: np.ndarray, *,
     requant = (np.broadcast_to(params.bias, (channels,)), np.broadcast_to(bits, (channels,)),
                shift)
     plan = plan_gemm(config, m=x.shape[0], k=x.shape[1], n=channels, mode=mode,
-                     out_kind=out_dtype)
+                     out_kind=out_dtype, max_m_tile=max_m_tile)
     return _build(plan, x, w_q.T.astype(np.int64), rounding=rounding, relu=relu,
                   zero_point=params.zero_point, requant=requant)
 
@@ -426,7 +431,8 @@ def qlinear_program(config: ArrayConfig, x_q: np.ndarray, w_q: np.ndarray, *,
 def mx_matmul_quantized_program(config: ArrayConfig, a_elements: np.ndarray,
                                 a_codes: np.ndarray, b_elements: np.ndarray,
                                 b_codes: np.ndarray, *, mode: str = "mxint8",
-                                out: str = "fp32") -> GemmProgram:
+                                out: str = "fp32", max_m_tile: int | None = None
+                                ) -> GemmProgram:
     """MX GEMM of quantized operands (as `golden.mx_matmul_quantized`, the formats given by
     `mode`: MXINT8 x MXINT8, MXINT4 x MXINT4 or MXINT8 x MXINT4 for "mxint8w4"), with FP32
     or re-blocked MX outputs."""
@@ -450,13 +456,14 @@ def mx_matmul_quantized_program(config: ArrayConfig, a_elements: np.ndarray,
     if a_codes.shape != (m, blocks) or b_codes.shape != (blocks, n):
         raise ValueError(f"a_codes must have shape {(m, blocks)} and b_codes {(blocks, n)}, "
                          f"not {a_codes.shape} and {b_codes.shape}")
-    plan = plan_gemm(config, m=m, k=k, n=n, mode=mode, out_kind=out)
+    plan = plan_gemm(config, m=m, k=k, n=n, mode=mode, out_kind=out, max_m_tile=max_m_tile)
     return _build(plan, a_elements.astype(np.int64), b_elements.astype(np.int64),
                   a_codes=a_codes.astype(np.int64), b_codes=b_codes.astype(np.int64))
 
 
 def mx_matmul_program(config: ArrayConfig, a: np.ndarray, b: np.ndarray, *,
-                      mode: str = "mxint8", out: str = "fp32") -> GemmProgram:
+                      mode: str = "mxint8", out: str = "fp32",
+                      max_m_tile: int | None = None) -> GemmProgram:
     """The MX GEMM of `golden.mx_matmul` for float a [M, K], b [K, N], quantized to the
     formats of `mode` with the configuration's block size; the accumulator is the hardware's
     (W = config.acc_bits, config.acc_rounding)."""
@@ -465,4 +472,4 @@ def mx_matmul_program(config: ArrayConfig, a: np.ndarray, b: np.ndarray, *,
     a_elements, a_codes = golden.mx_quantize(a, fmt_a, block, axis=1)
     b_elements, b_codes = golden.mx_quantize(b, fmt_b, block, axis=0)
     return mx_matmul_quantized_program(config, a_elements, a_codes, b_elements, b_codes,
-                                       mode=mode, out=out)
+                                       mode=mode, out=out, max_m_tile=max_m_tile)

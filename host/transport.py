@@ -61,6 +61,9 @@ class Transport(abc.ABC):
 
     name: str = "transport"
     """The backend name (`golden`, `verilator`, `cocotb`, `serial`)."""
+    paced_by_link: bool = False
+    """The link, not the accelerator, sets the pace of a GEMM (a UART): the host then
+    sends every weight as few times as it can (M-tiles as tall as the banks allow)."""
 
     def exchange(self, beats: Sequence[Beat], *, partial: bool = False,
                  **options: object) -> list[Beat]:

@@ -46,13 +46,14 @@ from golden.protocol import check_accelerator_config
 from . import accumulate
 from .accumulation import Accumulation, accumulator_row, bfp_row
 from .actbuffer import ActivationBuffer
+from .arith import SkidBuffer
 from .array import SystolicArray
 from .banks import AccumulatorBanks, ActivationBankUses
 from .configure import ConfigureUnit
 from .counters import PerformanceCounters
-from .decoder import CommandDecoder
+from .decoder import PAYLOAD_LAYOUT, CommandDecoder
 from .drain import Drain
-from .requant import CHANNEL_PARAMS
+from .params import ParamMemory
 from .responder import Responder
 from .results import ResultPath
 from .router import PayloadRouter
@@ -148,8 +149,14 @@ class Accelerator(wiring.Component):
         # The jobs and the operands: decoder -> memories and FIFOs -> sequencer -> array.
         wiring.connect(m, decoder.jobs, job_fifo.w_stream)
         wiring.connect(m, job_fifo.r_stream, sequencer.jobs)
-        wiring.connect(m, decoder.payload, router.words)
-        m.d.comb += router.restart.eq(decoder.restart)
+        if config.pipeline == "fast":
+            # Registers between the decoder and the router: the link's `valid` then does not
+            # reach the FIFOs' level logic in the same cycle (an ECP5 critical path).
+            m.submodules.payload_skid = payload_skid = SkidBuffer(PAYLOAD_LAYOUT)
+            wiring.connect(m, decoder.payload, payload_skid.i_stream)
+            wiring.connect(m, payload_skid.o_stream, router.words)
+        else:
+            wiring.connect(m, decoder.payload, router.words)
         wiring.connect(m, router.weights, sequencer.weights_in)
         self._activation_memories(m, decoder, sequencer)
         wiring.connect(m, sequencer.vectors, array.a)
@@ -242,7 +249,6 @@ class Accelerator(wiring.Component):
             wiring.connect(m, accumulation.bfp_read, bfp_mem.read_port())
             wiring.connect(m, drain.bfp_read, bfp_mem.read_port())
         if config.has_requantizer:
-            requant_mem = Memory(shape=CHANNEL_PARAMS, depth=config.requant_depth, init=[])
-            m.submodules.requant_mem = requant_mem
-            wiring.connect(m, decoder.requant_write, requant_mem.write_port())
-            wiring.connect(m, drain.requant_read, requant_mem.read_port())
+            m.submodules.requant_mem = requant_mem = ParamMemory(config)
+            wiring.connect(m, decoder.requant_write, requant_mem.write)
+            wiring.connect(m, drain.requant_read, requant_mem.read)

@@ -316,6 +316,13 @@ class ConfigureUnit(wiring.Component):
         if not self._config.k_pairs:       # double_macs is lanes2 itself
             m.d.comb += c.double_macs.eq(c.lanes2)
 
+    def _paired_items(self, f: ConfigFields) -> Value:
+        """The result path packs outputs in pairs (a paired drain in a two-lane mode, any
+        output kind but MX elements, which go one by one): half as many items."""
+        if self._config.drain_width == 1:
+            return Const(0, 1)
+        return f.lanes2 & ~f.mx_out
+
     def _apply(self, f: ConfigFields, act_words: Signal, compute_words: Signal,
                items: Value, result_words: Signal) -> list:
         """The registers loaded from a CONFIGURE that passed every check."""
@@ -354,7 +361,7 @@ class ConfigureUnit(wiring.Component):
             c.requant_words.eq(f.n << 1),
             c.compute_words.eq(compute_words),
             c.result_words.eq(result_words),
-            c.items_last.eq(items - 1),
+            c.items_last.eq(Mux(self._paired_items(f), (items >> 1) - 1, items - 1)),
             c.lo.eq(Mux(f.relu & (f.zero_point > lo), f.zero_point, lo)),
             c.hi.eq(hi),
         ]

@@ -13,8 +13,8 @@ for the `ConfigureUnit`'s answer (state CONFIG).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -39,7 +39,10 @@ from .requant import CHANNEL_PARAMS
 from .responder import RESPONSE_LAYOUT, ResponseKind
 from .wire import WORD_LAYOUT, view
 
-__all__ = ["CommandDecoder"]
+__all__ = ["CommandDecoder", "PAYLOAD_LAYOUT"]
+
+PAYLOAD_LAYOUT = data.StructLayout({"word": unsigned(64), "first": unsigned(1)})
+"""A COMPUTE payload word on its way to the router; `first`: the COMPUTE's first."""
 
 _STATES = ("HEADER", "CHECK", "DISPATCH", "START", "WEIGHTS", "PAYLOAD", "FILL", "CONFIG",
            "RESPOND", "COUNTERS_WAIT", "DISCARD")
@@ -60,9 +63,9 @@ class CommandDecoder(wiring.Component):
         order.
     jobs : Out(stream.Signature(1))
         The activation bank of each COMPUTE.
-    payload : Out(stream.Signature(64))
-        The payload words of each COMPUTE (zeros for the missing words of a cut packet);
-        `restart` is high for a cycle before each COMPUTE's first word.
+    payload : Out(stream.Signature(PAYLOAD_LAYOUT))
+        The payload words of each COMPUTE (zeros for the missing words of a cut packet),
+        the first of each marked `first`.
     act_write, requant_write, scale_write : the activation buffer's, requantization
         memory's and MX activation-scale memory's write ports (the last two where built).
     configure : Out(CONTROL_SIGNATURE)
@@ -91,8 +94,7 @@ class CommandDecoder(wiring.Component):
             "i_stream": In(stream.Signature(WORD_LAYOUT)),
             "responses": Out(stream.Signature(RESPONSE_LAYOUT)),
             "jobs": Out(stream.Signature(1)),
-            "payload": Out(stream.Signature(64)),
-            "restart": Out(1),
+            "payload": Out(stream.Signature(PAYLOAD_LAYOUT)),
             "act_write": In(WritePort.Signature(
                 addr_width=ceil_log2(config.activation_buffer_depth), shape=8 * config.rows)),
             "configure": Out(CONTROL_SIGNATURE),
@@ -124,6 +126,7 @@ class CommandDecoder(wiring.Component):
         self.args = args = Signal(24)
         self.header_last = Signal()
         self.count = count = Signal(LENGTH_BITS)          # payload words taken (or filled)
+        self.first_word = Signal()           # no payload word taken yet
         self.count_next = count_next = Signal(LENGTH_BITS + 1)
         self.at_last = Signal()              # count == length - 1: the final payload word
         self.remaining = Signal(LENGTH_BITS)      # length - count
@@ -252,13 +255,14 @@ class CommandDecoder(wiring.Component):
         m.d.comb += [
             i.ready.eq(in_state["HEADER"] | in_state["PAYLOAD"] | in_state["DISCARD"]
                        | (in_state["WEIGHTS"] & payload.ready)),
-            payload.payload.eq(Mux(in_state["WEIGHTS"], word, 0)),
+            payload.payload.word.eq(Mux(in_state["WEIGHTS"], word, 0)),
+            payload.payload.first.eq(self.first_word),
             payload.valid.eq((in_state["WEIGHTS"] & i.valid) | in_state["FILL"]),
         ]
         # Payload words taken (or filled in), counted in the states that take them.
         with m.If(taken["WEIGHTS"] | taken["PAYLOAD"] | (in_state["FILL"] & payload.ready)):
             m.d.sync += [self.count.eq(self.count_next), self.remaining.eq(self.remaining - 1),
-                         self.at_last.eq(self.remaining == 2)]
+                         self.at_last.eq(self.remaining == 2), self.first_word.eq(0)]
 
         self._header_states(m, header)
         self._payload_states(m)
@@ -271,13 +275,12 @@ class CommandDecoder(wiring.Component):
         header_last = self.header_last
         with decoder.state("HEADER"):
             with m.If(taken["HEADER"]):
-                m.d.comb += self.restart.eq(1)
                 m.d.sync += [
                     self.opcode.eq(header.opcode), self.tag.eq(header.tag),
                     self.length.eq(header.length),
                     self.expected_value.eq(self.expected),
                     self.args.eq(header.args), header_last.eq(i.payload.last),
-                    self.count.eq(0),
+                    self.count.eq(0), self.first_word.eq(1),
                     self.at_last.eq(header.length == 1), self.remaining.eq(header.length),
                 ]
                 decoder.goto("CHECK")

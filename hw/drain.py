@@ -30,13 +30,17 @@ __all__ = ["Drain", "drain_layout"]
 
 
 def drain_layout(config: ArrayConfig) -> data.StructLayout:
-    """One drained element: the int32 accumulator, whether it ends an MX block, and where
-    built, its channel's requantization parameters and its BFP value."""
-    fields: dict[str, object] = {"value": signed(32), "block_end": unsigned(1)}
+    """What the drain offers per cycle: `drain_width` elements of adjacent output columns
+    (`pair`: both are outputs, in a two-lane mode with a paired drain), each its int32
+    accumulator and, where built, its channel's requantization parameters and its BFP
+    value; and whether the last of them ends an MX block."""
+    width = config.drain_width
+    fields: dict[str, object] = {"values": data.ArrayLayout(signed(32), width),
+                                 "block_end": unsigned(1), "pair": unsigned(1)}
     if config.has_requantizer:
-        fields["params"] = CHANNEL_PARAMS
+        fields["params"] = data.ArrayLayout(CHANNEL_PARAMS, width)
     if config.has_mx:
-        fields["bfp"] = bfp_layout(config.acc_bits, ACC_EXPONENT_BITS)
+        fields["bfp"] = data.ArrayLayout(bfp_layout(config.acc_bits, ACC_EXPONENT_BITS), width)
     return data.StructLayout(fields)
 
 
@@ -52,7 +56,8 @@ class Drain(wiring.Component):
         One cycle: the last element of the bank has been read.
     acc_read, bfp_read, requant_read : the memories' drain read ports.
     drained : Out(stream.Signature(drain_layout(config)))
-        The elements, row by row, each row's lc * group columns in order.
+        The elements, row by row, each row's lc * group columns in order, in pairs of
+        adjacent columns in the two-lane modes with a paired drain.
     config : In(config_layout(config))
     busy : Out(1)
         An element is on its way from the memories to `drained`.
@@ -77,7 +82,8 @@ class Drain(wiring.Component):
                                                         shape=bfp_row(config)))
         if config.has_requantizer:
             members["requant_read"] = In(ReadPort.Signature(
-                addr_width=ceil_log2(config.requant_depth), shape=CHANNEL_PARAMS))
+                addr_width=ceil_log2(config.requant_depth // config.drain_width),
+                shape=data.ArrayLayout(CHANNEL_PARAMS, config.drain_width)))
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -100,6 +106,9 @@ class Drain(wiring.Component):
         config, c = self._config, self.config
         lc_max = config.lane_columns
         acc_half = config.accumulator_bank_depth
+        paired = config.drain_width == 2
+        # Lanes per step: 2 in the two-lane modes with a paired drain (lc is then even).
+        step_lanes = Mux(c.lanes2, 2, 1) if paired else 1
         draining = Signal()
         drain_select = Signal()
         drain_last = Signal()
@@ -112,6 +121,7 @@ class Drain(wiring.Component):
         self._d1_valid = d1_valid = Signal()
         self._d1_lane = d1_lane = Signal(range(lc_max))
         self._d1_block_end = d1_block_end = Signal()
+        self._d1_odd = d1_odd = Signal()      # the channel is odd (its parameters' bank)
         self._d1_ready = d1_ready = Signal()
         d_advance = Signal()
         m.d.comb += d_advance.eq(~d1_valid | d1_ready)
@@ -127,27 +137,29 @@ class Drain(wiring.Component):
             m.d.sync += [
                 draining.eq(1), drain_last.eq(self.last.bit_select(drain_select, 1)),
                 d_row.eq(0), d_tile.eq(0), d_lane.eq(0), d_tile_base.eq(0),
-                channel.eq(channel_base), lane_end.eq(c.lc == 1),
+                channel.eq(channel_base), lane_end.eq(c.lc == step_lanes),
                 tile_end.eq(c.group_last == 0), row_end.eq(c.m_last == 0),
             ]
         drain_address = drain_select * acc_half + d_tile_base + d_row
         for port in self._reads():
             m.d.comb += [port.addr.eq(drain_address), port.en.eq(d_advance)]
         if config.has_requantizer:
-            m.d.comb += [self.requant_read.addr.eq(channel),
+            m.d.comb += [self.requant_read.addr.eq(channel[1:] if paired else channel),
                          self.requant_read.en.eq(d_advance)]
         with m.If(d_advance):
             m.d.sync += d1_valid.eq(d_step)
         with m.If(d_step):
-            m.d.sync += [d1_lane.eq(d_lane), d1_block_end.eq(lane_end & tile_end)]
+            m.d.sync += [d1_lane.eq(d_lane), d1_block_end.eq(lane_end & tile_end),
+                         d1_odd.eq(channel[0])]
             with m.If(~lane_end):
-                m.d.sync += [d_lane.eq(d_lane + 1), channel.eq(channel + 1),
-                             lane_end.eq(d_lane + 2 == c.lc)]
+                m.d.sync += [d_lane.eq(d_lane + step_lanes), channel.eq(channel + step_lanes),
+                             lane_end.eq(d_lane + 2 * step_lanes == c.lc)]
             with m.Else():
-                m.d.sync += [d_lane.eq(0), lane_end.eq(c.lc == 1)]
+                m.d.sync += [d_lane.eq(0), lane_end.eq(c.lc == step_lanes)]
                 with m.If(~tile_end):
                     m.d.sync += [d_tile.eq(d_tile + 1), d_tile_base.eq(d_tile_base + c.m),
-                                 channel.eq(channel + 1), tile_end.eq(d_tile + 1 == c.group_last)]
+                                 channel.eq(channel + step_lanes),
+                                 tile_end.eq(d_tile + 1 == c.group_last)]
                 with m.Else():
                     m.d.sync += [d_tile.eq(0), d_tile_base.eq(0), channel.eq(channel_base),
                                  tile_end.eq(c.group_last == 0)]
@@ -178,7 +190,7 @@ class Drain(wiring.Component):
         # no lane multiplexer precedes a unit, and the units' `ready`, through the
         # output-kind multiplexer, only enables that buffer's output register.
         source = {"lane": self._d1_lane, "block_end": self._d1_block_end,
-                  "acc": self.acc_read.data}
+                  "odd": self._d1_odd, "acc": self.acc_read.data}
         if has_requant:
             source["params"] = self.requant_read.data
         if has_mx:
@@ -198,12 +210,25 @@ class Drain(wiring.Component):
             skid_busy.append(words_skid.busy)
         layout = drain_layout(config)
         lane_values = Signal(layout)
+        lane = source["lane"]
         m.d.comb += [lane_values.block_end.eq(source["block_end"]),
-                     lane_values.value.eq(source["acc"][source["lane"]])]
+                     lane_values.values[0].eq(source["acc"][lane])]
         if has_requant:
-            m.d.comb += lane_values.params.eq(source["params"])
+            params = source["params"]
+            m.d.comb += lane_values.params[0].eq(
+                Mux(source["odd"], params[1], params[0]) if config.drain_width == 2
+                else params[0])
         if has_mx:
-            m.d.comb += lane_values.bfp.eq(source["bfp"][source["lane"]])
+            m.d.comb += lane_values.bfp[0].eq(source["bfp"][lane])
+        if config.drain_width == 2:
+            # The pair's second column: lane + 1 (the lane is even in pairs).
+            partner = lane | 1
+            m.d.comb += [lane_values.pair.eq(self.config.lanes2),
+                         lane_values.values[1].eq(source["acc"][partner])]
+            if has_requant:
+                m.d.comb += lane_values.params[1].eq(source["params"][1])
+            if has_mx:
+                m.d.comb += lane_values.bfp[1].eq(source["bfp"][partner])
         if fast:
             lane_skid = SkidBuffer(layout)
             m.submodules.lane_skid = lane_skid

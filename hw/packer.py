@@ -12,10 +12,11 @@ __all__ = ["ResultPacker"]
 
 
 class ResultPacker(wiring.Component):
-    """Append items of 1 to 8 nibbles to a nibble stream and cut it into 64-bit words.
+    """Append items of 1 to `max_nibbles` (8 or 16) nibbles to a nibble stream and cut it
+    into 64-bit words.
 
     `i_stream` payload: `value` (the item, least significant nibble first), `nibbles` (its
-    width, 1..8) and `last` (the final item of a result: the partial word it leaves is
+    width) and `last` (the final item of a result: the partial word it leaves is
     emitted, padded with zero nibbles, and the next item starts a new word). `o_stream`
     payload: `data`, one word; nibble i of the stream is bits 4i+3..4i of a word (the order
     `golden.protocol.words_to_nibbles` reads).
@@ -25,19 +26,28 @@ class ResultPacker(wiring.Component):
     takes two cycles (two words). `busy` is high while a partial word or a word is held.
     """
 
-    input_layout = data.StructLayout({
-        "value": unsigned(32),
-        "nibbles": unsigned(4),
-        "last": unsigned(1),
-    })
     output_layout = data.StructLayout({"data": unsigned(64)})
 
-    def __init__(self, granule: int = 1) -> None:
+    def __init__(self, granule: int = 1, max_nibbles: int = 8) -> None:
         if granule not in (1, 2, 4, 8):
             self._MustUse__silence = True     # refused: no "created but never used" warning
             raise ValueError(f"granule must be 1, 2, 4 or 8 nibbles, not {granule!r}")
+        if max_nibbles not in (8, 16):
+            self._MustUse__silence = True
+            raise ValueError(f"max_nibbles must be 8 or 16, not {max_nibbles!r}")
         self._granule = granule
+        self._max = max_nibbles
+        self.input_layout = self.item_layout(max_nibbles)
         super().__init__(unit_members(self.input_layout, self.output_layout))
+
+    @staticmethod
+    def item_layout(max_nibbles: int = 8) -> data.StructLayout:
+        """An item: its value, its width in nibbles, and whether it ends a result."""
+        return data.StructLayout({
+            "value": unsigned(4 * max_nibbles),
+            "nibbles": unsigned(max_nibbles.bit_length()),
+            "last": unsigned(1),
+        })
 
     @property
     def granule(self) -> int:
@@ -57,9 +67,10 @@ class ResultPacker(wiring.Component):
         g = self._granule
         shift = exact_log2(g)
         # Between items `buffer` holds fewer than 16 nibbles (at most 16 - g); with the next
-        # item appended, at most 24 - g.
+        # item appended, at most 16 - g + max_nibbles.
+        most = 16 - g + self._max
         buffer = Signal(4 * (16 - g))     # nibbles not yet emitted, the oldest lowest
-        units = Signal(range(24 // g))    # granules in `buffer`
+        units = Signal(range(most // g + 1))    # granules in `buffer`
         fill = units << shift             # nibbles in `buffer`
         flush = Signal()                  # a partial word must still be emitted
         free = ~o.valid | o.ready         # the output register can take a word this cycle
@@ -68,8 +79,8 @@ class ResultPacker(wiring.Component):
             i.ready.eq(free & ~flush),
             self.busy.eq(o.valid | (units != 0) | flush),
         ]
-        appended = Signal(4 * (24 - g))
-        new_units = Signal(range(24 // g))
+        appended = Signal(4 * most)
+        new_units = Signal(range(most // g + 1))
         new_fill = new_units << shift
         m.d.comb += [
             appended.eq(buffer | (i.payload.value << (fill * 4))[:len(appended)]),

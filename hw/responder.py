@@ -158,13 +158,14 @@ class Responder(wiring.Component):
                 m.d.comb += [o.valid.eq(1), o.payload.data.eq(identity[out_index[:2]])]
                 with m.If(o.ready):
                     m.d.sync += out_index.eq(out_index + 1)
-                    with m.If(out_index == len(IDENTIFY) - 1):
+                    # (out_index counts from 0 here: its low bits tell the last word)
+                    with m.If(out_index[:2] == len(IDENTIFY) - 1):
                         m.next = "STATUS"
             with m.State("COUNTERS"):
                 m.d.comb += [o.valid.eq(1), o.payload.data.eq(counter_words[out_index[:3]])]
                 with m.If(o.ready):
                     m.d.sync += out_index.eq(out_index + 1)
-                    with m.If(out_index == len(COUNTER_NAMES) - 1):
+                    with m.If(out_index[:3] == len(COUNTER_NAMES) - 1):
                         m.d.comb += self.counters_sent.eq(1)
                         m.next = "STATUS"
             with m.State("RESULTS"):

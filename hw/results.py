@@ -11,7 +11,9 @@ multiplexer and the packer.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from collections.abc import Callable
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -69,7 +71,8 @@ class ResultPath(wiring.Component):
         config = self._config
         has_mx, has_requant = config.has_mx, config.has_requantizer
         # Without the requantizer and the MX units every item is an int32 (8 nibbles).
-        packer = ResultPacker(granule=1 if has_requant or has_mx else 8)
+        packer = ResultPacker(granule=1 if has_requant or has_mx else 8,
+                              max_nibbles=8 * config.drain_width)
         m.submodules.packer = packer
         item, busy_terms = self._packer_input(m, packer)
         self._units(m, item, busy_terms)
@@ -117,52 +120,53 @@ class ResultPath(wiring.Component):
         return item, busy_terms
 
     def _units(self, m: Module, item: stream.Interface, busy_terms: list) -> None:
-        """The output units between `drained` and `item`, selected by the output kind."""
+        """The output units between `drained` and `item`, selected by the output kind. With
+        a paired drain a pair of outputs (`pair`) goes through two units side by side into
+        one item; MX elements go through their one quantizer one by one."""
         config = self._config
         has_mx, has_requant = config.has_mx, config.has_requantizer
         has_int = any(not MODE_INFO[mode].mx for mode in config.modes)
+        width = config.drain_width
         kinds = OUT_KIND_CODES
         c, drained = self.config, self.drained
-        d2_ready = drained.ready
-        int_value = drained.payload.value
+        pair = drained.payload.pair if width == 2 else Const(0, 1)
+
+        def used(outputs: list) -> list:
+            """The outputs of an item: a pair's second only in a pair (the packer takes the
+            item's value as it is, so the unused slot is 0)."""
+            return [outputs[0], *(Mux(pair, output, 0) for output in outputs[1:])]
+
+        values = used([drained.payload.values[j] for j in range(width)])
+        requantizers, to_floats = [], []
         if has_requant:
-            # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
-            requantizer = Requantizer(
-                multiplier="lut" if self._multiplier == "lut" else "dsp")
-            m.submodules.requantizer = requantizer
-            busy_terms.append(requantizer.busy)
-            params = drained.payload.params
-            lo, hi = c.lo, c.hi
-            m.d.comb += [
-                requantizer.config.rounding.eq(Mux(c.rounding, RequantRounding.GEMMLOWP,
-                                                   RequantRounding.FP32)),
-                requantizer.config.zero_point.eq(c.zero_point),
-                requantizer.config.lo.eq(lo),
-                requantizer.config.hi.eq(hi),
-                requantizer.i_stream.payload.acc.eq(int_value),
-                requantizer.i_stream.payload.bias.eq(params.bias),
-                requantizer.i_stream.payload.multiplier.eq(params.multiplier),
-                requantizer.i_stream.payload.shift.eq(params.shift),
-            ]
+            requantizers = self._requantizers(m, busy_terms)
         if has_mx:
-            to_float = BfpToFloat32(config)
-            quantizer = MxQuantizer(config)
-            m.submodules.to_float = to_float
-            m.submodules.mx_quantizer = quantizer
-            busy_terms += [to_float.busy, quantizer.busy]
-            bfp_value_d = drained.payload.bfp
-            m.d.comb += [
-                to_float.i_stream.payload.eq(bfp_value_d),
-                quantizer.i_stream.payload.value.eq(bfp_value_d),
-                quantizer.i_stream.payload.last.eq(drained.payload.block_end),
-                quantizer.format.eq(Mux(c.out_kind == kinds["mxint8"],
-                                        MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
-            ]
+            to_floats = [BfpToFloat32(config) for _ in range(width)]
+            for j, unit in enumerate(to_floats):
+                m.submodules[f"to_float_{j}" if j else "to_float"] = unit
+                m.d.comb += unit.i_stream.payload.eq(drained.payload.bfp[j])
+            busy_terms += [unit.busy for unit in to_floats]
+            quantizer = self._quantizer_input(m, busy_terms, pair)
+
+        def doubled(nibbles: int) -> Value:
+            """An item's nibbles: one output's, or a pair's."""
+            return Mux(pair, 2 * nibbles, nibbles) if width == 2 else Const(nibbles, 5)
+
+        def side_by_side(units: list, field: str, low: Callable[[list], Value]) -> list:
+            """The units (one per output of the pair, in lock step) between `drained` and
+            `item`: unit 0's handshake for all, their outputs' `low` bits side by side."""
+            outputs = used([getattr(unit.o_stream.payload, field) for unit in units])
+            statements = [drained.ready.eq(units[0].i_stream.ready),
+                          item.valid.eq(units[0].o_stream.valid)]
+            for unit in units:
+                statements += [unit.i_stream.valid.eq(drained.valid),
+                               unit.o_stream.ready.eq(item.ready)]
+            return statements + [item.payload.value.eq(low(outputs))]
 
         def int32_path() -> list:
-            return [d2_ready.eq(item.ready), item.valid.eq(drained.valid),
-                    item.payload.value.eq(int_value),
-                    item.payload.nibbles.eq(item_nibbles("int32"))]
+            return [drained.ready.eq(item.ready), item.valid.eq(drained.valid),
+                    item.payload.value.eq(Cat(*values)),
+                    item.payload.nibbles.eq(doubled(item_nibbles("int32")))]
 
         int32_only = not has_requant and not has_mx
         if int32_only:     # the only output kind this build offers: no selection
@@ -172,41 +176,88 @@ class ResultPath(wiring.Component):
             if has_requant:
                 with m.Case(kinds["uint8"], kinds["int8"], kinds["int4"]):
                     int4 = c.out_kind == kinds["int4"]
-                    m.d.comb += [
-                        requantizer.i_stream.valid.eq(drained.valid),
-                        d2_ready.eq(requantizer.i_stream.ready),
-                        item.valid.eq(requantizer.o_stream.valid),
-                        requantizer.o_stream.ready.eq(item.ready),
-                        item.payload.value.eq(requantizer.o_stream.payload.value[:8]
-                                              & Mux(int4, 0xF, 0xFF)),
-                        item.payload.nibbles.eq(Mux(int4, item_nibbles("int4"),
-                                                    item_nibbles("int8"))),
-                    ]
+                    m.d.comb += side_by_side(
+                        requantizers, "value", lambda ys: Mux(int4, Cat(*(y[:4] for y in ys)),
+                                                              Cat(*(y[:8] for y in ys))))
+                    m.d.comb += item.payload.nibbles.eq(
+                        Mux(int4, doubled(item_nibbles("int4")), doubled(item_nibbles("int8"))))
             if has_int:
                 with m.Case(kinds["int32"]):
                     m.d.comb += int32_path()
             if has_mx:
                 with m.Case(kinds["fp32"]):
-                    m.d.comb += [
-                        to_float.i_stream.valid.eq(drained.valid),
-                        d2_ready.eq(to_float.i_stream.ready),
-                        item.valid.eq(to_float.o_stream.valid),
-                        to_float.o_stream.ready.eq(item.ready),
-                        item.payload.value.eq(to_float.o_stream.payload.bits),
-                        item.payload.nibbles.eq(item_nibbles("fp32")),
-                    ]
+                    m.d.comb += side_by_side(to_floats, "bits", lambda bits: Cat(*bits))
+                    m.d.comb += item.payload.nibbles.eq(doubled(item_nibbles("fp32")))
                 with m.Case(kinds["mxint8"], kinds["mxint4"]):
-                    q = quantizer.o_stream.payload
-                    int8 = c.out_kind == kinds["mxint8"]
-                    element = Mux(int8, q.element.as_unsigned(), q.element[:4])
-                    m.d.comb += [
-                        quantizer.i_stream.valid.eq(drained.valid),
-                        d2_ready.eq(quantizer.i_stream.ready),
-                        item.valid.eq(quantizer.o_stream.valid),
-                        quantizer.o_stream.ready.eq(item.ready),
-                        item.payload.value.eq(Mux(q.first, Cat(q.scale, element),
-                                                  element)),
-                        item.payload.nibbles.eq(
-                            Mux(int8, item_nibbles("mxint8"), item_nibbles("mxint4"))
-                            + Mux(q.first, MX_CODE_NIBBLES, 0)),
-                    ]
+                    self._mx_elements(m, item, quantizer, pair)
+
+    def _requantizers(self, m: Module, busy_terms: list) -> list[Requantizer]:
+        """One requantizer per output the drain offers a cycle, each fed its channel."""
+        c, drained = self.config, self.drained
+        units = []
+        for j in range(self._config.drain_width):
+            # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
+            unit = Requantizer(multiplier="lut" if self._multiplier == "lut" else "dsp")
+            m.submodules[f"requantizer_{j}" if j else "requantizer"] = unit
+            units.append(unit)
+            busy_terms.append(unit.busy)
+            params = drained.payload.params[j]
+            m.d.comb += [
+                unit.config.rounding.eq(Mux(c.rounding, RequantRounding.GEMMLOWP,
+                                            RequantRounding.FP32)),
+                unit.config.zero_point.eq(c.zero_point),
+                unit.config.lo.eq(c.lo),
+                unit.config.hi.eq(c.hi),
+                unit.i_stream.payload.acc.eq(drained.payload.values[j]),
+                unit.i_stream.payload.bias.eq(params.bias),
+                unit.i_stream.payload.multiplier.eq(params.multiplier),
+                unit.i_stream.payload.shift.eq(params.shift),
+            ]
+        return units
+
+    def _quantizer_input(self, m: Module, busy_terms: list, pair: Value) -> MxQuantizer:
+        """The MX quantizer, fed one BFP value a cycle: a pair's first, then its second
+        (`half`), the block's end on the last of the block."""
+        c, drained = self.config, self.drained
+        quantizer = MxQuantizer(self._config)
+        m.submodules.mx_quantizer = quantizer
+        busy_terms.append(quantizer.busy)
+        block_end = drained.payload.block_end
+        if self._config.drain_width == 2:
+            self._half = half = Signal()       # the pair's second value is next
+            value = Mux(half, drained.payload.bfp[1], drained.payload.bfp[0])
+            last = Mux(pair, half & block_end, block_end)
+        else:
+            value, last = drained.payload.bfp[0], block_end
+        m.d.comb += [
+            quantizer.i_stream.payload.value.eq(value),
+            quantizer.i_stream.payload.last.eq(last),
+            quantizer.format.eq(Mux(c.out_kind == OUT_KIND_CODES["mxint8"],
+                                    MxElementFormat.MXINT8, MxElementFormat.MXINT4)),
+        ]
+        return quantizer
+
+    def _mx_elements(self, m: Module, item: stream.Interface, quantizer: MxQuantizer,
+                     pair: Value) -> None:
+        """MX-element outputs: one element (with its block's code first) per item."""
+        c, drained = self.config, self.drained
+        q = quantizer.o_stream.payload
+        int8 = c.out_kind == OUT_KIND_CODES["mxint8"]
+        element = Mux(int8, q.element.as_unsigned(), q.element[:4])
+        taken = quantizer.i_stream.valid & quantizer.i_stream.ready
+        if self._config.drain_width == 2:
+            half = self._half
+            m.d.comb += drained.ready.eq(quantizer.i_stream.ready & (half | ~pair))
+            with m.If(taken & pair):
+                m.d.sync += half.eq(~half)
+        else:
+            m.d.comb += drained.ready.eq(quantizer.i_stream.ready)
+        m.d.comb += [
+            quantizer.i_stream.valid.eq(drained.valid),
+            item.valid.eq(quantizer.o_stream.valid),
+            quantizer.o_stream.ready.eq(item.ready),
+            item.payload.value.eq(Mux(q.first, Cat(q.scale, element), element)),
+            item.payload.nibbles.eq(
+                Mux(int8, item_nibbles("mxint8"), item_nibbles("mxint4"))
+                + Mux(q.first, MX_CODE_NIBBLES, 0)),
+        ]

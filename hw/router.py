@@ -22,6 +22,7 @@ from golden.protocol import weight_word
 from .accumulation import scale_row_words
 from .configure import config_layout
 from .control import registered_room
+from .decoder import PAYLOAD_LAYOUT
 from .wire import view
 
 __all__ = ["PayloadRouter"]
@@ -32,10 +33,9 @@ class PayloadRouter(wiring.Component):
 
     Ports
     -----
-    words : In(stream.Signature(64))
-        The payload words of COMPUTEs, in order.
-    restart : In(1)
-        A COMPUTE begins: its first word is at the start of the pattern.
+    words : In(stream.Signature(PAYLOAD_LAYOUT))
+        The payload words of COMPUTEs, in order; a COMPUTE's `first` word starts the
+        pattern.
     weights : Out(stream.Signature(8 * C))
         The weight rows, from a FIFO of `weight_buffer_depth` rows.
     scales : Out(stream.Signature(64 * scale_row_words))
@@ -48,8 +48,7 @@ class PayloadRouter(wiring.Component):
     def __init__(self, config: ArrayConfig) -> None:
         self._config = config
         members = {
-            "words": In(stream.Signature(64)),
-            "restart": In(1),
+            "words": In(stream.Signature(PAYLOAD_LAYOUT)),
             "weights": Out(stream.Signature(8 * config.cols)),
             "config": In(config_layout(config)),
         }
@@ -65,7 +64,7 @@ class PayloadRouter(wiring.Component):
         wiring.connect(m, wiring.flipped(self.weights), weight_fifo.r_stream)
         weight_room = registered_room(m, weight_fifo, "weight_room")
         words = self.words
-        m.d.comb += weight_fifo.w_data.eq(view(weight_word(config), words.payload).row)
+        m.d.comb += weight_fifo.w_data.eq(view(weight_word(config), words.payload.word).row)
         if config.has_mx:
             self._route_with_scales(m, weight_fifo, weight_room)
         else:
@@ -99,14 +98,20 @@ class PayloadRouter(wiring.Component):
             return [position.eq(value), is_scale.eq(scale),
                     push_scale.eq(scale & (value == scale_count - 1))]
 
-        with m.If(self.restart):
-            m.d.sync += position_is(Const(0, len(position)))
+        # The word at hand: a COMPUTE's first is at position 0 whatever came before.
+        first, word = words.payload.first, words.payload.word
+        at = Signal.like(position)
+        scale_now = Signal()
+        push_now = Signal()
+        m.d.comb += [at.eq(Mux(first, 0, position)),
+                     scale_now.eq(Mux(first, c.mx, is_scale)),
+                     push_now.eq(Mux(first, c.mx & (scale_count == 1), push_scale))]
         if rows == 2:
             first_word = Signal(64)     # the first of a block's two scale words
-            scale_codes = Mux(scale_count == 2, Cat(first_word, words.payload),
-                              Cat(words.payload, Const(0, 64)))
+            scale_codes = Mux(scale_count == 2, Cat(first_word, word),
+                              Cat(word, Const(0, 64)))
         else:
-            scale_codes = words.payload
+            scale_codes = word
         # A block's scale codes enter the FIFO from registers, a cycle after their last
         # word is taken: the FIFO's level logic is then off the paths from the link.
         # They are still readable no later than the block's first weight row, which
@@ -120,20 +125,20 @@ class PayloadRouter(wiring.Component):
         m.d.comb += [scale_fifo.w_en.eq(scale_push), scale_fifo.w_data.eq(scale_data)]
         m.d.sync += scale_push.eq(0)
         scale_room = registered_room(m, scale_fifo, "scale_room", spare=3)
-        with m.If(push_scale & ~scale_push):
+        with m.If(push_now & ~scale_push):
             m.d.sync += scale_data.eq(scale_codes)
-        with m.If(is_scale):
-            m.d.comb += words.ready.eq(~push_scale | scale_room)
-            with m.If(words.valid & push_scale & scale_room):
+        with m.If(scale_now):
+            m.d.comb += words.ready.eq(~push_now | scale_room)
+            with m.If(words.valid & push_now & scale_room):
                 m.d.sync += scale_push.eq(1)
         with m.Else():
             m.d.comb += [words.ready.eq(weight_room),
                          weight_fifo.w_en.eq(words.valid & weight_room)]
         with m.If(words.valid & words.ready):
             if rows == 2:
-                with m.If(is_scale & ~push_scale):
-                    m.d.sync += first_word.eq(words.payload)
-            with m.If(c.mx & (position == scale_count + block - 1)):
+                with m.If(scale_now & ~push_now):
+                    m.d.sync += first_word.eq(word)
+            with m.If(c.mx & (at == scale_count + block - 1)):
                 m.d.sync += position_is(Const(0, len(position)))
             with m.Else():
-                m.d.sync += position_is((position + 1)[:len(position)])
+                m.d.sync += position_is((at + 1)[:len(position)])

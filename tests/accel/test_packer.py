@@ -10,10 +10,11 @@ from hw.packer import ResultPacker
 from tests.hw.streams import run_stream_test
 
 
-@pytest.mark.parametrize("granule, choices", [(1, [1, 2, 3, 4, 8]), (2, [2, 4, 8]),
-                                              (8, [8])])
+@pytest.mark.parametrize("granule, choices, most", [
+    (1, [1, 2, 3, 4, 8], 8), (2, [2, 4, 8], 8), (8, [8], 8),
+    (1, [1, 2, 4, 8, 10, 16], 16), (8, [8, 16], 16)])
 def test_packer_matches_the_protocol_packing(sim_seed: int, granule: int,
-                                             choices: list[int]) -> None:
+                                             choices: list[int], most: int) -> None:
     rng = np.random.default_rng(sim_seed)
     items, expected = [], []
     for result in range(12):
@@ -22,12 +23,12 @@ def test_packer_matches_the_protocol_packing(sim_seed: int, granule: int,
             widths[:] = widths[0]
         nibbles = []
         for index, width in enumerate(widths):
-            value = int(rng.integers(0, 1 << (4 * int(width))))
+            value = int.from_bytes(rng.bytes(8), "little") & ((1 << (4 * int(width))) - 1)
             items.append({"value": value, "nibbles": int(width),
                           "last": int(index == len(widths) - 1)})
             nibbles += [(value >> (4 * n)) & 0xF for n in range(int(width))]
         expected += nibbles_to_words(np.array(nibbles, dtype=np.uint8))
-    got = run_stream_test(ResultPacker(granule), items, len(expected), seed=sim_seed,
+    got = run_stream_test(ResultPacker(granule, most), items, len(expected), seed=sim_seed,
                           convert=lambda payload: int(payload.data))
     assert got == expected
 
@@ -35,3 +36,5 @@ def test_packer_matches_the_protocol_packing(sim_seed: int, granule: int,
 def test_packer_refuses_a_bad_granule() -> None:
     with pytest.raises(ValueError, match="granule must be 1, 2, 4 or 8"):
         ResultPacker(3)
+    with pytest.raises(ValueError, match="max_nibbles must be 8 or 16, not 12"):
+        ResultPacker(1, 12)

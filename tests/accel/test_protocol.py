@@ -103,7 +103,8 @@ def test_protocol_needs_64_bit_words_and_small_arrays() -> None:
 
 
 def test_geometry_of_256_cube() -> None:
-    plan = tiling.plan_gemm(CONFIG, m=256, k=256, n=256, mode="a8w8", out_kind="uint8")
+    small = CONFIG.replace(activation_buffer_depth=1024)     # 512 vectors a bank
+    plan = tiling.plan_gemm(small, m=256, k=256, n=256, mode="a8w8", out_kind="uint8")
     assert (plan.m_tile, plan.m_tiles, plan.n_chunks) == (16, 16, ((0, 256),))
     status, _, geometry = check_configure(CONFIG, encode_configure(
         mode="a8w4", out_kind="int8", m=16, k=256, n=256))
@@ -133,14 +134,21 @@ def test_k_pairs_pack_two_k_elements_per_byte() -> None:
 
 
 def test_tiling_pads_and_balances() -> None:
-    plan = tiling.plan_gemm(CONFIG, m=37, k=115, n=29, mode="a8w4", out_kind="int4")
+    small = CONFIG.replace(activation_buffer_depth=1024)     # 512 vectors a bank
+    plan = tiling.plan_gemm(small, m=37, k=115, n=29, mode="a8w4", out_kind="int4")
     assert (plan.k_pad, plan.n_pad, plan.m_tile, plan.m_tiles) == (120, 32, 19, 2)
     mx = tiling.plan_gemm(CONFIG, m=5, k=33, n=40, mode="mxint4", out_kind="mxint8")
     assert (mx.k_pad, mx.n_pad) == (64, 64)
     wide = tiling.plan_gemm(CONFIG, m=4, k=8, n=600, mode="a8w8", out_kind="int8")
     assert wide.n_chunks == ((0, 256), (256, 512), (512, 600))
     with pytest.raises(ValueError, match="k = 5000 is too large"):
-        tiling.plan_gemm(CONFIG, m=1, k=5000, n=8, mode="a8w8", out_kind="int8")
+        tiling.plan_gemm(small, m=1, k=5000, n=8, mode="a8w8", out_kind="int8")
+    # A limit on the M-tile (the driver's on a fast link) balances the M-tiles below it.
+    capped = tiling.plan_gemm(CONFIG, m=70, k=64, n=8, mode="a8w8", out_kind="int32",
+                              max_m_tile=32)
+    assert (capped.m_tile, capped.m_tiles) == (24, 3)
+    assert tiling.plan_gemm(CONFIG, m=70, k=64, n=8, mode="a8w8",
+                            out_kind="int32").m_tiles == 1
     with pytest.raises(ValueError, match="out_kind must be one of fp32"):
         tiling.plan_gemm(CONFIG, m=1, k=8, n=8, mode="mxint8", out_kind="int8")
 

@@ -13,7 +13,6 @@ import pytest
 import golden
 from golden.config import ArrayConfig
 from host.driver import GoldenTransport
-from host.tiling import plan_gemm
 
 INT_RANGES = {"a8w8": ((-128, 127), (-128, 127)), "a8w4": ((-128, 127), (-8, 7)),
               "a4w4": ((-8, 7), (-8, 7))}
@@ -184,11 +183,11 @@ def test_stats_agree_with_the_plan(accelerator, mode):
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         accelerator.mx_matmul(a, b)
-        plan = plan_gemm(config, m=m, k=k, n=n, mode=mode, out_kind="fp32")
+        plan = accelerator.plan(m, k, n, mode=mode, out_kind="fp32")
     else:
         a, b = _int_operands(rng, mode, m, k, n)
         accelerator.matmul(a, b, mode=mode)
-        plan = plan_gemm(config, m=m, k=k, n=n, mode=mode, out_kind="int32")
+        plan = accelerator.plan(m, k, n, mode=mode, out_kind="int32")
     stats = accelerator.last_stats
     lanes = 2 if mode == "a8w4" else 1
     assert stats.macs == plan.m_pad * plan.k_pad * plan.n_pad
@@ -286,13 +285,14 @@ def test_cocotb_backend_every_mode(mode):
 
 
 def test_matmul_beyond_one_activation_bank_splits_k(accelerator):
-    """K = 9000 > the 4096 one activation bank holds: three K-slices summed modulo 2^32."""
+    """K = 70,000 > the 65,528 one GEMM takes (a 16-bit K field): K-slices summed modulo
+    2^32."""
     rng = _rng("k-split")
-    a, b = _int_operands(rng, "a8w8", 5, 9000, 11)
-    assert accelerator.max_k < 9000
+    a, b = _int_operands(rng, "a8w8", 5, 70_000, 11)
+    assert accelerator.max_k < 70_000
     np.testing.assert_array_equal(accelerator.matmul(a, b), golden.matmul(a, b))
     stats = accelerator.last_stats
-    assert (stats.k, stats.useful_macs) == (9000, 5 * 9000 * 11)
+    assert (stats.k, stats.useful_macs) == (70_000, 5 * 70_000 * 11)
 
 
 def test_matmul_wraps_modulo_2_32_when_allowed(golden_accelerator):
@@ -330,10 +330,10 @@ def test_long_calls_go_in_parts_with_progress(backend, monkeypatch):
     with Accelerator(backend=backend, progress=heard.append) as accelerator:
         np.testing.assert_array_equal(accelerator.matmul(a, b), golden.matmul(a, b))
         stats = accelerator.last_stats
+        plan = accelerator.plan(40, 200, 24, mode="a8w8", out_kind="int32")
     parts = [message for message in heard if message.endswith("words")]
     assert len(parts) >= 3
     assert parts[-1].startswith(f"{stats.words_sent:,} of {stats.words_sent:,}")
-    plan = plan_gemm(ArrayConfig(), m=40, k=200, n=24, mode="a8w8", out_kind="int32")
     assert stats.macs == plan.m_pad * plan.k_pad * plan.n_pad
 
 
@@ -355,7 +355,7 @@ def test_k_pairs_through_the_driver() -> None:
             np.testing.assert_array_equal(accelerator.matmul(a, b, mode="a4w4"),
                                           golden.matmul(a, b))
             stats = accelerator.last_stats
-            plan = plan_gemm(config, m=m, k=k, n=n, mode="a4w4", out_kind="int32")
+            plan = accelerator.plan(m, k, n, mode="a4w4", out_kind="int32")
             assert plan.k_words == plan.k_pad // 2
             assert stats.macs == plan.m_pad * plan.k_pad * plan.n_pad
             assert stats.busy * config.rows * config.cols * 2 == stats.macs

@@ -267,9 +267,9 @@ def test_a_refused_command_is_an_accelerator_error():
     """The host believes in a bigger activation buffer than the hardware has: the
     accelerator answers CONFIGURE with TOO_LARGE."""
     with Accelerator(transport=GoldenTransport()) as accelerator:
-        accelerator.config = ArrayConfig(activation_buffer_depth=4096)
+        accelerator.config = ArrayConfig(activation_buffer_depth=65536)
         with pytest.raises(AcceleratorError, match=r"refused CONFIGURE: TOO_LARGE"):
-            accelerator.matmul(np.ones((8, 2048), np.int8), np.ones((2048, 8), np.int8))
+            accelerator.matmul(np.ones((8, 16384), np.int8), np.ones((16384, 8), np.int8))
 
 
 class LosingTransport(GoldenTransport):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from golden.config import MODES, ArrayConfig
-from golden.protocol import OUT_KINDS, Geometry, check_configure, encode_configure
+from golden.protocol import MX_KINDS, OUT_KINDS, Geometry, check_configure, encode_configure
 from golden.requant import output_range
 from hw.accumulate import pass_min
 
@@ -27,7 +27,9 @@ def expected_registers(config: ArrayConfig, geometry: Geometry) -> dict[str, int
         "double_macs": int(info.macs_per_pe == 2), "requant": int(geometry.requant),
         "act_words": geometry.act_words, "requant_words": geometry.requant_words,
         "compute_words": geometry.compute_words, "result_words": geometry.result_words,
-        "items_last": geometry.items - 1,
+        # A paired drain packs a two-lane mode's outputs in pairs (MX elements one by one).
+        "items_last": (geometry.items // 2 if config.drain_width == 2 and info.lanes == 2
+                       and geometry.out_kind not in MX_KINDS else geometry.items) - 1,
     }
     if info.mx:
         expected["scale_words"] = geometry.scale_words

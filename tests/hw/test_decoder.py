@@ -61,7 +61,8 @@ def _expected(beats: list) -> tuple[list[tuple], list[int], list[int], dict[int,
             expected_length = geometry.compute_words
             jobs.append(header.bank & 1)
             words = [word for word, _ in packet[1:1 + expected_length]]
-            payload += words + [0] * (expected_length - len(words))
+            words += [0] * (expected_length - len(words))
+            payload += [(word, index == 0) for index, word in enumerate(words)]
     activations = {address: int.from_bytes(row.tobytes(), "little")
                    for address, row in enumerate(reference.activations)}
     return responses, jobs, payload, activations
@@ -121,7 +122,8 @@ def test_decoder_answers_like_the_reference(round_: int) -> None:
         while len(got_payload) < len(payload):
             while stall.random() < 0.3:
                 await ctx.tick()
-            got_payload.append(await stream_get(ctx, dut.payload, timeout=20_000))
+            word = await stream_get(ctx, dut.payload, timeout=20_000)
+            got_payload.append((word.word, bool(word.first)))
 
     async def environment(ctx) -> None:
         """Waits (everything idle, bank idle), the counters' answer, the memory writes."""

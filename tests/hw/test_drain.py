@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from golden.config import ArrayConfig
 from hw.accumulation import accumulator_row, bfp_row
 from hw.drain import Drain
-from hw.requant import CHANNEL_PARAMS
+from hw.params import ParamMemory
 from tests.hw.registers import registers_for, set_registers
 from tests.hw.streams import stream_get
 
@@ -25,10 +25,10 @@ SEED = 99
 class _Bench(wiring.Component):
     """The drain with memories filled with known rows."""
 
-    def __init__(self, config: ArrayConfig, acc: list, bfp: list, params: list) -> None:
+    def __init__(self, config: ArrayConfig, acc: list, bfp: list) -> None:
         self.config_ = config
         self.drain = Drain(config)
-        self._acc, self._bfp, self._params = acc, bfp, params
+        self._acc, self._bfp = acc, bfp
         super().__init__({})
 
     def elaborate(self, platform: object) -> Module:
@@ -44,10 +44,9 @@ class _Bench(wiring.Component):
             m.submodules.bfp = bfp
             wiring.connect(m, drain.bfp_read, bfp.read_port())
         if config.has_requantizer:
-            params = Memory(shape=CHANNEL_PARAMS, depth=config.requant_depth,
-                            init=self._params)
+            self.params = params = ParamMemory(config)
             m.submodules.params = params
-            wiring.connect(m, drain.requant_read, params.read_port())
+            wiring.connect(m, drain.requant_read, params.read)
         return m
 
 
@@ -55,9 +54,15 @@ CASES = {
     "a8w8 int8": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
                               requant_depth=64),
                   {"mode": "a8w8", "out_kind": "int8", "m": 5, "k": 8, "n": 12}),
-    "a8w4 uint8 fast": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
-                                    requant_depth=64, pipeline="fast"),
-                        {"mode": "a8w4", "out_kind": "uint8", "m": 3, "k": 4, "n": 24}),
+    "a8w4 uint8 fast pairs": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
+                                          requant_depth=64, pipeline="fast"),
+                              {"mode": "a8w4", "out_kind": "uint8", "m": 3, "k": 4, "n": 24}),
+    "a8w4 int4 one by one": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
+                                         requant_depth=64, drain_pairs=False),
+                             {"mode": "a8w4", "out_kind": "int4", "m": 5, "k": 8, "n": 16}),
+    "a4w4 int32 pairs": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
+                                     requant_depth=64),
+                         {"mode": "a4w4", "out_kind": "int32", "m": 4, "k": 4, "n": 8}),
     "mxint8 mx out": (ArrayConfig(rows=4, cols=4, block_size=16, accumulator_depth=64,
                                   requant_depth=64),
                       {"mode": "mxint8", "out_kind": "mxint8", "m": 4, "k": 16, "n": 32}),
@@ -82,29 +87,43 @@ def test_drain_reads_banks_in_result_order(name: str) -> None:
     # The banks two jobs' groups fill, alternating, each job's last group marked.
     groups = geometry.nt // geometry.group
     banks = [(index % 2, index % groups == groups - 1) for index in range(2 * groups)]
+    # What the drain offers per cycle: one element, or a pair of adjacent columns in a
+    # two-lane mode with a paired drain (the second fields compared only for a pair).
+    paired = config.drain_width == 2 and geometry.lanes == 2
+    step = 2 if paired else 1
     expected = []
     half, span = config.accumulator_bank_depth, geometry.lc * geometry.group
     for index, (bank, _last) in enumerate(banks):
         channel_base = (index % groups) * span
         for row in range(geometry.m):
             for tile in range(geometry.group):
-                for lane in range(geometry.lc):
+                for lane in range(0, geometry.lc, step):
                     address = bank * half + tile * geometry.m + row
-                    element = {"value": acc[address][lane],
-                               "block_end": int(lane == geometry.lc - 1
+                    lanes = range(lane, lane + step)
+                    element = {"values": [acc[address][j] for j in lanes],
+                               "block_end": int(lane + step == geometry.lc
                                                 and tile == geometry.group - 1)}
                     if geometry.requant:
-                        element["params"] = params[channel_base + tile * geometry.lc + lane]
+                        element["params"] = [params[channel_base + tile * geometry.lc + j]
+                                             for j in lanes]
                     if geometry.mx:
-                        element["bfp"] = bfp[address][lane]
+                        element["bfp"] = [bfp[address][j] for j in lanes]
                     expected.append(element)
-    bench = _Bench(config, acc, bfp, params)
+    bench = _Bench(config, acc, bfp)
     dut = bench.drain
     got: list[dict] = []
     releases: list[int] = []
 
     async def banks_testbench(ctx) -> None:
         set_registers(ctx, dut.config, registers)
+        if config.has_requantizer:      # the parameters, one channel a cycle
+            write = bench.params.write
+            for channel, value in enumerate(params):
+                ctx.set(write.addr, channel)
+                ctx.set(write.data, value)
+                ctx.set(write.en, 1)
+                await ctx.tick()
+            ctx.set(write.en, 0)
         for bank, last in banks:
             ctx.set(dut.full, 1 << bank)
             ctx.set(dut.last, int(last) << bank)
@@ -124,13 +143,17 @@ def test_drain_reads_banks_in_result_order(name: str) -> None:
             while stall.random() < 0.4:
                 await ctx.tick()
             payload = await stream_get(ctx, dut.drained, timeout=3000)
-            element = {"value": payload.value, "block_end": payload.block_end}
+            if config.drain_width == 2:
+                assert payload.pair == paired
+            element = {"values": [int(payload.values[j]) for j in range(step)],
+                       "block_end": payload.block_end}
             if geometry.requant:
-                element["params"] = {key: int(getattr(payload.params, key))
-                                     for key in ("bias", "multiplier", "shift")}
+                element["params"] = [{key: int(getattr(payload.params[j], key))
+                                      for key in ("bias", "multiplier", "shift")}
+                                     for j in range(step)]
             if geometry.mx:
-                element["bfp"] = {key: int(getattr(payload.bfp, key))
-                                  for key in ("mantissa", "exponent")}
+                element["bfp"] = [{key: int(getattr(payload.bfp[j], key))
+                                   for key in ("mantissa", "exponent")} for j in range(step)]
             got.append(element)
         for _ in range(4):
             await ctx.tick()

@@ -24,6 +24,12 @@ CONFIG = ArrayConfig(rows=4, cols=4, block_size=16, acc_bits=24, accumulator_dep
                      requant_depth=64)
 CASES = {
     "int32": {"mode": "a8w8", "out_kind": "int32", "m": 3, "k": 4, "n": 8},
+    "int32 pairs": {"mode": "a8w4", "out_kind": "int32", "m": 3, "k": 4, "n": 16},
+    "int8 pairs": {"mode": "a4w4", "out_kind": "int8", "m": 2, "k": 4, "n": 16,
+                   "zero_point": 5},
+    "fp32 pairs": {"mode": "mxint8w4", "out_kind": "fp32", "m": 3, "k": 16, "n": 16},
+    "mxint8 from pairs": {"mode": "mxint4", "out_kind": "mxint8", "m": 2, "k": 16,
+                          "n": 32},
     "uint8 fp32 relu": {"mode": "a8w4", "out_kind": "uint8", "m": 5, "k": 4, "n": 16,
                         "relu": True, "zero_point": 17},
     "int4 gemmlowp": {"mode": "a8w8", "out_kind": "int4", "m": 3, "k": 4, "n": 12,
@@ -53,6 +59,7 @@ def test_result_path_packs_what_the_golden_model_computes(name: str) -> None:
     acc = rng.integers(-2**31, 2**31, (m, n), dtype=np.int64)
     bias = rng.integers(-2**20, 2**20, n)
     codes = None
+    multiplier_bits = shift = np.zeros(n, np.int64)
     if geometry.out_kind == "int32":
         values = acc & 0xFFFFFFFF
     elif geometry.requant:
@@ -76,27 +83,37 @@ def test_result_path_packs_what_the_golden_model_computes(name: str) -> None:
         else:
             elements, codes = golden.mx_quantize(golden.bfp_to_float64(mantissa, exponent),
                                                  geometry.out_kind, config.block_size, axis=1)
-            values = elements.astype(np.int64) & 0xF
+            values = elements.astype(np.int64) & (0xFF if geometry.out_kind == "mxint8"
+                                                   else 0xF)
     words = pack_results(geometry, values, codes)
 
-    # The drained elements in result order: group by group, row by row, lane by lane.
+    # The drained elements in result order: group by group, row by row, lane by lane; in
+    # pairs of adjacent columns in the two-lane modes (a paired drain).
     span = geometry.lc * geometry.group
+    width = config.drain_width
+    step = width if geometry.lanes == 2 else 1
     elements = []
+
+    def one(row: int, column: int) -> dict[str, object]:
+        fields: dict[str, object] = {"value": int(np.int64(acc[row, column]).astype(np.int32))}
+        fields["params"] = {"bias": int(bias[column]),
+                            "multiplier": int(multiplier_bits[column]) if geometry.requant
+                            else 0, "shift": int(shift[column]) if geometry.requant else 0}
+        fields["bfp"] = {"mantissa": int(mantissa[row, column]),
+                         "exponent": int(exponent[row, column])} if geometry.mx else \
+            {"mantissa": 0, "exponent": 0}
+        return fields
+
     for group in range(n // span):
         for row in range(m):
-            for column in range(group * span, (group + 1) * span):
-                element = {"value": int(acc[row, column] - (1 << 32) * (acc[row, column] >= 2**31)),
-                           "block_end": int(column % span == span - 1)}
-                if config.has_requantizer:
-                    element["params"] = {"bias": int(bias[column]),
-                                         "multiplier": int(multiplier_bits[column])
-                                         if geometry.requant else 0,
-                                         "shift": int(shift[column]) if geometry.requant else 0}
-                if geometry.mx:
-                    element["bfp"] = {"mantissa": int(mantissa[row, column]),
-                                      "exponent": int(exponent[row, column])}
-                elif config.has_mx:
-                    element["bfp"] = {"mantissa": 0, "exponent": 0}
+            for column in range(group * span, (group + 1) * span, step):
+                parts = [one(row, column + j) for j in range(step)]
+                parts += [parts[0]] * (width - step)       # an unused second slot
+                element = {"values": [part["value"] for part in parts],
+                           "block_end": int(column + step == (group + 1) * span),
+                           "pair": int(step == 2),
+                           "params": [part["params"] for part in parts],
+                           "bfp": [part["bfp"] for part in parts]}
                 elements.append(element)
     dut = ResultPath(config, "split")
     got: list[int] = []
