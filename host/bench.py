@@ -37,8 +37,9 @@ from golden.protocol import Opcode, Packet
 
 from .driver import Accelerator
 
-FULL_SHAPES = [(256, 256, 256), (64, 64, 64), (128, 512, 64), (37, 515, 29), (540, 64, 64),
-               (16, 1024, 128)]
+FULL_SHAPES = [(256, 256, 256), (128, 768, 384), (128, 1536, 384), (128, 3072, 384),
+               (64, 4096, 128), (64, 256, 128), (128, 64, 256), (100, 1000, 130),
+               (37, 515, 29)]
 QUICK_SHAPES = [(64, 64, 64), (37, 100, 29)]
 FULL_MODES = MODES
 QUICK_MODES = ("a8w8", "a8w4", "mxint8")
