@@ -87,7 +87,11 @@ ICEBREAKER = Board(
 
 # ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). The protocol
 # carries one activation vector or weight row per 64-bit word, so rows and cols are at
-# most 8; the board builds the largest such array with every mode.
+# most 8; the board builds the largest such array with every mode. Its link is a UART
+# (115,200 baud), which paces every GEMM far below the array's rate, so the board leaves
+# out what only a fast link needs: the deep activation buffer (1,024 vectors: 2 x 512,
+# 16 DP16KD fewer) and the paired drain (`drain_pairs`: a second requantizer and FP32
+# converter; with it the build placed at 97.75 MHz, docs/fpga.md).
 ULX3S_85F = Board(
     name="ulx3s-85f",
     description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
@@ -96,7 +100,7 @@ ULX3S_85F = Board(
     package="BG381",
     capacity={"logic": 83640, "dsp": 156, "block_ram": 208},
     config=ArrayConfig(rows=8, cols=8, multiplier="lut", pipeline="fast",
-                       activation_buffer_depth=1024),
+                       activation_buffer_depth=1024, drain_pairs=False),
     clock_hz=100_000_000,
 )
 

@@ -106,10 +106,10 @@ def test_case_groups_of_the_cocotb_tests(checked: Checked, sim_seed: int) -> Non
 
 FAST = ArrayConfig(rows=4, cols=4, block_size=16, weight_buffer_depth=64,
                         activation_buffer_depth=256, accumulator_depth=64, requant_depth=32,
-                        multiplier="lut", pipeline="fast")
-"""A 4 x 4 array with every mode, pipelined like the ECP5 build: shift-and-add products
-registered before the partial-sum adder, registered accumulator reads
-(`ArrayConfig.multiplier`, `pipeline`)."""
+                        multiplier="lut", pipeline="fast", drain_pairs=False)
+"""A 4 x 4 array with every mode, built like the ECP5 board: shift-and-add products
+registered before the partial-sum adder, registered accumulator reads, one output drained
+per cycle (`ArrayConfig.multiplier`, `pipeline`, `drain_pairs`)."""
 
 
 def test_fast_pipeline_under_gaps_and_backpressure(sim_seed: int) -> None:
