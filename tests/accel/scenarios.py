@@ -16,12 +16,16 @@ import numpy as np
 
 import golden
 from golden.config import MODE_INFO, ArrayConfig
+from golden.mx import MX_FORMATS
 from golden.protocol import (
     Beat,
     ConfigureFields,
+    Field,
     Header,
     Opcode,
     Packet,
+    check_configure,
+    decode_configure,
     encode_configure,
     mode_code,
     out_kind_code,
@@ -133,6 +137,37 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, compare)
 
 
+def cancellation_case(config: ArrayConfig, *, mode: str) -> GemmCase:
+    """An MX GEMM whose third K-block cancels its first exactly, leaving the second: a
+    residual r (one value per row: 0, +-1, +-3, +-Pmax) at an exponent s below the first
+    block's partial p (one s per column, from 0 to 2 more than the W - bits(p) that the
+    accumulator holds exactly). The BFP adder's sum then has from a few to more than 32
+    leading zeros, or is zero, so its normalisation takes every group of its leading-zero
+    count; at the largest s the residual is rounded away with the accumulator's last bits,
+    as round_W says. One N-tile: column n is accumulator lane n."""
+    block, top = config.block_size, MX_FORMATS[mode].max_code
+    lanes = config.cols * config.mode(mode).lanes
+    residuals = np.array([0, 1, -1, 3, -3, top, -top])
+    m, k, n = len(residuals), 3 * block, lanes
+    a = np.zeros((m, k), dtype=np.int64)
+    b = np.zeros((k, n), dtype=np.int64)
+    a[:, :block] = a[:, 2 * block:] = top
+    b[:block] = top
+    b[2 * block:] = -top
+    a[:, block] = residuals
+    b[block] = 1
+    a_codes = np.full((m, 3), 127)
+    b_codes = np.full((3, n), 127)
+    exact = config.acc_bits - (block * top * top).bit_length()
+    b_codes[1] -= np.linspace(0, max(exact, 0) + 2, n).round().astype(np.int64)
+    program = tiling.mx_matmul_quantized_program(config, a, a_codes, b, b_codes, mode=mode,
+                                                 out="fp32")
+    expected = golden.bfp_to_float32(*golden.mx_matmul_quantized(
+        a, a_codes, b, b_codes, fmt_a=mode, fmt_b=mode, block=block,
+        acc_bits=config.acc_bits, acc_rounding=config.acc_rounding))
+    return GemmCase(f"cancellation_{mode}_{m}x{k}x{n}", program, expected, _count_bits)
+
+
 def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                names: Sequence[str]) -> list[GemmCase]:
     """Cases by group name:
@@ -143,8 +178,11 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     mx           MXINT8 and MXINT4 with FP32, MXINT8 and MXINT4 outputs
     shapes       1 x 1 x 1, 3 x 8 x 16, 130 x 40 x 70 (several M-tiles) and an N of 300
                  (two N-chunks of the requantization memory), int8 activations
-    same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each
-                 LOAD_ACTIVATIONS must wait for the COMPUTE before it to finish reading
+    same_bank    a GEMM of 4 M-tiles on banks 0, 0, 1, 1 instead of alternating: the
+                 second LOAD_ACTIVATIONS of each bank must wait for the COMPUTE before it
+                 to finish reading, and COMPUTEs follow each other on the same bank
+    cancel       per MX mode, a GEMM whose K-blocks cancel in the BFP accumulator
+                 (`cancellation_case`)
     deep         one int32 GEMM in the first integer mode whose activation tile is as
                  deep as the buffers allow (M x K / R vectors up to one activation bank),
                  so the last addresses of both banks are written and read
@@ -187,9 +225,11 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
         elif name == "same_bank":
             case = qlinear_case(config, rng, mode=int_modes[0], rounding="fp32",
                                 out_dtype="uint8", shape=(60, 256, 24))
-            case.program.packets = [_bank_zero(packet) for packet in case.program.packets]
+            case.program.packets = _banks_in_pairs(case.program.packets)
             case.name += "_same_bank"
             cases.append(case)
+        elif name == "cancel":
+            cases += [cancellation_case(config, mode=mode) for mode in mx_modes]
         elif name == "deep":
             m = min(config.accumulator_depth // 2, config.activation_buffer_depth // 2)
             k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
@@ -238,11 +278,17 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     return cases
 
 
-def _bank_zero(packet: Packet) -> Packet:
-    if packet.header.opcode in (Opcode.LOAD_ACTIVATIONS, Opcode.LOAD_SCALES, Opcode.COMPUTE):
-        return Packet(Header(packet.header.opcode, packet.header.tag, packet.header.length, 0),
-                      packet.payload)
-    return packet
+def _banks_in_pairs(packets: list[Packet]) -> list[Packet]:
+    """The packets with the M-tiles' banks 0, 0, 1, 1, 0, ... instead of alternating."""
+    out, tile = [], 0
+    for packet in packets:
+        header = packet.header
+        if header.opcode in (Opcode.LOAD_ACTIVATIONS, Opcode.LOAD_SCALES, Opcode.COMPUTE):
+            packet = Packet(Header(header.opcode, header.tag, header.length, tile // 2 % 2),
+                            packet.payload)
+            tile += header.opcode == Opcode.COMPUTE
+        out.append(packet)
+    return out
 
 
 async def run_case(harness: Any, case: GemmCase) -> int:
@@ -309,7 +355,20 @@ def malformed_cases(config: ArrayConfig,
         ("COMPUTE header only", good + _packet(Opcode.COMPUTE, [0] * 16, cut=0)),
         ("COMPUTE with a wrong length", good + _packet(Opcode.COMPUTE, [0] * 5)),
         ("COMPUTE too long", good + _packet(Opcode.COMPUTE, [0] * 16, extra=4)),
+        ("IDENTIFY with a wrong length", _packet(Opcode.IDENTIFY, length=1)),
+        ("READ_COUNTERS with a wrong length", _packet(Opcode.READ_COUNTERS, [5])),
+        ("READ_COUNTERS too long", _packet(Opcode.READ_COUNTERS, extra=2)),
+        ("CLEAR_COUNTERS with a wrong length", _packet(Opcode.CLEAR_COUNTERS, [1, 2])),
+        ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
+        ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
     ]
+    # A COMPUTE longer than a header can say: M = 1 row of the longest K, the widest N.
+    k = min(config.activation_bank_depth * config.rows, 0xFFFF // config.rows * config.rows)
+    widest = _configure(config, out_kind=out_kind_code("int32"), m=1, k=k,
+                        n=0xFFFF // config.cols * config.cols)
+    if check_configure(config, decode_configure([widest[1][0], widest[2][0]]))[1] \
+            == Field.LENGTH:
+        cases.append(("COMPUTE longer than a packet can be", widest))
     if config.has_mx:
         mx = [mode for mode in config.modes if MODE_INFO[mode].mx][0]
         cases.append(("LOAD_SCALES cut short",

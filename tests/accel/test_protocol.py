@@ -155,7 +155,7 @@ def test_host_refuses_bad_operands() -> None:
                                mode="a4w4")
 
 
-@pytest.mark.parametrize("group", ["qlinear", "matmul", "mx", "shapes"])
+@pytest.mark.parametrize("group", ["qlinear", "matmul", "mx", "shapes", "same_bank", "cancel"])
 def test_reference_executor_matches_golden(group: str, sim_seed: int) -> None:
     """The packets of the host packer, executed by the reference, decode to golden's
     results in every mode (the RTL tests compare the RTL with this reference)."""
@@ -186,6 +186,11 @@ def test_malformed_cases_get_documented_errors() -> None:
         "LOAD_ACTIVATIONS too long": [Status.OK, Status.TOO_LONG],
         "COMPUTE cut short in its weights": [Status.OK, Status.OK, Status.TRUNCATED],
         "COMPUTE header only": [Status.OK, Status.TRUNCATED],
+        "IDENTIFY with a wrong length": [Status.BAD_LENGTH],
+        "READ_COUNTERS too long": [Status.TOO_LONG],
+        "CLEAR_COUNTERS with a wrong length": [Status.BAD_LENGTH],
+        "LOAD_REQUANT cut short": [Status.OK, Status.TRUNCATED],
+        "COMPUTE longer than a packet can be": [Status.TOO_LARGE],
     }
     reference = ReferenceAccelerator(CONFIG)
     rng = np.random.default_rng(1)
