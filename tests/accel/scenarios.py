@@ -27,6 +27,7 @@ from golden.protocol import (
     check_configure,
     decode_configure,
     encode_configure,
+    encode_requant_words,
     mode_code,
     out_kind_code,
 )
@@ -137,34 +138,60 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, compare)
 
 
+def _cancellation_elements(value: int, top: int, block: int) -> np.ndarray:
+    """Elements (|element| <= top) of one K-block of A whose dot product with the block of
+    B that `cancellation_case` uses everywhere, (top, ..., top, 1), is `value`."""
+    whole, rest = divmod(abs(value), top)
+    if whole > (block - 1) * top:
+        raise ValueError(f"{value} is not the dot product of one block of {block} elements")
+    a = np.zeros(block, dtype=np.int64)
+    full, part = divmod(whole, top)
+    a[:full] = top
+    if part:
+        a[full] = part
+    a[block - 1] = rest
+    return a if value >= 0 else -a
+
+
 def cancellation_case(config: ArrayConfig, *, mode: str) -> GemmCase:
-    """An MX GEMM whose third K-block cancels its first exactly, leaving the second: a
-    residual r (one value per row: 0, +-1, +-3, +-Pmax) at an exponent s below the first
-    block's partial p (one s per column, from 0 to 2 more than the W - bits(p) that the
-    accumulator holds exactly). The BFP adder's sum then has from a few to more than 32
-    leading zeros, or is zero, so its normalisation takes every group of its leading-zero
-    count; at the largest s the residual is rounded away with the accumulator's last bits,
-    as round_W says. One N-tile: column n is accumulator lane n."""
+    """An MX GEMM of block partials that cancel in the BFP accumulator. Each row of A is a
+    list of (block partial, exponent) that every column (every accumulator lane of one
+    N-tile) accumulates:
+
+    * a large partial p, a residual r (+1 or -Pmax) s places below it, then -p: the sum
+      keeps r with from a few to more than W - 8 leading zeros, for s from 0 to 2 beyond
+      the W - 1 - bits(p) the accumulator holds exactly (there r is rounded away);
+    * partials that add up to 2^(W-1) - 1 (every bit of the W-bit mantissa set), then
+      -2^(W-1): one unit is left, as far below the larger operand as a sum can reach;
+    * a zero row.
+
+    So the adder's normalisation takes every group of its leading-zero count."""
     block, top = config.block_size, MX_FORMATS[mode].max_code
-    lanes = config.cols * config.mode(mode).lanes
-    residuals = np.array([0, 1, -1, 3, -3, top, -top])
-    m, k, n = len(residuals), 3 * block, lanes
+    w = config.acc_bits
+    big = (block - 2) * top * top
+    rows: list[list[tuple[int, int]]] = [[(0, 0)]]
+    for shift in range(0, max(w - 1 - big.bit_length(), 0) + 3, 2):
+        for residual in (1, -top):
+            rows.append([(big, shift), (residual, 0), (-big, shift)])
+    chunk = ((block - 1) * top * top + top).bit_length() - 1   # bits one partial can hold
+    ones = [((1 << min(chunk, w - 1 - low)) - 1, low) for low in range(0, w - 1, chunk)]
+    rows.append([*ones, (-1, w - 1)])
+    blocks = max(map(len, rows))
+    m, k, n = len(rows), blocks * block, config.cols * config.mode(mode).lanes
     a = np.zeros((m, k), dtype=np.int64)
-    b = np.zeros((k, n), dtype=np.int64)
-    a[:, :block] = a[:, 2 * block:] = top
-    b[:block] = top
-    b[2 * block:] = -top
-    a[:, block] = residuals
-    b[block] = 1
-    a_codes = np.full((m, 3), 127)
-    b_codes = np.full((3, n), 127)
-    exact = config.acc_bits - (block * top * top).bit_length()
-    b_codes[1] -= np.linspace(0, max(exact, 0) + 2, n).round().astype(np.int64)
+    a_codes = np.full((m, blocks), 127)
+    for row, partials in enumerate(rows):
+        for index, (value, exponent) in enumerate(partials):
+            a[row, index * block:(index + 1) * block] = _cancellation_elements(value, top, block)
+            a_codes[row, index] += exponent
+    column = np.array([top] * (block - 1) + [1])
+    b = np.tile(column, blocks)[:, None].repeat(n, axis=1)
+    b_codes = np.full((blocks, n), 127)
     program = tiling.mx_matmul_quantized_program(config, a, a_codes, b, b_codes, mode=mode,
                                                  out="fp32")
     expected = golden.bfp_to_float32(*golden.mx_matmul_quantized(
-        a, a_codes, b, b_codes, fmt_a=mode, fmt_b=mode, block=block,
-        acc_bits=config.acc_bits, acc_rounding=config.acc_rounding))
+        a, a_codes, b, b_codes, fmt_a=mode, fmt_b=mode, block=block, acc_bits=w,
+        acc_rounding=config.acc_rounding))
     return GemmCase(f"cancellation_{mode}_{m}x{k}x{n}", program, expected, _count_bits)
 
 
@@ -320,8 +347,9 @@ def _configure(config: ArrayConfig, **overrides: int) -> list[Beat]:
 
 def malformed_cases(config: ArrayConfig,
                     rng: np.random.Generator) -> list[tuple[str, list[Beat]]]:
-    """(name, beats): each is followed by a correct GEMM in the tests. The reference
-    executor says what the response must be."""
+    """(name, beats): malformed packets, and corner values the host packer never sends;
+    each is followed by a correct GEMM in the tests. The reference executor says what the
+    response must be."""
     good = _configure(config)   # M 4, K 16, N 8 in A8W8 -> 8 activation words
     act = [int(x) for x in rng.integers(0, 2**63, 8)]
     cases = [
@@ -362,6 +390,15 @@ def malformed_cases(config: ArrayConfig,
         ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
         ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
     ]
+    # gemmlowp's one saturating case, SRDHM(INT32_MIN, INT32_MIN): q31 = -2^31, which
+    # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations).
+    int32_min = np.full(8, -2**31)
+    cases.append(("requantizer saturating SRDHM(INT32_MIN, INT32_MIN)",
+                  _configure(config, out_kind=out_kind_code("int8"), rounding=1)
+                  + _packet(Opcode.LOAD_REQUANT, encode_requant_words(
+                      int32_min, int32_min.astype(np.int64) & 0xFFFFFFFF, np.zeros(8)))
+                  + _packet(Opcode.LOAD_ACTIVATIONS, [0] * 8)
+                  + _packet(Opcode.COMPUTE, [0] * 16)))
     # A COMPUTE longer than a header can say: M = 1 row of the longest K, the widest N.
     k = min(config.activation_bank_depth * config.rows, 0xFFFF // config.rows * config.rows)
     widest = _configure(config, out_kind=out_kind_code("int32"), m=1, k=k,
@@ -371,10 +408,12 @@ def malformed_cases(config: ArrayConfig,
         cases.append(("COMPUTE longer than a packet can be", widest))
     if config.has_mx:
         mx = [mode for mode in config.modes if MODE_INFO[mode].mx][0]
+        mx_configure = _configure(config, mode=mode_code(mx), out_kind=out_kind_code("fp32"),
+                                  k=config.block_size * 2, m=8)
         cases.append(("LOAD_SCALES cut short",
-                      _configure(config, mode=mode_code(mx), out_kind=out_kind_code("fp32"),
-                                 k=config.block_size * 2, m=8)
-                      + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
+        cases.append(("LOAD_SCALES too long",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], extra=1)))
     return cases
 
 
