@@ -210,9 +210,10 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  to finish reading, and COMPUTEs follow each other on the same bank
     cancel       per MX mode, a GEMM whose K-blocks cancel in the BFP accumulator
                  (`cancellation_case`)
-    deep         one int32 GEMM in the first integer mode whose activation tile is as
-                 deep as the buffers allow (M x K / R vectors up to one activation bank),
-                 so the last addresses of both banks are written and read
+    deep         int32 GEMMs in the first integer mode whose activation tile is as deep
+                 as the buffers allow (M x K / R vectors up to one activation bank), so the
+                 last addresses of both banks are written and read; and one row of the
+                 longest K a tile can hold (every bit of the K-tile counters)
     one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
                  (short drains that finish before the accumulation pipeline has emptied;
                  they once left stale results behind in the integer modes)
@@ -262,6 +263,10 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
             cases.append(matmul_case(config, rng, mode=int_modes[0],
                                      shape=(2 * m, k, config.cols)))
+            longest = min(config.activation_bank_depth * config.rows,
+                          0xFFFF // config.rows * config.rows)
+            cases.append(matmul_case(config, rng, mode=int_modes[0],
+                                     shape=(1, longest, config.cols)))
         elif name == "one_row":
             r, c = config.rows, config.cols
             for mode in int_modes:
@@ -390,6 +395,14 @@ def malformed_cases(config: ArrayConfig,
         ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
         ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
     ]
+    # Activation reuse: five COMPUTEs with different weights on one loaded tile, queued
+    # faster than they run (64 rows: 8 array cycles per weight word), so one bank is used
+    # by several jobs at once.
+    reuse = _configure(config, out_kind=out_kind_code("int32"), m=64, k=2 * config.rows)
+    reuse += _packet(Opcode.LOAD_ACTIVATIONS, [int(x) for x in rng.integers(0, 2**63, 128)])
+    for _ in range(5):
+        reuse += _packet(Opcode.COMPUTE, [int(x) for x in rng.integers(0, 2**63, 16)])
+    cases.append(("five COMPUTEs on one activation tile", reuse))
     # gemmlowp's one saturating case, SRDHM(INT32_MIN, INT32_MIN): q31 = -2^31, which
     # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations).
     int32_min = np.full(8, -2**31)
