@@ -395,14 +395,19 @@ def malformed_cases(config: ArrayConfig,
         ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
         ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
     ]
-    # Activation reuse: five COMPUTEs with different weights on one loaded tile, queued
-    # faster than they run (64 rows: 8 array cycles per weight word), so one bank is used
-    # by several jobs at once.
-    reuse = _configure(config, out_kind=out_kind_code("int32"), m=64, k=2 * config.rows)
-    reuse += _packet(Opcode.LOAD_ACTIVATIONS, [int(x) for x in rng.integers(0, 2**63, 128)])
-    for _ in range(5):
-        reuse += _packet(Opcode.COMPUTE, [int(x) for x in rng.integers(0, 2**63, 16)])
-    cases.append(("five COMPUTEs on one activation tile", reuse))
+    # Activation reuse: on each bank, three COMPUTEs with different weights on one loaded
+    # tile, queued faster than they run (64 rows: 8 array cycles per weight word) and
+    # computing longer than their results take to send, so a bank is used by several jobs
+    # at once.
+    k_tiles = max(1, min(8, config.activation_bank_depth // 64))
+    reuse = _configure(config, out_kind=out_kind_code("int32"), m=64, k=k_tiles * config.rows)
+    for bank in (0, 1):
+        reuse += _packet(Opcode.LOAD_ACTIVATIONS,
+                         [int(x) for x in rng.integers(0, 2**63, 64 * k_tiles)], args=bank)
+        for _ in range(3):
+            reuse += _packet(Opcode.COMPUTE, [int(x) for x in rng.integers(
+                0, 2**63, k_tiles * config.rows)], args=bank)
+    cases.append(("three COMPUTEs per activation tile", reuse))
     # gemmlowp's one saturating case, SRDHM(INT32_MIN, INT32_MIN): q31 = -2^31, which
     # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations).
     int32_min = np.full(8, -2**31)

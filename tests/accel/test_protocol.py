@@ -193,7 +193,7 @@ def test_malformed_cases_get_documented_errors() -> None:
         "COMPUTE longer than a packet can be": [Status.TOO_LARGE],
         "LOAD_SCALES too long": [Status.OK, Status.TOO_LONG],
         "requantizer saturating SRDHM(INT32_MIN, INT32_MIN)": [Status.OK] * 4,
-        "five COMPUTEs on one activation tile": [Status.OK] * 7,
+        "three COMPUTEs per activation tile": [Status.OK] * 9,
     }
     reference = ReferenceAccelerator(CONFIG)
     rng = np.random.default_rng(1)

@@ -129,6 +129,24 @@ def test_fast_pipeline_under_gaps_and_backpressure(sim_seed: int) -> None:
             assert checked.mismatches(case) == 0, case.name
 
 
+def test_fast_pipeline_protocol_errors(sim_seed: int) -> None:
+    """The corrupted GEMM programs (MX first: see `fuzz_streams`) and the malformed packets
+    on the fast pipeline's build too: every response beat as the reference says."""
+    rng = np.random.default_rng(sim_seed)
+    with VerilatorTransport(FAST, gaps=0.2, stalls=0.3, seed=sim_seed) as transport:
+        checked = Checked(transport)
+        for mx in (True, False):
+            for index, (beats, what) in enumerate(fuzz_streams(FAST, rng, 10, mx)):
+                try:
+                    checked.exchange(beats)
+                except AssertionError as error:
+                    raise AssertionError(f"stream {index} ({what}): {error}") from None
+        follow_up = gemm_cases(FAST, rng, ["a8w8_small"])[0]
+        for name, beats in malformed_cases(FAST, rng):
+            checked.exchange(beats)
+            assert checked.mismatches(follow_up) == 0, f"after {name}"
+
+
 def test_all_cases_in_one_exchange(checked: Checked, sim_seed: int) -> None:
     """Several GEMM programs in one exchange: the responses come back in order."""
     rng = np.random.default_rng(sim_seed)
