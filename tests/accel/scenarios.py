@@ -18,6 +18,8 @@ import golden
 from golden.config import MODE_INFO, ArrayConfig
 from golden.mx import MX_FORMATS
 from golden.protocol import (
+    CONFIGURE,
+    WORD_MASK,
     Beat,
     ConfigureFields,
     Field,
@@ -68,9 +70,9 @@ def _count_mx(expected: tuple, got: tuple) -> int:
 
 def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, rounding: str,
                  out_dtype: str, shape: tuple[int, int, int] = SHAPE, uint8: bool = True,
-                 relu: bool | None = None) -> GemmCase:
+                 relu: bool | None = None, y_scale_factor: float = 1.0) -> GemmCase:
     """A quantized linear layer with random zero points, per-channel scales, a bias, and
-    an output scale that makes some outputs saturate."""
+    an output scale that makes some outputs saturate (times `y_scale_factor`)."""
     m, k, n = shape
     info = MODE_INFO[mode]
     w_range = (-8, 7) if info.weight_bits == 4 else (-128, 127)
@@ -96,7 +98,8 @@ def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, ro
         bias=rng.integers(-5000, 5000, n).astype(np.int32),
         relu=bool(rng.integers(0, 2)) if relu is None else relu,
         rounding=rounding, out_dtype=out_dtype)
-    kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4)
+    kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4
+                              * y_scale_factor)
     program = tiling.qlinear_program(config, x_q, w_q, mode=mode, **kwargs)
     expected = golden.qlinear(x_q, w_q, **kwargs)
     name = f"qlinear_{mode}_{rounding}_{out_dtype}_{m}x{k}x{n}"
@@ -210,6 +213,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  to finish reading, and COMPUTEs follow each other on the same bank
     cancel       per MX mode, a GEMM whose K-blocks cancel in the BFP accumulator
                  (`cancellation_case`)
+    tiny_scales  gemmlowp layers whose output scale is 2^20 and 2^27 times the usual: the
+                 requantizer's right shift beyond 16 and up to 31
     deep         int32 GEMMs in the first integer mode whose activation tile is as deep
                  as the buffers allow (M x K / R vectors up to one activation bank), so the
                  last addresses of both banks are written and read; and one row of the
@@ -258,6 +263,11 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             cases.append(case)
         elif name == "cancel":
             cases += [cancellation_case(config, mode=mode) for mode in mx_modes]
+        elif name == "tiny_scales":
+            for factor in (2.0 ** 20, 2.0 ** 27):
+                cases.append(qlinear_case(config, rng, mode=int_modes[0], rounding="gemmlowp",
+                                          out_dtype="int8", shape=(5, 40, 16), uint8=False,
+                                          y_scale_factor=factor))
         elif name == "deep":
             m = min(config.accumulator_depth // 2, config.activation_buffer_depth // 2)
             k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
@@ -395,6 +405,17 @@ def malformed_cases(config: ArrayConfig,
         ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
         ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
     ]
+    # Every CONFIGURE field at its largest (refused: the tile does not fit), and the
+    # reserved bits of CONFIGURE's words and of a header's args set (not checked).
+    cases.append(("CONFIGURE with every field at its largest",
+                  _configure(config, m=0xFFFF, k=0xFFFF // config.rows * config.rows,
+                             n=0xFFFF // config.cols * config.cols, zero_point=-256,
+                             out_kind=out_kind_code("int32"))))
+    reserved = [WORD_MASK & ~sum(field.mask << field.offset for field in layout.fields.values())
+                for layout in CONFIGURE]
+    fields = good[1][0] | reserved[0], good[2][0] | reserved[1]
+    cases.append(("reserved bits set", _packet(Opcode.CONFIGURE, fields)
+                  + _packet(Opcode.LOAD_ACTIVATIONS, act, args=0xFFFF00)))
     # Activation reuse: on each bank, three COMPUTEs with different weights on one loaded
     # tile, queued faster than they run (64 rows: 8 array cycles per weight word) and
     # computing longer than their results take to send, so a bank is used by several jobs
@@ -409,12 +430,14 @@ def malformed_cases(config: ArrayConfig,
                 0, 2**63, k_tiles * config.rows)], args=bank)
     cases.append(("three COMPUTEs per activation tile", reuse))
     # gemmlowp's one saturating case, SRDHM(INT32_MIN, INT32_MIN): q31 = -2^31, which
-    # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations).
+    # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations); in
+    # channels 4..7 with the shift -32 (a right shift of 32), which it never produces either.
     int32_min = np.full(8, -2**31)
     cases.append(("requantizer saturating SRDHM(INT32_MIN, INT32_MIN)",
                   _configure(config, out_kind=out_kind_code("int8"), rounding=1)
                   + _packet(Opcode.LOAD_REQUANT, encode_requant_words(
-                      int32_min, int32_min.astype(np.int64) & 0xFFFFFFFF, np.zeros(8)))
+                      int32_min, int32_min.astype(np.int64) & 0xFFFFFFFF,
+                      np.repeat([0, -32], 4)))
                   + _packet(Opcode.LOAD_ACTIVATIONS, [0] * 8)
                   + _packet(Opcode.COMPUTE, [0] * 16)))
     # A COMPUTE longer than a header can say: M = 1 row of the longest K, the widest N.

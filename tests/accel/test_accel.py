@@ -36,7 +36,7 @@ def test_identify(sim_seed: int) -> None:
 
 
 @pytest.mark.parametrize("cases", ["qlinear",
-                                   "one_row,matmul,mx,shapes,same_bank,deep,cancel"])
+                                   "one_row,matmul,mx,shapes,same_bank,deep,cancel,tiny_scales"])
 def test_gemms_match_golden(cases: str, sim_seed: int) -> None:
     """Every mode, both roundings, every output kind, shapes that are multiples of nothing,
     cancellation in the BFP accumulator: 0 mismatches against golden, every response word

@@ -103,7 +103,8 @@ def test_case_groups_of_the_cocotb_tests(checked: Checked, sim_seed: int) -> Non
     waiting for a COMPUTE on the same bank; cancellation in the BFP accumulator), back to
     back on one accelerator."""
     rng = np.random.default_rng(sim_seed)
-    groups = ["qlinear", "matmul", "mx", "shapes", "one_row", "same_bank", "cancel"]
+    groups = ["qlinear", "matmul", "mx", "shapes", "one_row", "same_bank", "cancel",
+              "tiny_scales"]
     for case in gemm_cases(CONFIG, rng, groups):
         assert checked.mismatches(case) == 0, case.name
 
