@@ -13,7 +13,9 @@ are part of the cache key), and every simulation writes what it saw under the di
 
 Coverage builds of the accelerator also carry `STREAM_COVER_VERILOG`: SystemVerilog cover
 points bound to the accelerator's two stream ports (the protocol's, not internal names),
-which count the input gaps and output stalls the RTL actually saw.
+which count the input gaps and output stalls the RTL actually saw. A coverage build
+compiles the Verilog as `prepare_verilog` leaves it (the same lines, two Yosys idioms out
+of the measurement).
 
 Without the variable nothing changes: same builds, same speed, nothing written.
 `python -m sim.coverage_report <directory>` merges the data and writes the report.

@@ -16,11 +16,11 @@ Verilator counters (`DATA_DIR/verilator/*.dat`) and the protocol bins
   Verilog text and the Python source that generated it;
 * `merged/<design>.dat`: the merged counters in Verilator's format.
 
-Line coverage counts Verilator's line points (one per statement block: an always block, an
-if / else branch, a case item); a Verilog line is covered when every point standing for
-it was hit. Yosys begins every combinational always block with `if (<dump trigger>)
-begin end` on a register that is never set (a simulation idiom of its Verilog backend);
-Verilator makes no point for that empty branch, so nothing needs excluding.
+Verilator's line points stand for statement blocks (an always block, a case item, an
+`else if`), its branch points for the two ways of an `if` or a `? :`; a Verilog line is
+covered when every line or branch point standing for it was hit. Points Yosys's idioms
+would add with nothing to test are not in the data at all (`sim.coverage.prepare_verilog`).
+`--compact` replaces the per-process Verilator files by one merged file per build first.
 """
 
 from __future__ import annotations

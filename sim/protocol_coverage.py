@@ -32,7 +32,7 @@ The bins (`protocol_bins(config)`, names and what each one means):
 `ProtocolRecorder` counts the bins of one traffic source: it pairs request packets (cut at
 `last`) with response packets in order, as the protocol guarantees, and follows the
 configuration like the hardware does. With coverage on it saves its counts after every
-exchange to `<LPMAC_COVERAGE>/protocol/<source>-<pid>-<random>.json`; `merge_counts` adds
+exchange to `<LPMAC_COVERAGE>/protocol/<source>++<pid>-<random>.json`; `merge_counts` adds
 the files up.
 """
 

@@ -404,6 +404,14 @@ def malformed_cases(config: ArrayConfig,
         ("CLEAR_COUNTERS with a wrong length", _packet(Opcode.CLEAR_COUNTERS, [1, 2])),
         ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
         ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
+        ("LOAD_REQUANT with a wrong length", good + _packet(Opcode.LOAD_REQUANT, [0] * 10)),
+        ("LOAD_REQUANT too long", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, extra=2)),
+        ("LOAD_ACTIVATIONS with a wrong length", good + _packet(Opcode.LOAD_ACTIVATIONS, act[:5])),
+        ("CONFIGURE too long", _packet(Opcode.CONFIGURE, [good[1][0], good[2][0]], extra=1)),
+        ("COMPUTE on bank 2", good + _packet(Opcode.COMPUTE, [0] * 16, args=2)),
+        ("unconfigured LOAD_REQUANT, LOAD_SCALES and COMPUTE", _configure(config, mode=7)
+         + _packet(Opcode.LOAD_REQUANT, [0] * 16) + _packet(Opcode.LOAD_SCALES, [0])
+         + _packet(Opcode.COMPUTE, [0] * 16)),
     ]
     # Every CONFIGURE field at its largest (refused: the tile does not fit), and the
     # reserved bits of CONFIGURE's words and of a header's args set (not checked).
@@ -455,6 +463,10 @@ def malformed_cases(config: ArrayConfig,
                       mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
         cases.append(("LOAD_SCALES too long",
                       mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], extra=1)))
+        cases.append(("LOAD_SCALES with a wrong length",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2, 3])))
+        cases.append(("LOAD_SCALES on bank 2",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], args=2)))
     return cases
 
 

@@ -197,6 +197,12 @@ def test_malformed_cases_get_documented_errors() -> None:
         "three COMPUTEs per activation tile": [Status.OK] * 9,
         "CONFIGURE with every field at its largest": [Status.TOO_LARGE],
         "reserved bits set": [Status.OK, Status.OK],
+        "LOAD_REQUANT too long": [Status.OK, Status.TOO_LONG],
+        "CONFIGURE too long": [Status.TOO_LONG],
+        "COMPUTE on bank 2": [Status.OK, Status.BAD_FIELD],
+        "unconfigured LOAD_REQUANT, LOAD_SCALES and COMPUTE": [Status.BAD_FIELD]
+        + [Status.NOT_CONFIGURED] * 3,
+        "LOAD_SCALES on bank 2": [Status.OK, Status.BAD_FIELD],
     }
     reference = ReferenceAccelerator(CONFIG)
     rng = np.random.default_rng(1)
