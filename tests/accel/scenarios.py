@@ -221,7 +221,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  longest K a tile can hold (every bit of the K-tile counters)
     one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
                  (short drains that finish before the accumulation pipeline has emptied;
-                 they once left stale results behind in the integer modes)
+                 they once left stale results behind in the integer modes), and MX GEMMs
+                 of one K-block
     extremes     per integer mode, int32 GEMMs of the operand extremes only: every
                  product the largest positive one (min x min), and min / max alternating
                  along K (odd K, so a K-pair build pads the last pair)
@@ -287,6 +288,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             for mode in mx_modes:
                 cases.append(mx_case(config, rng, mode=mode, out="fp32",
                                      shape=(1, 2 * config.block_size, 3 * c)))
+                cases.append(mx_case(config, rng, mode=mode, out="fp32",
+                                     shape=(2, config.block_size - 3, 2 * c)))
         elif name == "extremes":
             for mode in int_modes:
                 (a_lo, a_hi), (w_lo, w_hi) = _operand_ranges(mode)
