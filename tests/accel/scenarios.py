@@ -8,6 +8,7 @@ golden result, computed directly with `golden.qlinear`, `golden.matmul` or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from golden.protocol import (
     out_kind_code,
 )
 from host import tiling
+from host.driver import M_TILE_ROWS
 
 CORNERS = np.array([-128, 127, -127, -8, 7, -7, 8, -1, 1, 0])
 SHAPE = (37, 115, 29)      # M x K x N, a multiple of nothing
@@ -60,7 +62,8 @@ def _operands(rng: np.random.Generator, low: int, high: int, shape: tuple[int, .
 
 def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, rounding: str,
                  out_dtype: str, shape: tuple[int, int, int] = SHAPE, uint8: bool = True,
-                 relu: bool | None = None, y_scale_factor: float = 1.0) -> GemmCase:
+                 relu: bool | None = None, y_scale_factor: float = 1.0,
+                 max_m_tile: int | None = None) -> GemmCase:
     """A quantized linear layer with random zero points, per-channel scales, a bias, and
     an output scale that makes some outputs saturate (times `y_scale_factor`)."""
     m, k, n = shape
@@ -90,7 +93,8 @@ def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, ro
         rounding=rounding, out_dtype=out_dtype)
     kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4
                               * y_scale_factor)
-    program = tiling.qlinear_program(config, x_q, w_q, mode=mode, **kwargs)
+    program = tiling.qlinear_program(config, x_q, w_q, mode=mode, max_m_tile=max_m_tile,
+                                     **kwargs)
     expected = golden.qlinear(x_q, w_q, **kwargs)
     name = f"qlinear_{mode}_{rounding}_{out_dtype}_{m}x{k}x{n}"
     return GemmCase(name, program, expected, golden.mismatches)
@@ -104,17 +108,17 @@ def _operand_ranges(mode: str) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def matmul_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str,
-                shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+                shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None) -> GemmCase:
     m, k, n = shape
     a_range, w_range = _operand_ranges(mode)
     a = _operands(rng, *a_range, (m, k))
     b = _operands(rng, *w_range, (k, n))
-    program = tiling.matmul_program(config, a, b, mode=mode)
+    program = tiling.matmul_program(config, a, b, mode=mode, max_m_tile=max_m_tile)
     return GemmCase(f"matmul_{mode}_{m}x{k}x{n}", program, golden.matmul(a, b), golden.mismatches)
 
 
 def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: str,
-            shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+            shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None) -> GemmCase:
     """MX GEMM of floats whose rows and columns span many binades, with zero blocks."""
     m, k, n = shape
     a = rng.standard_normal((m, k)) * np.exp2(rng.integers(-30, 30, (m, 1)))
@@ -123,7 +127,8 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     a[: max(1, m // 8), : config.block_size] = 0.0          # all-zero blocks
     b[:, : max(1, n // 8)] *= 2.0 ** 90                      # large exponents
     a, b = a.astype(np.float32), b.astype(np.float32)
-    program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out)
+    program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out,
+                                       max_m_tile=max_m_tile)
     fmt_a, fmt_b = MODE_INFO[mode].mx_formats
     expected = golden.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, block=config.block_size,
                                 acc_bits=config.acc_bits, out=out,
@@ -185,7 +190,7 @@ def cancellation_case(config: ArrayConfig, *, mode: str) -> GemmCase:
     expected = golden.bfp_to_float32(*golden.mx_matmul_quantized(
         a, a_codes, b, b_codes, fmt_a=mode, fmt_b=mode, block=block, acc_bits=w,
         acc_rounding=config.acc_rounding))
-    return GemmCase(f"cancellation_{mode}_{m}x{k}x{n}", program, expected, _count_bits)
+    return GemmCase(f"cancellation_{mode}_{m}x{k}x{n}", program, expected, golden.mismatches)
 
 
 def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
@@ -202,8 +207,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     same_bank    a GEMM of 4 M-tiles on banks 0, 0, 1, 1 instead of alternating: the
                  second LOAD_ACTIVATIONS of each bank must wait for the COMPUTE before it
                  to finish reading, and COMPUTEs follow each other on the same bank
-    cancel       per MX mode, a GEMM whose K-blocks cancel in the BFP accumulator
-                 (`cancellation_case`)
+    cancel       per MX mode of one format (mxint8, mxint4), a GEMM whose K-blocks
+                 cancel in the BFP accumulator (`cancellation_case`)
     tiny_scales  gemmlowp layers whose output scale is 2^20 and 2^27 times the usual: the
                  requantizer's right shift beyond 16 and up to 31
     deep         int32 GEMMs in the first integer mode whose activation tile is as deep
@@ -218,48 +223,57 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  product the largest positive one (min x min), and min / max alternating
                  along K (odd K, so a K-pair build pads the last pair)
     random       24 GEMMs of random shapes (M, N up to 90, K up to 300), modes and outputs
+
+    M-tiles are at most `host.driver.M_TILE_ROWS` x R rows, as `host.Accelerator` tiles
+    over a link that keeps up with the clock (so the groups above have several M-tiles
+    and both activation banks in use), except in `deep`: as tall as the banks allow.
     """
     cases: list[GemmCase] = []
     int_modes = [mode for mode in config.modes if not MODE_INFO[mode].mx]
     mx_modes = [mode for mode in config.modes if MODE_INFO[mode].mx]
+    tile = M_TILE_ROWS * config.rows
+    qcase = functools.partial(qlinear_case, config, rng, max_m_tile=tile)
+    mcase = functools.partial(matmul_case, config, rng, max_m_tile=tile)
+    xcase = functools.partial(mx_case, config, rng, max_m_tile=tile)
     for name in names:
         if name == "a8w8_small":
-            cases.append(qlinear_case(config, rng, mode="a8w8", rounding="fp32",
-                                      out_dtype="uint8"))
+            cases.append(qcase(mode="a8w8", rounding="fp32", out_dtype="uint8"))
         elif name == "qlinear":
             for mode in int_modes:
                 for rounding in ("fp32", "gemmlowp"):
                     for out_dtype in ("uint8", "int8", "int4"):
-                        cases.append(qlinear_case(config, rng, mode=mode, rounding=rounding,
-                                                  out_dtype=out_dtype))
+                        cases.append(qcase(mode=mode, rounding=rounding,
+                                           out_dtype=out_dtype))
         elif name == "matmul":
-            cases += [matmul_case(config, rng, mode=mode) for mode in int_modes]
+            cases += [mcase(mode=mode) for mode in int_modes]
         elif name == "mx":
             for mode in mx_modes:
                 for out in ("fp32", "mxint8", "mxint4"):
-                    cases.append(mx_case(config, rng, mode=mode, out=out))
+                    cases.append(xcase(mode=mode, out=out))
         elif name == "shapes":
             for shape in ((1, 1, 1), (3, 8, 16), (130, 40, 70), (20, 64, 300)):
-                cases.append(qlinear_case(config, rng, mode="a8w8", rounding="gemmlowp",
-                                          out_dtype="int8", shape=shape, uint8=False))
+                cases.append(qcase(mode="a8w8", rounding="gemmlowp", out_dtype="int8",
+                                   shape=shape, uint8=False))
             if "a8w4" in int_modes:
-                cases.append(qlinear_case(config, rng, mode="a8w4", rounding="fp32",
-                                          out_dtype="uint8", shape=(5, 300, 17)))
+                cases.append(qcase(mode="a8w4", rounding="fp32", out_dtype="uint8",
+                                   shape=(5, 300, 17)))
             for mode in mx_modes[:1]:
-                cases.append(mx_case(config, rng, mode=mode, out="mxint8", shape=(2, 33, 40)))
+                cases.append(xcase(mode=mode, out="mxint8", shape=(2, 33, 40)))
         elif name == "same_bank":
-            case = qlinear_case(config, rng, mode=int_modes[0], rounding="fp32",
-                                out_dtype="uint8", shape=(60, 256, 24))
+            case = qcase(mode=int_modes[0], rounding="fp32", out_dtype="uint8",
+                         shape=(120, 256, 24))
             case.program.packets = _banks_in_pairs(case.program.packets)
             case.name += "_same_bank"
             cases.append(case)
         elif name == "cancel":
-            cases += [cancellation_case(config, mode=mode) for mode in mx_modes]
+            # The modes of one format on both sides (MXINT8 x MXINT4 shares their BFP
+            # accumulator and normaliser).
+            cases += [cancellation_case(config, mode=mode) for mode in mx_modes
+                      if mode in MX_FORMATS]
         elif name == "tiny_scales":
             for factor in (2.0 ** 20, 2.0 ** 27):
-                cases.append(qlinear_case(config, rng, mode=int_modes[0], rounding="gemmlowp",
-                                          out_dtype="int8", shape=(5, 40, 16), uint8=False,
-                                          y_scale_factor=factor))
+                cases.append(qcase(mode=int_modes[0], rounding="gemmlowp", out_dtype="int8",
+                                   shape=(5, 40, 16), uint8=False, y_scale_factor=factor))
         elif name == "deep":
             m = min(config.accumulator_depth // 2, config.activation_buffer_depth // 2)
             k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
@@ -272,15 +286,14 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
         elif name == "one_row":
             r, c = config.rows, config.cols
             for mode in int_modes:
-                cases.append(matmul_case(config, rng, mode=mode, shape=(1, 8 * r, 4 * c + 3)))
-                cases.append(qlinear_case(config, rng, mode=mode, rounding="gemmlowp",
-                                          out_dtype="int8", shape=(2, 4 * r, 2 * c),
-                                          uint8=False))
+                cases.append(mcase(mode=mode, shape=(1, 8 * r, 4 * c + 3)))
+                cases.append(qcase(mode=mode, rounding="gemmlowp", out_dtype="int8",
+                                   shape=(2, 4 * r, 2 * c), uint8=False))
             for mode in mx_modes:
-                cases.append(mx_case(config, rng, mode=mode, out="fp32",
-                                     shape=(1, 2 * config.block_size, 3 * c)))
-                cases.append(mx_case(config, rng, mode=mode, out="fp32",
-                                     shape=(2, config.block_size - 3, 2 * c)))
+                cases.append(xcase(mode=mode, out="fp32",
+                                   shape=(1, 2 * config.block_size, 3 * c)))
+                cases.append(xcase(mode=mode, out="fp32",
+                                   shape=(2, config.block_size - 3, 2 * c)))
         elif name == "extremes":
             for mode in int_modes:
                 (a_lo, a_hi), (w_lo, w_hi) = _operand_ranges(mode)
@@ -288,11 +301,13 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                 a = np.full((m, k), a_lo)
                 b = np.full((k, n), w_lo)
                 cases.append(GemmCase(f"extremes_{mode}_min_min", tiling.matmul_program(
-                    config, a, b, mode=mode), golden.matmul(a, b), golden.mismatches))
+                    config, a, b, mode=mode, max_m_tile=tile), golden.matmul(a, b),
+                    golden.mismatches))
                 a = np.where(np.arange(k) % 2, a_hi, a_lo)[None, :].repeat(m, axis=0)
                 b = np.where(np.arange(k)[:, None] % 2 ^ np.arange(n) % 2, w_hi, w_lo)
                 cases.append(GemmCase(f"extremes_{mode}_alternating", tiling.matmul_program(
-                    config, a, b, mode=mode), golden.matmul(a, b), golden.mismatches))
+                    config, a, b, mode=mode, max_m_tile=tile), golden.matmul(a, b),
+                    golden.mismatches))
         elif name == "random":
             for _ in range(24):
                 mode = str(rng.choice(list(config.modes)))
@@ -300,12 +315,12 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                          int(rng.integers(1, 91)))
                 if MODE_INFO[mode].mx:
                     out = str(rng.choice(["fp32", "mxint8", "mxint4"]))
-                    cases.append(mx_case(config, rng, mode=mode, out=out, shape=shape))
+                    cases.append(xcase(mode=mode, out=out, shape=shape))
                 elif rng.random() < 0.2:
-                    cases.append(matmul_case(config, rng, mode=mode, shape=shape))
+                    cases.append(mcase(mode=mode, shape=shape))
                 else:
-                    cases.append(qlinear_case(
-                        config, rng, mode=mode, shape=shape,
+                    cases.append(qcase(
+                        mode=mode, shape=shape,
                         rounding=str(rng.choice(["fp32", "gemmlowp"])),
                         out_dtype=str(rng.choice(["uint8", "int8", "int4"])),
                         uint8=bool(rng.integers(0, 2))))

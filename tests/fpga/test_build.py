@@ -174,10 +174,10 @@ def test_logic_cells_that_do_not_fit_are_refused_before_placement(tmp_path: Path
 
 @pytest.mark.xdist_group("icebreaker-bitstream")
 def test_icebreaker_bitstream_and_report(tmp_path: Path) -> None:
-    """The whole iCEBreaker board top (PLL, UART, bridge, 4 x 4 SB_MAC16 accelerator with A8W8 and A4W4 in K-pairs)
-    through Yosys, nextpnr and icepack: it fits the iCE40UP5K, meets its 36 MHz clock
-    (nextpnr's default seed: deterministic for the pinned tool versions) and the report
-    says so."""
+    """The whole iCEBreaker board top (PLL, UART, bridge, 4 x 4 SB_MAC16 accelerator with
+    A8W8 and A4W4 in K-pairs) through Yosys, nextpnr and icepack: it fits the iCE40UP5K,
+    meets its 36 MHz clock (nextpnr's default seed: deterministic for the pinned tool
+    versions) and the report says so."""
     report = fpga_build.build_board(ICEBREAKER, out_dir=tmp_path)
     print(format_report(report))
     assert report.bitstream is not None and report.bitstream.stat().st_size > 100_000

@@ -46,11 +46,12 @@ def _record(beats: list[Beat], config: ArrayConfig = CONFIG) -> Counter[str]:
     return recorder.counts
 
 
-def _matmul(m: int, k: int, n: int, seed: int = 0) -> tiling.GemmProgram:
+def _matmul(m: int, k: int, n: int, seed: int = 0,
+            max_m_tile: int | None = None) -> tiling.GemmProgram:
     rng = np.random.default_rng(seed)
     a = rng.integers(-128, 128, (m, k))
     b = rng.integers(-128, 128, (k, n))
-    return tiling.matmul_program(CONFIG, a, b, mode="a8w8")
+    return tiling.matmul_program(CONFIG, a, b, mode="a8w8", max_m_tile=max_m_tile)
 
 
 def test_status_bins_follow_the_documented_rules() -> None:
@@ -83,7 +84,8 @@ def test_status_bins_follow_the_documented_rules() -> None:
 
 def test_the_bins_follow_the_build() -> None:
     default = protocol_bins(CONFIG)
-    assert sum(name.startswith("output/") for name in default) == 3 * 4 + 2 * 3
+    # Three integer modes x four output kinds, three MX modes x three.
+    assert sum(name.startswith("output/") for name in default) == 3 * 4 + 3 * 3
     assert "bank/LOAD_SCALES/1" in default and "kslice/k_blocks/several" in default
     integer = ArrayConfig(modes=("a8w8",))
     bins = protocol_bins(integer)
@@ -99,7 +101,7 @@ def test_the_bins_follow_the_build() -> None:
 
 
 def test_a_gemm_of_three_m_tiles_alternates_banks() -> None:
-    program = _matmul(3 * 64, 64, 8)            # M-tiles of 64 rows: banks 0, 1, 0
+    program = _matmul(3 * 64, 64, 8, max_m_tile=64)     # M-tiles of 64 rows: banks 0, 1, 0
     assert sum(packet.header.opcode == Opcode.COMPUTE for packet in program.packets) == 3
     counts = _record(program.beats())
     assert counts["status/CONFIGURE/OK"] == 1 and counts["status/COMPUTE/OK"] == 3
