@@ -244,7 +244,7 @@ def cycle_budget(words: int, work: int, *, gaps: float = 0.0, stalls: float = 0.
 
 # --- The transport -------------------------------------------------------------------------
 
-def _stop(process: subprocess.Popen, errors: IO[bytes]) -> None:
+def _stop(process: subprocess.Popen, errors: IO[bytes], timeout: float) -> None:
     if process.poll() is None:
         try:
             process.stdin.write(_REQUEST.pack(_QUIT, 0, 0))
@@ -252,7 +252,7 @@ def _stop(process: subprocess.Popen, errors: IO[bytes]) -> None:
         except OSError:
             pass
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -325,7 +325,10 @@ class VerilatorTransport(Transport):
              "--seed", str(seed), *coverage],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
             env=toolchain_env())
-        self._finalizer = weakref.finalize(self, _stop, self._process, self._errors)
+        # A coverage build writes tens of megabytes as it exits: give it time to (a killed
+        # harness leaves a truncated file that the report cannot read).
+        self._finalizer = weakref.finalize(self, _stop, self._process, self._errors,
+                                           600.0 if coverage else 5.0)
         self._recorder = protocol_recorder(self.config, "harness")
         self._geometry: Geometry | None = None
         self._total_cycles = 0
