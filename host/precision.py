@@ -701,6 +701,19 @@ class PrecisionRunner(ModelRunner):
                      "reason": "the precision file does not assign it a mode (float)"})
         return selected
 
+    def assign(self, precision: PrecisionAssignment) -> None:
+        """Give the same layers other precisions, keeping the partition and its ONNX Runtime
+        sessions (the tuner evaluates many assignments of one model)."""
+        if set(precision.layers) != set(self.precision.layers):
+            raise ValueError("assign takes an assignment of the same layers")
+        precision.check_model(self.precision.model_sha256, self.name)
+        config = self.accelerator.config
+        self.precision = precision
+        self.stages = [QuantizedLayer(self.layers[stage.name], precision.layers[stage.name],
+                                      config) if isinstance(stage, QuantizedLayer) else stage
+                       for stage in self.stages]
+        self.offloaded = [stage for stage in self.stages if not isinstance(stage, _Segment)]
+
     def execute(self, feeds: Mapping[str, np.ndarray], accelerator: Any
                 ) -> dict[str, np.ndarray]:
         """Every value of one run on `accelerator` (validated feeds), without the report."""

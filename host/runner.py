@@ -218,6 +218,10 @@ def cpu_int8_report() -> dict[str, Any]:
 def _quiet_options(ort: Any) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = os.environ.get("LPMAC_ORT_THREADS")
+    if threads:     # a worker of a sharded evaluation keeps to its own core
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
     return options
 
 
