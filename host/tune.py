@@ -59,7 +59,8 @@ from .precision import (
 from .rotation import rotation_blocks
 
 __all__ = ["METRICS", "TUNE_MODES", "UNIFORM_MODES", "Option", "Point", "TuneResult", "tune",
-           "load_dataset", "metric_value", "meets", "hutchinson_trace"]
+           "load_dataset", "metric_value", "meets", "hutchinson_trace", "calibrate",
+           "calibrate_layer", "layer_inputs"]
 
 METRICS = ("accuracy", "cosine", "sqnr")
 DEFAULT_BUDGET = {"accuracy": 1.0, "cosine": 0.99, "sqnr": 30.0}
@@ -219,6 +220,59 @@ def _stored_weight(model: Any, layer: FloatLayer) -> np.ndarray:
     return numpy_helper.to_array(tensor).astype(np.float32)
 
 
+# --- Calibration ---------------------------------------------------------------------------
+
+def calibrate_layer(layer: FloatLayer, mode: str, rotation: int | None,
+                    x: np.ndarray) -> LayerPrecision:
+    """The precision of `layer` in `mode` (and rotation) calibrated on its float inputs `x`:
+    activation scale / zero point and per-channel weight scales for the integer modes."""
+    info = MODE_INFO[mode]
+    if info.mx:
+        return LayerPrecision(layer.name, mode, rotation)
+    rotated = layer.rotated_input(x, rotation)
+    activation = activation_quant(rotated, info.activation_bits)
+    matrices = layer.matrices(layer.rotated_weight(rotation))
+    scales = np.concatenate([weight_scales(m, info.weight_bits) for m in matrices])
+    return LayerPrecision(layer.name, mode, rotation, activation,
+                          tuple(float(s) for s in scales))
+
+
+def layer_inputs(model: str | Path, feeds: Mapping[str, np.ndarray],
+                 layers: list[FloatLayer]) -> dict[str, np.ndarray]:
+    """Each layer's float input on `feeds` (the float model in ONNX Runtime)."""
+    import onnx
+    import onnxruntime as ort
+
+    from .runner import _quiet_options
+
+    proto = onnx.load(str(model))
+    present = {o.name for o in proto.graph.output}
+    for name in dict.fromkeys(layer.input for layer in layers):
+        if name not in present:
+            proto.graph.output.append(onnx.ValueInfoProto(name=name))
+    session = ort.InferenceSession(proto.SerializeToString(), _quiet_options(ort),
+                                   providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    values = dict(zip(names, session.run(None, dict(feeds)), strict=True))
+    return {layer.name: values[layer.input] for layer in layers}
+
+
+def calibrate(model: str | Path, feeds: Mapping[str, np.ndarray],
+              modes: str | Mapping[str, str | tuple[str, int | None]]) -> PrecisionAssignment:
+    """An assignment of `model` calibrated on `feeds`: one mode for every layer, or
+    {layer: mode or (mode, rotation block)} (layers left out stay in float)."""
+    layers = find_layers(model)
+    inputs = layer_inputs(model, feeds, layers)
+    chosen: dict[str, LayerPrecision] = {}
+    for layer in layers:
+        spec = modes if isinstance(modes, str) else modes.get(layer.name)
+        if spec is None:
+            continue
+        mode, rotation = (spec, None) if isinstance(spec, str) else spec
+        chosen[layer.name] = calibrate_layer(layer, mode, rotation, inputs[layer.name])
+    return PrecisionAssignment(model_sha256(model), chosen, Path(model).name)
+
+
 # --- Options, points, result ---------------------------------------------------------------
 
 @dataclass
@@ -373,15 +427,7 @@ class _Tuner:
 
     def _calibrate(self, layer: FloatLayer, mode: str, rotation: int | None,
                    x: np.ndarray) -> LayerPrecision:
-        info = MODE_INFO[mode]
-        if info.mx:
-            return LayerPrecision(layer.name, mode, rotation)
-        rotated = layer.rotated_input(x, rotation)
-        activation = activation_quant(rotated, info.activation_bits)
-        matrices = layer.matrices(layer.rotated_weight(rotation))
-        scales = np.concatenate([weight_scales(m, info.weight_bits) for m in matrices])
-        return LayerPrecision(layer.name, mode, rotation, activation,
-                              tuple(float(s) for s in scales))
+        return calibrate_layer(layer, mode, rotation, x)
 
     def _errors(self, layer: FloatLayer, precision: LayerPrecision, x: np.ndarray
                 ) -> tuple[float, float]:

@@ -1,0 +1,67 @@
+"""Fixtures of the mixed-precision tests: the digits CNN's float model (trained once per test
+session, seeded), a slice of its test images, a calibrated mixed assignment and one
+accelerator per backend."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from host import Accelerator
+
+ROWS = 48
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from host.models.digits import load_data
+
+    return load_data()
+
+
+@pytest.fixture(scope="session")
+def float_cnn(tmp_path_factory, digits_data):
+    """The float digits CNN (float.onnx) in its own directory."""
+    from host.models.digits import DigitsCNN
+
+    cnn = DigitsCNN.build(tmp_path_factory.mktemp("digits-cnn"), data=digits_data)
+    path = tmp_path_factory.mktemp("float") / "digits-float.onnx"
+    shutil.copy(cnn.float_model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def images(digits_data):
+    return np.ascontiguousarray(digits_data.x_test[:ROWS])
+
+
+MIXED = {
+    "/conv1/Conv": ("a8w4", None),
+    "/conv2/Conv": ("a4w4", 16),
+    "/depthwise/Conv": ("mxint8", None),
+    "/pointwise/Conv": ("mxint8w4", 32),
+    "/fc/Gemm": ("mxint4", 32),
+}
+"""Every layer kind (plain, strided, depthwise, pointwise convolutions and the Gemm) in a
+different mode, rotated where the channels allow."""
+
+
+@pytest.fixture(scope="session")
+def mixed_assignment(float_cnn, digits_data):
+    from host.tune import calibrate
+
+    return calibrate(float_cnn, {"image": digits_data.x_test[:128]}, MIXED)
+
+
+@pytest.fixture(scope="session")
+def golden_accelerator():
+    with Accelerator(backend="golden") as accelerator:
+        yield accelerator
+
+
+@pytest.fixture(scope="session")
+def verilator_accelerator():
+    with Accelerator(backend="verilator") as accelerator:
+        yield accelerator
