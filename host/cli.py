@@ -407,7 +407,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         _print_json({key: value for key, value in summary.items() if key != "traces"})
         return 0
     name = summary["metric_name"]
-    print(f"{args.model}: {summary['layers']} layers, {summary['rows']} rows, metric {name} "
+    print(f"{args.model}: {summary['layer_count']} layers, {summary['rows']} rows, metric {name} "
           f"(float model {summary['float_metric']:.4f}, budget {summary['budget']:g})")
     print(f"chosen ({summary['chosen']}): {summary['cycles']:,} cycles per batch of "
           f"{summary['batch']}, {summary['cycle_saving']:.1%} fewer than uniform A8W8 "

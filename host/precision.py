@@ -271,10 +271,9 @@ class PrecisionAssignment:
     summary: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "model": self.model,
+        return {**self.summary, "format": FORMAT, "version": VERSION, "model": self.model,
                 "model_sha256": self.model_sha256,
-                "layers": [layer.as_dict() for layer in self.layers.values()],
-                **self.summary}
+                "layers": [layer.as_dict() for layer in self.layers.values()]}
 
     def save(self, path: str | os.PathLike) -> Path:
         path = Path(path)

@@ -803,7 +803,7 @@ def _summary(tuner: _Tuner, chosen: Point, baseline: Point, best_uniform: Point 
             "four_bit_layers_without_rotation":
                 None if results["augmented-no-rotation"] is None
                 else results["augmented-no-rotation"].four_bit_layers},
-        "layers": len(tuner.layers), "rows": tuner.rows, "batch": tuner.batch,
+        "layer_count": len(tuner.layers), "rows": tuner.rows, "batch": tuner.batch,
         "calibration_rows": tuner.calibration, "hutchinson_samples": tuner.samples,
         "backend": tuner.backend, "where": tuner.evaluator.where,
         "evaluations": tuner.evaluations,
