@@ -392,6 +392,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for name in ("workers", "batch", "calibration", "samples"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be a positive integer, not {getattr(args, name)}")
+    if args.refine < 0:
+        raise UsageError(f"--refine must be 0 or more, not {args.refine}")
     if args.cluster is not None and args.workers != 1:
         raise UsageError("--workers and --cluster exclude each other: a cluster brings its "
                          "own workers")
@@ -401,7 +403,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         result = tune(args.model, args.data, out=args.out, metric=args.metric,
                       budget=args.budget, backend=args.backend, workers=args.workers,
                       cluster=args.cluster, batch=args.batch, calibration=args.calibration,
-                      samples=args.samples, progress=progress)
+                      samples=args.samples, refine=args.refine, progress=progress)
     summary = result.summary
     if args.json:
         _print_json({key: value for key, value in summary.items() if key != "traces"})
@@ -646,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="rows for calibration and sensitivities (default 256)")
     tune_parser.add_argument("--samples", type=_integer, default=8,
                              help="Hutchinson samples per trace (default 8)")
+    tune_parser.add_argument("--refine", type=_integer, default=12,
+                             help="evaluations spent after the bisection on single moves past "
+                                  "its prefix (default 12; 0: none)")
     tune_parser.add_argument("--backend", choices=("golden", "verilator", "cocotb"),
                              default="golden",
                              help="backend of the workers' evaluations (default golden: the "

@@ -24,8 +24,10 @@ Steps:
 6. Search, per ordering (Hessian-only, augmented): per layer a convex chain of ever cheaper
    options; all layers' moves sorted by sensitivity per saved cycle; a bisection over the
    prefix of that order for the most aggressive assignment within budget, every probe a real
-   evaluation of the model over the dataset (sharded, `host.shard`); plus a sweep of
-   prefixes for the Pareto curves; and the same search without rotation (Hadamard report).
+   evaluation of the model over the dataset (sharded, `host.shard`); then (augmented
+   orderings) the moves past that prefix tried one by one, each kept if the model stays
+   within budget (`refine` evaluations at most); plus a sweep of prefixes for the Pareto
+   curves; and the same search without rotation (Hadamard report).
 7. Result: the evaluated assignment with the fewest cycles that meets the budget, written
    with `pareto.md` and `pareto.png`.
 """
@@ -633,6 +635,37 @@ class _Tuner:
                 high = middle
         return known[low]
 
+    def refine(self, start: dict[str, Option], moves: list[tuple[str, Option, float]],
+               found: Point, ordering: str, evaluations: int) -> Point:
+        """After the bisection: try the moves past the prefix one at a time, in order, and
+        keep each one that stays within budget (a move of a layer whose earlier move was
+        refused is skipped); at most `evaluations` evaluations."""
+        assert found.prefix is not None
+        chosen = dict(start)
+        for name, option, _ in moves[:found.prefix]:
+            chosen[name] = option
+        best, refused, tried = found, set(), 0
+        for index, (name, option, _) in enumerate(moves[found.prefix:], found.prefix):
+            if tried >= evaluations:
+                break
+            if name in refused:
+                continue
+            trial = {**chosen, name: option}
+            assignment = self._assignment(trial)
+            cycles = sum(o.cycles for o in trial.values())
+            value = self.evaluate([assignment])[0]
+            tried += 1
+            point = self.point(f"{ordering} refined {index + 1}", "refinement", ordering,
+                               assignment, cycles, value)
+            self.progress(f"  {ordering}: + move {index + 1} ({name} -> {option.label}): "
+                          f"{cycles:,} cycles, {self.metric} {value:.4f}"
+                          f"{'' if point.meets else ' (over budget, undone)'}")
+            if point.meets:
+                chosen, best = trial, point
+            else:
+                refused.add(name)
+        return best
+
     def sweep(self, start: dict[str, Option], moves: list[tuple[str, Option, float]],
               ordering: str, steps: int, known: dict[int, Point]) -> None:
         counts = sorted({round(len(moves) * i / steps) for i in range(steps + 1)} - set(known))
@@ -648,7 +681,7 @@ def tune(model: str | Path, dataset: str | Path | tuple[dict[str, np.ndarray],
                                                            np.ndarray | None], *,
          out: str | Path, metric: str | None = None, budget: float | None = None,
          backend: str = "golden", workers: int = 1, cluster: Any = None, batch: int = 64,
-         calibration: int = 256, samples: int = 8, sweep: int = 8,
+         calibration: int = 256, samples: int = 8, sweep: int = 8, refine: int = 12,
          config: ArrayConfig | None = None, prices: Any = None,
          progress: Progress | None = None) -> TuneResult:
     """Search per-layer precisions of the float ONNX `model` on `dataset` (an .npz path or
@@ -692,12 +725,13 @@ def tune(model: str | Path, dataset: str | Path | tuple[dict[str, np.ndarray],
                    samples=samples, config=config or ArrayConfig(), progress=progress,
                    prices=prices)
     try:
-        return _search(tuner, out, sweep, start_time)
+        return _search(tuner, out, sweep, refine, start_time)
     finally:
         tuner.close()
 
 
-def _search(tuner: _Tuner, out: Path, sweep: int, start_time: float) -> TuneResult:
+def _search(tuner: _Tuner, out: Path, sweep: int, refine: int, start_time: float
+            ) -> TuneResult:
     progress = tuner.progress
     progress(f"float reference over {tuner.rows} rows; {len(tuner.layers)} layers; "
              f"evaluations on the {tuner.backend} backend, {tuner.evaluator.where}")
@@ -730,8 +764,14 @@ def _search(tuner: _Tuner, out: Path, sweep: int, start_time: float) -> TuneResu
         known: dict[int, Point] = {}
         if ordering != "augmented-no-rotation":
             tuner.sweep(start, moves, ordering, sweep, known)
-        results[ordering] = tuner.bisect(start, moves, ordering, known)
+        found = tuner.bisect(start, moves, ordering, known)
         points += list(known.values())
+        if found is not None and refine and ordering != "hessian":
+            refined = tuner.refine(start, moves, found, ordering, refine)
+            if refined is not found:
+                points.append(refined)
+            found = refined
+        results[ordering] = found
     passing = [p for p in points if p.meets]
     if not passing:
         raise ValueError(f"no evaluated assignment meets the budget ({tuner.metric} "
@@ -837,7 +877,7 @@ def _report(tuner: _Tuner, out: Path, points: list[Point], options: dict[str, li
              "| assignment | kind | cycles | vs A8W8 | " + tuner.metric
              + " | within budget | 4-bit-weight layers | rotated layers |",
              "|---|---|---|---|---|---|---|---|"]
-    order = {"uniform": 0, "bisection": 1, "frontier": 1}
+    order = {"uniform": 0, "bisection": 1, "frontier": 1, "refinement": 2}
     for point in sorted(points, key=lambda p: (order.get(p.kind, 2), p.ordering or "",
                                                -p.cycles)):
         lines.append(f"| {point.name} | {point.kind} | {point.cycles:,} | "
