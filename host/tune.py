@@ -364,6 +364,7 @@ class _Tuner:
                                           cluster=cluster, batch=self.batch)
         self._prices = prices
         self.evaluations = 0
+        self.winner = "augmented"
 
     def close(self) -> None:
         self.evaluator.close()
@@ -755,23 +756,38 @@ def _search(tuner: _Tuner, out: Path, sweep: int, refine: int, start_time: float
     baseline = points[0]
     progress("uniform modes: " + ", ".join(f"{p.name.split()[1]} {p.cycles:,} cycles "
                                             f"{p.metric:.4f}" for p in points))
-    # The two orderings, with rotation; the augmented one again without.
+    # The two orderings, with rotation: sweep and bisection.
     results: dict[str, Point | None] = {}
-    for ordering, key, rotation in (("augmented", "augmented", True),
-                                    ("hessian", "hessian", True),
-                                    ("augmented-no-rotation", "augmented", False)):
-        start, moves = tuner.order(options, key, rotation)
+    searches = {}
+    for ordering in ("augmented", "hessian"):
+        start, moves = tuner.order(options, ordering, rotation=True)
         known: dict[int, Point] = {}
-        if ordering != "augmented-no-rotation":
-            tuner.sweep(start, moves, ordering, sweep, known)
-        found = tuner.bisect(start, moves, ordering, known)
+        tuner.sweep(start, moves, ordering, sweep, known)
+        results[ordering] = tuner.bisect(start, moves, ordering, known)
+        searches[ordering] = (start, moves)
         points += list(known.values())
-        if found is not None and refine and ordering != "hessian":
-            refined = tuner.refine(start, moves, found, ordering, refine)
-            if refined is not found:
+    # The ordering whose bisection went further (the augmented one on a tie) is refined, and
+    # searched again without rotation for the Hadamard report.
+    found = [name for name in searches if results[name] is not None]
+    winner = min(found, key=lambda name: (results[name].cycles, name != "augmented")) \
+        if found else "augmented"
+    runs = [(winner, True)] + [(f"{winner}-no-rotation", False)]
+    for ordering, rotation in runs:
+        if rotation:
+            start, moves = searches[winner]
+            best = results[winner]
+        else:
+            start, moves = tuner.order(options, winner, rotation=False)
+            known = {}
+            best = tuner.bisect(start, moves, ordering, known)
+            points += list(known.values())
+            results[ordering] = best
+        if best is not None and refine:
+            refined = tuner.refine(start, moves, best, ordering, refine)
+            if refined is not best:
                 points.append(refined)
-            found = refined
-        results[ordering] = found
+            results[f"{ordering} refined" if rotation else ordering] = refined
+    tuner.winner = winner
     passing = [p for p in points if p.meets]
     if not passing:
         raise ValueError(f"no evaluated assignment meets the budget ({tuner.metric} "
@@ -813,6 +829,8 @@ def _summary(tuner: _Tuner, chosen: Point, baseline: Point, best_uniform: Point 
             "four_bit_layers": point.four_bit_layers, "rotated_layers": point.rotated_layers}
 
     saving = 1 - chosen.cycles / baseline.cycles
+    with_rotation = results.get(f"{tuner.winner} refined") or results.get(tuner.winner)
+    without_rotation = results.get(f"{tuner.winner}-no-rotation")
     if best_uniform is None:
         versus = "no uniform mode meets the budget"
     elif chosen.cycles < best_uniform.cycles:
@@ -837,12 +855,15 @@ def _summary(tuner: _Tuner, chosen: Point, baseline: Point, best_uniform: Point 
         "cycle_saving": saving, "chosen": chosen.name,
         "best_uniform": brief(best_uniform), "versus_uniform": versus,
         "searches": {name: brief(point) for name, point in results.items()},
+        "refined_ordering": tuner.winner,
         "hadamard": {
-            "four_bit_layers_with_rotation": None if results["augmented"] is None
-            else results["augmented"].four_bit_layers,
-            "four_bit_layers_without_rotation":
-                None if results["augmented-no-rotation"] is None
-                else results["augmented-no-rotation"].four_bit_layers},
+            "ordering": tuner.winner,
+            "with_rotation": brief(with_rotation),
+            "without_rotation": brief(without_rotation),
+            "four_bit_layers_with_rotation": None if with_rotation is None
+            else with_rotation.four_bit_layers,
+            "four_bit_layers_without_rotation": None if without_rotation is None
+            else without_rotation.four_bit_layers},
         "layer_count": len(tuner.layers), "rows": tuner.rows, "batch": tuner.batch,
         "calibration_rows": tuner.calibration, "hutchinson_samples": tuner.samples,
         "backend": tuner.backend, "where": tuner.evaluator.where,
@@ -885,10 +906,12 @@ def _report(tuner: _Tuner, out: Path, points: list[Point], options: dict[str, li
                      f"{'yes' if point.meets else 'no'} | {point.four_bit_layers} | "
                      f"{point.rotated_layers} |")
     hadamard = summary["hadamard"]
-    lines += ["", "Hadamard rotation: the augmented search within budget puts "
+    lines += ["", f"Hadamard rotation ({hadamard['ordering']} ordering, bisection and "
+              "refinement): within budget, "
               f"{hadamard['four_bit_layers_with_rotation']} layers at 4-bit weights with "
               "rotation offered and "
-              f"{hadamard['four_bit_layers_without_rotation']} without."]
+              f"{hadamard['four_bit_layers_without_rotation']} without.", "",
+              "Searches (the longest prefix within budget, and after refinement):", ""]
     for name, point in results.items():
         if point is not None:
             lines.append(f"- {name}: {point.cycles:,} cycles, {tuner.metric} "
@@ -910,7 +933,8 @@ def _report(tuner: _Tuner, out: Path, points: list[Point], options: dict[str, li
     figure, axes = pyplot.subplots(figsize=(7.5, 5))
     styles = {"augmented": ("tab:blue", "o-", "search, augmented ordering"),
               "hessian": ("tab:orange", "s--", "search, Hessian-only ordering"),
-              "augmented-no-rotation": ("tab:green", "^:", "augmented, no rotation")}
+              f"{tuner.winner}-no-rotation": ("tab:green", "^:",
+                                              f"{tuner.winner}, no rotation")}
     for ordering, (colour, style, name) in styles.items():
         series = sorted((p for p in points if p.ordering == ordering),
                         key=lambda p: p.cycles)
