@@ -29,7 +29,7 @@ def best_of(function, repeats: int) -> float:
 
 
 def _reference_executor_path(a_elements, a_codes, b_elements, b_codes) -> None:
-    """The MX GEMM as host.reference runs it: the public units one after the other."""
+    """The MX GEMM as golden.reference runs it: the public units one after the other."""
     partials = golden.block_dot_products(a_elements, b_elements, 32)
     exponents = golden.block_exponents(a_codes, b_codes)
     golden.bfp_accumulate(partials, exponents)

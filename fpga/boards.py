@@ -57,19 +57,17 @@ class Board:
 
 # iCE40UP5K: 5280 LUT4s, 8 SB_MAC16, 30 SB_RAM40_4K (4 kbit each), 4 SB_SPRAM256KA (256 kbit).
 # A 4 x 4 array uses all 8 SB_MAC16 blocks in their dual 8x8 mode: 16 int8 MACs per
-# cycle (the blocks also hold the weight operand and first-row product registers). With the
-# UART bridge that fills 88% of the logic cells, so the default build offers A8W8; the
-# 4-bit build is `config.replace(modes=("a4w4",), int4_packing="k-pairs")` (two K-elements
-# per byte, each SB_MAC16 half adding a LUT product of the high nibbles: 32 4-bit MACs per
-# cycle in 98% of the logic cells). Both modes in one build are a few logic cells too
-# many; 4-bit weights in columns need a second lane and twice the accumulators (8 x 2 with
-# A8W8 and A4W4: 6,828 logic cells), and the MX modes (BFP accumulator, FP32 and MX output
-# units) about 2,700 LUT4s. The activation buffer lives in the four SPRAM blocks
+# cycle (the blocks also hold the weight operand and first-row product registers). A4W4
+# packs two K-elements per byte (`int4_packing="k-pairs"`: each SB_MAC16 half adds a LUT
+# product of the high nibbles to its product of the low ones), 32 4-bit MACs per cycle
+# with one accumulator lane; with A8W8 in the same bitstream and the UART bridge that
+# fills 98% of the logic cells and closes 38.56 MHz (docs/fpga.md). 4-bit weights in
+# columns (A8W4) need a second lane and twice the accumulators (8 x 2 with A8W8 and A4W4:
+# 6,828 logic cells), and the MX modes (BFP accumulator, FP32 and MX output units) about
+# 2,700 LUT4s: neither fits. The activation buffer lives in the four SPRAM blocks
 # (2 x 16384 vectors); 128 accumulator rows (M_tile up to 64; 256 rows missed 36 MHz). The
 # requantization unit is left out (requant_depth=0): int32 outputs, requantized on the
-# host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters. 36 MHz: the board
-# top closes 36.87 MHz (the 4-bit build 36.04 MHz) with nextpnr's default seed
-# (docs/fpga.md).
+# host (`host.tiling.qlinear_program`), bit-identical. 40-bit counters.
 ICEBREAKER = Board(
     name="icebreaker",
     description="1BitSquared iCEBreaker, Lattice iCE40UP5K-SG48",
@@ -78,7 +76,7 @@ ICEBREAKER = Board(
     package="SG48",
     capacity={"logic": 5280, "dsp": 8, "block_ram": 30, "spram": 4},
     config=ArrayConfig(
-        rows=4, cols=4, block_size=16, modes=("a8w8",),
+        rows=4, cols=4, block_size=16, modes=("a8w8", "a4w4"), int4_packing="k-pairs",
         multiplier="ice40-sb-mac16", weight_buffer_depth=64, activation_buffer_depth=32768,
         activation_memory="ice40-spram", accumulator_depth=128, requant_depth=0,
         counter_bits=40),
@@ -87,7 +85,11 @@ ICEBREAKER = Board(
 
 # ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). The protocol
 # carries one activation vector or weight row per 64-bit word, so rows and cols are at
-# most 8; the board builds the largest such array with every mode.
+# most 8; the board builds the largest such array with every mode. Its link is a UART
+# (115,200 baud), which paces every GEMM far below the array's rate, so the board leaves
+# out what only a fast link needs: the deep activation buffer (1,024 vectors: 2 x 512,
+# 16 DP16KD fewer) and the paired drain (`drain_pairs`: a second requantizer and FP32
+# converter: 5,181 logic cells, docs/fpga.md).
 ULX3S_85F = Board(
     name="ulx3s-85f",
     description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
@@ -96,7 +98,7 @@ ULX3S_85F = Board(
     package="BG381",
     capacity={"logic": 83640, "dsp": 156, "block_ram": 208},
     config=ArrayConfig(rows=8, cols=8, multiplier="lut", pipeline="fast",
-                       activation_buffer_depth=1024),
+                       activation_buffer_depth=1024, drain_pairs=False),
     clock_hz=100_000_000,
 )
 

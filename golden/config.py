@@ -262,7 +262,7 @@ class ArrayConfig:
             other = [m for m in self.modes if MODE_INFO[m].weight_bits == 4 and m != "a4w4"]
             if other:
                 raise ValueError(f"int4_packing 'k-pairs' packs A4W4 only; leave "
-                                 f"{', '.join(other)} out of modes")
+                                 f"{', '.join(other)} out of modes, or pack in 'columns'")
 
     def _modes(self) -> tuple[str, ...]:
         modes = self.modes

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In
 
@@ -34,7 +34,6 @@ from .arith import (
     add_shifted,
     count_leading_zeros,
     register,
-    shift_add_multiply,
     staged_shift_right_rounding,
     unit_members,
 )
@@ -177,8 +176,12 @@ class Requantizer(wiring.Component):
             reg(right, "right_5"), reg(saturate_high, "saturate_high_5"))
 
         # 6: the multiplier's operands registered again: registers that feed nothing but
-        #    the multipliers (the DSP blocks on an FPGA), so they can be placed next to them.
-        a, b = reg(a, "a_6"), reg(b, "b_6")
+        #    the multipliers (the DSP blocks on an FPGA), so they can be placed next to them;
+        #    or the shift-and-add product's first stage.
+        if self._multiplier == "dsp":
+            a, b = reg(a, "a_6"), reg(b, "b_6")
+        else:
+            pairs = self._lut_pairs(reg, a, b)
         exp, negative, zero, right, saturate_high = (
             reg(exp, "exp_6"), reg(negative, "negative_6"), reg(zero, "zero_6"),
             reg(right, "right_6"), reg(saturate_high, "saturate_high_6"))
@@ -188,7 +191,7 @@ class Requantizer(wiring.Component):
         if self._multiplier == "dsp":
             product = self._dsp_product(reg, a, b)
         else:
-            product = self._lut_product(reg, a, b)
+            product = self._lut_product(reg, pairs)
         # Right shifts that take the rounded 24-bit product (P >> 23 or P >> 24) to an
         # integer: -(exp + 23) and -(exp + 24).
         shift_23 = reg(-(exp + 23), "shift_23_7")
@@ -269,15 +272,23 @@ class Requantizer(wiring.Component):
         return reg((outer.as_signed() + (middle << 16))[:64].as_signed(), "product_9")
 
     @staticmethod
-    def _lut_product(reg: Callable[[Value, str], Signal], a: Value, b: Value) -> Signal:
-        # 7: eight 32 x 4-bit partial products a * b[4g : 4g + 4] (the top nibble signed,
-        # the others unsigned), each a sum of four shifted copies of a.
+    def _lut_pairs(reg: Callable[[Value, str], Signal], a: Value, b: Value) -> list[Signal]:
+        # 6: sixteen 32 x 2-bit products a * b[2j : 2j + 2] (without their weight 2^2j;
+        # bit 31 of b weighs -2^31), each one adder of two gated copies of a.
         a = a.as_signed()
-        partial = []
-        for group in range(8):
-            nibble = b[4 * group:4 * group + 4]
-            nibble = nibble.as_signed() if group == 7 else Cat(nibble, Const(0, 1)).as_signed()
-            partial.append(reg(shift_add_multiply(a, nibble), f"partial_7_{group}"))
+        pairs = []
+        for pair in range(16):
+            low = Mux(b[2 * pair], a, 0)
+            high = Mux(b[2 * pair + 1], a << 1, 0)
+            pairs.append(reg(low - high if pair == 15 else low + high, f"pair_6_{pair}"))
+        return pairs
+
+    @staticmethod
+    def _lut_product(reg: Callable[[Value, str], Signal], pairs: list[Signal]) -> Signal:
+        # 7: eight 32 x 4-bit partial products a * b[4g : 4g + 4] (the top nibble signed,
+        # the others unsigned): two pairs each.
+        partial = [reg(add_shifted(pairs[2 * group], pairs[2 * group + 1], 2),
+                       f"partial_7_{group}") for group in range(8)]
         # 8: each half of b's partial products summed (two adder levels).
         halves = []
         for half in range(2):

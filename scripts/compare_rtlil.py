@@ -54,6 +54,8 @@ builds = {
         weight_buffer_depth=64, activation_buffer_depth=256, accumulator_depth=64,
         requant_depth=64)),
     "icebreaker": lambda: bridged(icebreaker),
+    "icebreaker-a8w8": lambda: bridged(icebreaker.replace(modes=("a8w8",),
+                                                          int4_packing="columns")),
     "icebreaker-k-pairs": lambda: bridged(icebreaker.replace(
         modes=("a4w4",), int4_packing="k-pairs")),
     "ulx3s-85f": lambda: bridged(BOARDS["ulx3s-85f"].config),
@@ -63,7 +65,7 @@ print(json.dumps({name: rtlil.convert(builds[name](), emit_src=False) for name i
 """
 
 BUILDS = ("default", "no-requantizer", "mx-only", "integer-only", "small-4x4", "icebreaker",
-          "icebreaker-k-pairs", "ulx3s-85f")
+          "icebreaker-a8w8", "icebreaker-k-pairs", "ulx3s-85f")
 
 
 def rtlil_of(tree: Path, builds: list[str]) -> dict[str, str]:

@@ -74,6 +74,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
+from .coverage import code_coverage_flags, data_file, prepare_verilog
 from .toolchain import ensure_toolchain, fst_supported, toolchain_versions
 
 if TYPE_CHECKING:
@@ -373,15 +374,18 @@ def cached_build(name: str, key_fields: Mapping[str, Any],
 
 
 def _design_verilog(design: Elaboratable | str, toplevel: str) -> str:
+    """The Verilog to build: a coverage build's as `sim.coverage.prepare_verilog` leaves it."""
     if isinstance(design, str):
         if f"module {toplevel}" not in design:
             raise ValueError(f"the Verilog text has no module named {toplevel!r}")
-        return design
-    return generate_verilog(design, toplevel)
+        verilog = design
+    else:
+        verilog = generate_verilog(design, toplevel)
+    return prepare_verilog(verilog) if code_coverage_flags() else verilog
 
 
 def _cocotb_flags(build_args: Sequence[str], waves: str | None) -> list[str]:
-    flags = [*lint_waiver_flags(), *build_args]
+    flags = [*lint_waiver_flags(), *build_args, *code_coverage_flags()]
     if waves == "fst":
         flags.append("--trace-fst")  # the runner adds --trace; this selects FST
     elif waves not in (None, "vcd"):
@@ -612,6 +616,12 @@ def run_cocotb(design: Elaboratable | str, toplevel: str, test_module: str | Mod
     results_xml = test_dir / "results.xml"
     waves_file = test_dir / f"waves.{waves_kind}" if waves_kind else None
     runner = _verilator_runner([module_root, repo_root])
+    # A coverage build (sim.coverage) writes its counters at the end of the run.
+    if code_coverage_flags():
+        dat = data_file("verilator", "cocotb", ".dat", label=build_name or toplevel)
+        plusargs = [f"+verilator+coverage+file+{dat}"]
+    else:
+        plusargs = []
     exit_status: object = 0
     try:
         runner.test(test_module=module_name, hdl_toplevel=toplevel,
@@ -620,7 +630,8 @@ def run_cocotb(design: Elaboratable | str, toplevel: str, test_module: str | Mod
                     build_dir=build.directory,
                     test_dir=test_dir, results_xml=str(results_xml),
                     waves=waves_file is not None,
-                    test_args=["--trace-file", str(waves_file)] if waves_file else [])
+                    test_args=["--trace-file", str(waves_file)] if waves_file else [],
+                    plusargs=plusargs)
     except SystemExit as stop:  # cocotb's runner exits when it sees failures under pytest
         exit_status = stop.code
     except RuntimeError as error:  # the simulator returned non-zero

@@ -44,6 +44,7 @@ from .fastsim import (
     accelerator_verilog,
     prepare_request,
 )
+from .protocol_coverage import protocol_recorder
 
 __all__ = ["COCOTB_BUILD_ARGS", "COCOTB_MODULE", "CocotbTransport"]
 
@@ -78,6 +79,7 @@ class CocotbTransport(Transport):
         build_cocotb(self._verilog, ACCELERATOR_TOP, build_args=COCOTB_BUILD_ARGS, waves=waves,
                      name=config_build_name(ACCELERATOR_TOP, self.config))
         self._history: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self._recorder = protocol_recorder(self.config, "cocotb-transport")
         self._geometry = None
         self._total_cycles = RESET_EDGES
         self._closed = False
@@ -127,13 +129,18 @@ class CocotbTransport(Transport):
                 f"{int(lasts.sum())} response packets); reset() before the next exchange")
         self._history.append((words, lasts, budget))
         self._geometry = geometry
-        return list(zip(out_words.tolist(), out_lasts.tolist(), strict=True))
+        answer = list(zip(out_words.tolist(), out_lasts.tolist(), strict=True))
+        if self._recorder is not None:
+            self._recorder.exchange(beats, answer)
+        return answer
 
     def reset(self) -> None:
         """Reset the accelerator: the next run starts from power-up, without replays."""
         self._history.clear()
         self._geometry = None
         self._total_cycles += RESET_EDGES
+        if self._recorder is not None:
+            self._recorder.reset()
 
     def close(self) -> None:
         self._closed = True

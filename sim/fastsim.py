@@ -71,12 +71,14 @@ from .build import (
     generate_verilog,
     source_closure,
 )
+from .coverage import STREAM_COVER_VERILOG, coverage_dir, data_file
 from .harness import build_executable
+from .protocol_coverage import protocol_recorder
 from .toolchain import toolchain_env, toolchain_versions
 
 __all__ = ["ACCELERATOR_TOP", "HARNESS_TOP", "HARNESS_SOURCE", "RESET_CYCLES", "RESET_EDGES",
-           "accelerator_verilog", "harness_verilog", "harness_executable", "cycle_budget",
-           "VerilatorTransport"]
+           "accelerator_verilog", "generated_accelerator_verilog", "harness_verilog",
+           "harness_executable", "cycle_budget", "VerilatorTransport"]
 
 ACCELERATOR_TOP = "accelerator"
 """Top-level module name of the accelerator's Verilog."""
@@ -146,14 +148,23 @@ def _check_simulatable(config: ArrayConfig) -> None:
                          "primitives; simulate the accelerator with activation_memory 'block'")
 
 
-@functools.cache
 def accelerator_verilog(config: ArrayConfig,
                         progress: Callable[[str], None] | None = None) -> str:
     """The Verilog of `Accelerator(config)` with top module `ACCELERATOR_TOP`.
 
     Cached on disk (`sim.build.cache_dir()`) by the configuration, the text of the gateware's
     Python sources and the Amaranth / Yosys versions, and in memory per process; `progress`
-    hears about a generation that is not cached."""
+    hears about a generation that is not cached. With coverage on (`sim.coverage`) the
+    stream cover points (`STREAM_COVER_VERILOG`) follow the accelerator's modules."""
+    verilog = generated_accelerator_verilog(config, progress)
+    return verilog + STREAM_COVER_VERILOG if coverage_dir() is not None else verilog
+
+
+@functools.cache
+def generated_accelerator_verilog(config: ArrayConfig,
+                                  progress: Callable[[str], None] | None = None) -> str:
+    """The Verilog of `Accelerator(config)` as generated (what `accelerator_verilog` returns
+    without coverage), cached on disk and in memory."""
     _check_simulatable(config)
     versions = toolchain_versions()
     key_fields = {
@@ -303,12 +314,19 @@ class VerilatorTransport(Transport):
         self.seed = seed
         self.executable = harness_executable(self.config, progress=progress)
         self._errors = tempfile.TemporaryFile()
+        # A coverage build (sim.coverage) writes its counters when the harness exits.
+        coverage = []
+        if coverage_dir() is not None:
+            label = config_build_name(ACCELERATOR_TOP, self.config)
+            coverage = ["--coverage-file", str(data_file("verilator", "harness", ".dat",
+                                                         label=label))]
         self._process = subprocess.Popen(
             [str(self.executable), "--gaps", repr(self.gaps), "--stalls", repr(self.stalls),
-             "--seed", str(seed)],
+             "--seed", str(seed), *coverage],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
             env=toolchain_env())
         self._finalizer = weakref.finalize(self, _stop, self._process, self._errors)
+        self._recorder = protocol_recorder(self.config, "harness")
         self._geometry: Geometry | None = None
         self._total_cycles = 0
         self.last_cycles = 0
@@ -348,12 +366,17 @@ class VerilatorTransport(Transport):
         self._geometry = geometry
         if status == _TIMEOUT:
             self._geometry = None
+            if self._recorder is not None:
+                self._recorder.reset()
             raise TransportError(
                 f"the accelerator did not answer within {budget} simulated cycles "
                 f"(it took {accepted} of {count} request words and returned "
                 f"{int(out_lasts.sum())} of {int(lasts.sum())} response packets); reset() "
                 "before the next exchange")
-        return list(zip(out_words.tolist(), (out_lasts != 0).tolist(), strict=True))
+        answer = list(zip(out_words.tolist(), (out_lasts != 0).tolist(), strict=True))
+        if self._recorder is not None:
+            self._recorder.exchange(beats, answer)
+        return answer
 
     def reset(self) -> None:
         """Pulse `rst` for `RESET_CYCLES` cycles (`RESET_EDGES` simulated edges): the
@@ -361,6 +384,8 @@ class VerilatorTransport(Transport):
         self._write(_REQUEST.pack(_RESET, RESET_CYCLES, 0))
         self._answer()
         self._geometry = None
+        if self._recorder is not None:
+            self._recorder.reset()
 
     def close(self) -> None:
         """Stop the harness process (idempotent)."""

@@ -46,6 +46,7 @@ from .build import (
     lint_waiver_flags,
     verilog_fingerprint,
 )
+from .coverage import code_coverage_flags, prepare_verilog
 from .toolchain import ensure_toolchain, toolchain_env, toolchain_versions
 
 __all__ = ["FAST_FLAGS", "SHARED_HEADERS", "build_executable", "executable_name"]
@@ -75,7 +76,9 @@ def build_executable(verilog: str, top: str, cpp_main: Path, *, name: str,
                      flags: Sequence[str] = (), extra_sources: Sequence[Path] = (),
                      progress: Callable[[str], None] | None = None) -> Path:
     """Path of a Verilator `--cc --exe --build` binary of `verilog` (top module `top`) and
-    the C++ `cpp_main`, built once per hash and cached.
+    the C++ `cpp_main`, built once per hash and cached. With coverage on (`sim.coverage`)
+    it is a coverage build (`CODE_COVERAGE_FLAGS`), cached apart; writing the counters is
+    the harness's job (`VerilatedCov`, under `#if VM_COVERAGE`).
 
     The hash covers the Verilog without its `src` attributes, `top`, the text of `cpp_main`,
     `SHARED_HEADERS` and `extra_sources` (further C++ files, or headers they include), the
@@ -98,7 +101,9 @@ def build_executable(verilog: str, top: str, cpp_main: Path, *, name: str,
         raise ValueError("the C++ sources must have different file names, not "
                          f"{[source.name for source in sources]}")
     ensure_toolchain()
-    all_flags = [*lint_waiver_flags(), *FAST_FLAGS, *flags]
+    if code_coverage_flags():
+        verilog = prepare_verilog(verilog)
+    all_flags = [*lint_waiver_flags(), *FAST_FLAGS, *code_coverage_flags(), *flags]
     versions = toolchain_versions()
     key_fields = {
         "format": _CACHE_FORMAT,

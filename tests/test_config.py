@@ -45,7 +45,8 @@ def test_defaults_and_derived_quantities():
     (dict(int4_packing="k-pairs", modes=("a8w8", "a4w4")),
      "int4_packing 'k-pairs' needs multiplier 'ice40-sb-mac16', not 'split'"),
     (dict(int4_packing="k-pairs", multiplier="ice40-sb-mac16"),
-     "int4_packing 'k-pairs' packs A4W4 only; leave a8w4, mxint4 out of modes"),
+     "int4_packing 'k-pairs' packs A4W4 only; leave a8w4, mxint4, mxint8w4 out of modes, or "
+     "pack in 'columns'"),
 ])
 def test_invalid_configs_are_refused(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -37,6 +37,9 @@
 // Options: --gaps P (probability of leaving i_stream.valid low in a cycle in which a new
 // word could be presented), --stalls P (probability of ready low on o_stream in a cycle),
 // --seed S (of both, a splitmix64 generator). Default 0, 0, 1: full throughput.
+// --coverage-file PATH (only in a model built with Verilator's coverage, `sim.coverage`):
+// write the coverage counters there when the harness exits normally (QUIT or the host
+// closing the pipe); a model built without coverage refuses the option.
 
 #include <cerrno>
 #include <cstdint>
@@ -51,6 +54,9 @@
 #include "Vharness_top.h"
 #include "splitmix64.h"
 #include "verilated.h"
+#if VM_COVERAGE
+#include "verilated_cov.h"
+#endif
 
 namespace {
 
@@ -124,7 +130,14 @@ class Harness {
         top_->eval();
     }
 
-    ~Harness() { top_->final(); }
+    ~Harness() {
+        top_->final();
+#if VM_COVERAGE
+        if (!coverage_file_.empty()) context_->coveragep()->write(coverage_file_);
+#endif
+    }
+
+    void set_coverage_file(const std::string& path) { coverage_file_ = path; }
 
     uint64_t total_cycles() const { return total_cycles_; }
 
@@ -229,6 +242,7 @@ class Harness {
     uint64_t gap_threshold_, stall_threshold_;
     SplitMix64 random_;
     uint64_t total_cycles_ = 0;
+    std::string coverage_file_;
 };
 
 void send(const Answer& answer, uint64_t total_cycles) {
@@ -258,6 +272,7 @@ double probability_argument(const char* text) {
 int main(int argc, char** argv) {
     double gaps = 0.0, stalls = 0.0;
     uint64_t seed = 1;
+    std::string coverage_file;
     for (int index = 1; index < argc; ++index) {
         const std::string option = argv[index];
         if (index + 1 >= argc) fail(("option " + option + " needs a value").c_str());
@@ -265,13 +280,18 @@ int main(int argc, char** argv) {
         if (option == "--gaps") gaps = probability_argument(value);
         else if (option == "--stalls") stalls = probability_argument(value);
         else if (option == "--seed") seed = std::strtoull(value, nullptr, 0);
+        else if (option == "--coverage-file") coverage_file = value;
         else fail(("unknown option " + option).c_str());
     }
     // The protocol keeps stdout to itself; anything the design prints goes to stderr.
     g_protocol_out = ::dup(1);
     if (g_protocol_out < 0 || ::dup2(2, 1) < 0) fail("cannot set up the output pipe");
 
+#if !VM_COVERAGE
+    if (!coverage_file.empty()) fail("--coverage-file needs a model built with coverage");
+#endif
     Harness harness(threshold(gaps), threshold(stalls), seed);
+    harness.set_coverage_file(coverage_file);
     harness.reset(kStartupResetCycles);
     const char magic[8] = {'L', 'P', 'M', 'A', 'C', 'S', 'I', 'M'};
     uint8_t hello[16] = {};

@@ -31,6 +31,7 @@ from sim.cocotb_streams import (
     reset_dut,
     start_clock,
 )
+from sim.protocol_coverage import protocol_recorder
 
 LAST_BIT = 1 << 64
 
@@ -64,6 +65,7 @@ class Harness:
         self.reference = ReferenceAccelerator(self.config)
         self.gaps, self.stalls, self.seed = gaps, stalls, seed
         self.monitors = monitors
+        self.recorder = protocol_recorder(self.config, "cocotb")
         self.expected_total = 0
         self._components: list[Any] = []
 
@@ -77,6 +79,8 @@ class Harness:
             component.stop()
         await reset_dut(self.dut, cycles)
         self.reference.reset()
+        if self.recorder is not None:
+            self.recorder.reset()
         dut, clk = self.dut, self.dut.clk
         pauses_in = random_pauses(self.gaps, self.seed + 1) if self.gaps else no_pauses()
         pauses_out = random_pauses(self.stalls, self.seed + 2) if self.stalls else no_pauses()
@@ -100,6 +104,8 @@ class Harness:
     def send(self, beats: list[Beat]) -> list:
         """Queue request beats; return the expected response beats (reference model)."""
         expected = self.reference.run(beats)
+        if self.recorder is not None:
+            self.recorder.requests(beats)
         self.source.send_all(encode_beat(beat) for beat in beats)
         self.expected_total += len(expected)
         return expected
@@ -108,7 +114,11 @@ class Harness:
         """Wait until `count` more response beats than already taken have arrived."""
         start = self.expected_total - count
         await self.sink.wait_for(self.expected_total, timeout_cycles=timeout_cycles)
-        return [decode_beat(item) for item in self.sink.items[start:self.expected_total]]
+        got = [decode_beat(item) for item in self.sink.items[start:self.expected_total]]
+        if self.recorder is not None:
+            self.recorder.responses(got)
+            self.recorder.save()
+        return got
 
     async def transact(self, beats: list[Beat], *, timeout_cycles: int | None = None
                        ) -> list[Beat]:

@@ -8,6 +8,7 @@ golden result, computed directly with `golden.qlinear`, `golden.matmul` or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,17 +17,25 @@ import numpy as np
 
 import golden
 from golden.config import MODE_INFO, ArrayConfig
+from golden.mx import MX_FORMATS
 from golden.protocol import (
+    CONFIGURE,
+    WORD_MASK,
     Beat,
     ConfigureFields,
+    Field,
     Header,
     Opcode,
     Packet,
+    check_configure,
+    decode_configure,
     encode_configure,
+    encode_requant_words,
     mode_code,
     out_kind_code,
 )
 from host import tiling
+from host.driver import M_TILE_ROWS
 
 CORNERS = np.array([-128, 127, -127, -8, 7, -7, 8, -1, 1, 0])
 SHAPE = (37, 115, 29)      # M x K x N, a multiple of nothing
@@ -53,9 +62,10 @@ def _operands(rng: np.random.Generator, low: int, high: int, shape: tuple[int, .
 
 def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, rounding: str,
                  out_dtype: str, shape: tuple[int, int, int] = SHAPE, uint8: bool = True,
-                 relu: bool | None = None) -> GemmCase:
+                 relu: bool | None = None, y_scale_factor: float = 1.0,
+                 max_m_tile: int | None = None) -> GemmCase:
     """A quantized linear layer with random zero points, per-channel scales, a bias, and
-    an output scale that makes some outputs saturate."""
+    an output scale that makes some outputs saturate (times `y_scale_factor`)."""
     m, k, n = shape
     info = MODE_INFO[mode]
     w_range = (-8, 7) if info.weight_bits == 4 else (-128, 127)
@@ -81,8 +91,10 @@ def qlinear_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, ro
         bias=rng.integers(-5000, 5000, n).astype(np.int32),
         relu=bool(rng.integers(0, 2)) if relu is None else relu,
         rounding=rounding, out_dtype=out_dtype)
-    kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4)
-    program = tiling.qlinear_program(config, x_q, w_q, mode=mode, **kwargs)
+    kwargs["y_scale"] = float(kwargs["x_scale"] * 0.01 * typical / (hi - lo) * 4
+                              * y_scale_factor)
+    program = tiling.qlinear_program(config, x_q, w_q, mode=mode, max_m_tile=max_m_tile,
+                                     **kwargs)
     expected = golden.qlinear(x_q, w_q, **kwargs)
     name = f"qlinear_{mode}_{rounding}_{out_dtype}_{m}x{k}x{n}"
     return GemmCase(name, program, expected, golden.mismatches)
@@ -96,17 +108,17 @@ def _operand_ranges(mode: str) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def matmul_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str,
-                shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+                shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None) -> GemmCase:
     m, k, n = shape
     a_range, w_range = _operand_ranges(mode)
     a = _operands(rng, *a_range, (m, k))
     b = _operands(rng, *w_range, (k, n))
-    program = tiling.matmul_program(config, a, b, mode=mode)
+    program = tiling.matmul_program(config, a, b, mode=mode, max_m_tile=max_m_tile)
     return GemmCase(f"matmul_{mode}_{m}x{k}x{n}", program, golden.matmul(a, b), golden.mismatches)
 
 
 def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: str,
-            shape: tuple[int, int, int] = SHAPE) -> GemmCase:
+            shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None) -> GemmCase:
     """MX GEMM of floats whose rows and columns span many binades, with zero blocks."""
     m, k, n = shape
     a = rng.standard_normal((m, k)) * np.exp2(rng.integers(-30, 30, (m, 1)))
@@ -115,12 +127,70 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     a[: max(1, m // 8), : config.block_size] = 0.0          # all-zero blocks
     b[:, : max(1, n // 8)] *= 2.0 ** 90                      # large exponents
     a, b = a.astype(np.float32), b.astype(np.float32)
-    program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out)
+    program = tiling.mx_matmul_program(config, a, b, mode=mode, out=out,
+                                       max_m_tile=max_m_tile)
     fmt_a, fmt_b = MODE_INFO[mode].mx_formats
     expected = golden.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, block=config.block_size,
                                 acc_bits=config.acc_bits, out=out,
                                 acc_rounding=config.acc_rounding)
     return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, golden.mismatches)
+
+
+def _cancellation_elements(value: int, top: int, block: int) -> np.ndarray:
+    """Elements (|element| <= top) of one K-block of A whose dot product with the block of
+    B that `cancellation_case` uses everywhere, (top, ..., top, 1), is `value`."""
+    whole, rest = divmod(abs(value), top)
+    if whole > (block - 1) * top:
+        raise ValueError(f"{value} is not the dot product of one block of {block} elements")
+    a = np.zeros(block, dtype=np.int64)
+    full, part = divmod(whole, top)
+    a[:full] = top
+    if part:
+        a[full] = part
+    a[block - 1] = rest
+    return a if value >= 0 else -a
+
+
+def cancellation_case(config: ArrayConfig, *, mode: str) -> GemmCase:
+    """An MX GEMM of block partials that cancel in the BFP accumulator. Each row of A is a
+    list of (block partial, exponent) that every column (every accumulator lane of one
+    N-tile) accumulates:
+
+    * a large partial p, a residual r (+1 or -Pmax) s places below it, then -p: the sum
+      keeps r with from a few to more than W - 8 leading zeros, for s from 0 to 2 beyond
+      the W - 1 - bits(p) the accumulator holds exactly (there r is rounded away);
+    * partials that add up to 2^(W-1) - 1 (every bit of the W-bit mantissa set), then
+      -2^(W-1): one unit is left, as far below the larger operand as a sum can reach;
+    * a zero row.
+
+    So the adder's normalisation takes every group of its leading-zero count."""
+    block, top = config.block_size, MX_FORMATS[mode].max_code
+    w = config.acc_bits
+    big = (block - 2) * top * top
+    rows: list[list[tuple[int, int]]] = [[(0, 0)]]
+    for shift in range(0, max(w - 1 - big.bit_length(), 0) + 3, 2):
+        for residual in (1, -top):
+            rows.append([(big, shift), (residual, 0), (-big, shift)])
+    chunk = ((block - 1) * top * top + top).bit_length() - 1   # bits one partial can hold
+    ones = [((1 << min(chunk, w - 1 - low)) - 1, low) for low in range(0, w - 1, chunk)]
+    rows.append([*ones, (-1, w - 1)])
+    blocks = max(map(len, rows))
+    m, k, n = len(rows), blocks * block, config.cols * config.mode(mode).lanes
+    a = np.zeros((m, k), dtype=np.int64)
+    a_codes = np.full((m, blocks), 127)
+    for row, partials in enumerate(rows):
+        for index, (value, exponent) in enumerate(partials):
+            a[row, index * block:(index + 1) * block] = _cancellation_elements(value, top, block)
+            a_codes[row, index] += exponent
+    column = np.array([top] * (block - 1) + [1])
+    b = np.tile(column, blocks)[:, None].repeat(n, axis=1)
+    b_codes = np.full((blocks, n), 127)
+    program = tiling.mx_matmul_quantized_program(config, a, a_codes, b, b_codes, mode=mode,
+                                                 out="fp32")
+    expected = golden.bfp_to_float32(*golden.mx_matmul_quantized(
+        a, a_codes, b, b_codes, fmt_a=mode, fmt_b=mode, block=block, acc_bits=w,
+        acc_rounding=config.acc_rounding))
+    return GemmCase(f"cancellation_{mode}_{m}x{k}x{n}", program, expected, golden.mismatches)
 
 
 def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
@@ -134,68 +204,96 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                  MXINT4 outputs
     shapes       1 x 1 x 1, 3 x 8 x 16, 130 x 40 x 70 (several M-tiles) and an N of 300
                  (two N-chunks of the requantization memory), int8 activations
-    same_bank    a GEMM of 4 M-tiles whose loads and COMPUTEs all use bank 0: each
-                 LOAD_ACTIVATIONS must wait for the COMPUTE before it to finish reading
-    deep         one int32 GEMM in the first integer mode whose activation tile is as
-                 deep as the buffers allow (M x K / R vectors up to one activation bank),
-                 so the last addresses of both banks are written and read
+    same_bank    a GEMM of 4 M-tiles on banks 0, 0, 1, 1 instead of alternating: the
+                 second LOAD_ACTIVATIONS of each bank must wait for the COMPUTE before it
+                 to finish reading, and COMPUTEs follow each other on the same bank
+    cancel       per MX mode of one format (mxint8, mxint4), a GEMM whose K-blocks
+                 cancel in the BFP accumulator (`cancellation_case`)
+    tiny_scales  gemmlowp layers whose output scale is 2^20 and 2^27 times the usual: the
+                 requantizer's right shift beyond 16 and up to 31
+    deep         int32 GEMMs in the first integer mode whose activation tile is as deep
+                 as the buffers allow (M x K / R vectors up to one activation bank), so the
+                 last addresses of both banks are written and read; and one row of the
+                 longest K a tile can hold (every bit of the K-tile counters)
     one_row      batches of one and two rows with several N-tiles and K a multiple of 4 R
                  (short drains that finish before the accumulation pipeline has emptied;
-                 they once left stale results behind in the integer modes)
+                 they once left stale results behind in the integer modes), and MX GEMMs
+                 of one K-block
     extremes     per integer mode, int32 GEMMs of the operand extremes only: every
                  product the largest positive one (min x min), and min / max alternating
                  along K (odd K, so a K-pair build pads the last pair)
     random       24 GEMMs of random shapes (M, N up to 90, K up to 300), modes and outputs
+
+    M-tiles are at most `host.driver.M_TILE_ROWS` x R rows, as `host.Accelerator` tiles
+    over a link that keeps up with the clock (so the groups above have several M-tiles
+    and both activation banks in use), except in `deep`: as tall as the banks allow.
     """
     cases: list[GemmCase] = []
     int_modes = [mode for mode in config.modes if not MODE_INFO[mode].mx]
     mx_modes = [mode for mode in config.modes if MODE_INFO[mode].mx]
+    tile = M_TILE_ROWS * config.rows
+    qcase = functools.partial(qlinear_case, config, rng, max_m_tile=tile)
+    mcase = functools.partial(matmul_case, config, rng, max_m_tile=tile)
+    xcase = functools.partial(mx_case, config, rng, max_m_tile=tile)
     for name in names:
         if name == "a8w8_small":
-            cases.append(qlinear_case(config, rng, mode="a8w8", rounding="fp32",
-                                      out_dtype="uint8"))
+            cases.append(qcase(mode="a8w8", rounding="fp32", out_dtype="uint8"))
         elif name == "qlinear":
             for mode in int_modes:
                 for rounding in ("fp32", "gemmlowp"):
                     for out_dtype in ("uint8", "int8", "int4"):
-                        cases.append(qlinear_case(config, rng, mode=mode, rounding=rounding,
-                                                  out_dtype=out_dtype))
+                        cases.append(qcase(mode=mode, rounding=rounding,
+                                           out_dtype=out_dtype))
         elif name == "matmul":
-            cases += [matmul_case(config, rng, mode=mode) for mode in int_modes]
+            cases += [mcase(mode=mode) for mode in int_modes]
         elif name == "mx":
             for mode in mx_modes:
                 for out in ("fp32", "mxint8", "mxint4"):
-                    cases.append(mx_case(config, rng, mode=mode, out=out))
+                    cases.append(xcase(mode=mode, out=out))
         elif name == "shapes":
             for shape in ((1, 1, 1), (3, 8, 16), (130, 40, 70), (20, 64, 300)):
-                cases.append(qlinear_case(config, rng, mode="a8w8", rounding="gemmlowp",
-                                          out_dtype="int8", shape=shape, uint8=False))
+                cases.append(qcase(mode="a8w8", rounding="gemmlowp", out_dtype="int8",
+                                   shape=shape, uint8=False))
             if "a8w4" in int_modes:
-                cases.append(qlinear_case(config, rng, mode="a8w4", rounding="fp32",
-                                          out_dtype="uint8", shape=(5, 300, 17)))
+                cases.append(qcase(mode="a8w4", rounding="fp32", out_dtype="uint8",
+                                   shape=(5, 300, 17)))
             for mode in mx_modes[:1]:
-                cases.append(mx_case(config, rng, mode=mode, out="mxint8", shape=(2, 33, 40)))
+                cases.append(xcase(mode=mode, out="mxint8", shape=(2, 33, 40)))
         elif name == "same_bank":
-            case = qlinear_case(config, rng, mode=int_modes[0], rounding="fp32",
-                                out_dtype="uint8", shape=(60, 256, 24))
-            case.program.packets = [_bank_zero(packet) for packet in case.program.packets]
+            case = qcase(mode=int_modes[0], rounding="fp32", out_dtype="uint8",
+                         shape=(120, 256, 24))
+            case.program.packets = _banks_in_pairs(case.program.packets)
             case.name += "_same_bank"
             cases.append(case)
+        elif name == "cancel":
+            # The modes of one format on both sides (MXINT8 x MXINT4 shares their BFP
+            # accumulator and normaliser).
+            cases += [cancellation_case(config, mode=mode) for mode in mx_modes
+                      if mode in MX_FORMATS]
+        elif name == "tiny_scales":
+            for factor in (2.0 ** 20, 2.0 ** 27):
+                cases.append(qcase(mode=int_modes[0], rounding="gemmlowp", out_dtype="int8",
+                                   shape=(5, 40, 16), uint8=False, y_scale_factor=factor))
         elif name == "deep":
             m = min(config.accumulator_depth // 2, config.activation_buffer_depth // 2)
             k = min(config.activation_buffer_depth // 2 // m, 128) * config.rows
             cases.append(matmul_case(config, rng, mode=int_modes[0],
                                      shape=(2 * m, k, config.cols)))
+            longest = min(config.activation_bank_depth * config.rows,
+                          0xFFFF // config.rows * config.rows)
+            cases.append(matmul_case(config, rng, mode=int_modes[0],
+                                     shape=(1, longest, config.cols)))
         elif name == "one_row":
             r, c = config.rows, config.cols
             for mode in int_modes:
-                cases.append(matmul_case(config, rng, mode=mode, shape=(1, 8 * r, 4 * c + 3)))
-                cases.append(qlinear_case(config, rng, mode=mode, rounding="gemmlowp",
-                                          out_dtype="int8", shape=(2, 4 * r, 2 * c),
-                                          uint8=False))
+                cases.append(mcase(mode=mode, shape=(1, 8 * r, 4 * c + 3)))
+                cases.append(qcase(mode=mode, rounding="gemmlowp", out_dtype="int8",
+                                   shape=(2, 4 * r, 2 * c), uint8=False))
             for mode in mx_modes:
-                cases.append(mx_case(config, rng, mode=mode, out="fp32",
-                                     shape=(1, 2 * config.block_size, 3 * c)))
+                cases.append(xcase(mode=mode, out="fp32",
+                                   shape=(1, 2 * config.block_size, 3 * c)))
+                cases.append(xcase(mode=mode, out="fp32",
+                                   shape=(2, config.block_size - 3, 2 * c)))
         elif name == "extremes":
             for mode in int_modes:
                 (a_lo, a_hi), (w_lo, w_hi) = _operand_ranges(mode)
@@ -203,11 +301,13 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                 a = np.full((m, k), a_lo)
                 b = np.full((k, n), w_lo)
                 cases.append(GemmCase(f"extremes_{mode}_min_min", tiling.matmul_program(
-                    config, a, b, mode=mode), golden.matmul(a, b), golden.mismatches))
+                    config, a, b, mode=mode, max_m_tile=tile), golden.matmul(a, b),
+                    golden.mismatches))
                 a = np.where(np.arange(k) % 2, a_hi, a_lo)[None, :].repeat(m, axis=0)
                 b = np.where(np.arange(k)[:, None] % 2 ^ np.arange(n) % 2, w_hi, w_lo)
                 cases.append(GemmCase(f"extremes_{mode}_alternating", tiling.matmul_program(
-                    config, a, b, mode=mode), golden.matmul(a, b), golden.mismatches))
+                    config, a, b, mode=mode, max_m_tile=tile), golden.matmul(a, b),
+                    golden.mismatches))
         elif name == "random":
             for _ in range(24):
                 mode = str(rng.choice(list(config.modes)))
@@ -215,12 +315,12 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
                          int(rng.integers(1, 91)))
                 if MODE_INFO[mode].mx:
                     out = str(rng.choice(["fp32", "mxint8", "mxint4"]))
-                    cases.append(mx_case(config, rng, mode=mode, out=out, shape=shape))
+                    cases.append(xcase(mode=mode, out=out, shape=shape))
                 elif rng.random() < 0.2:
-                    cases.append(matmul_case(config, rng, mode=mode, shape=shape))
+                    cases.append(mcase(mode=mode, shape=shape))
                 else:
-                    cases.append(qlinear_case(
-                        config, rng, mode=mode, shape=shape,
+                    cases.append(qcase(
+                        mode=mode, shape=shape,
                         rounding=str(rng.choice(["fp32", "gemmlowp"])),
                         out_dtype=str(rng.choice(["uint8", "int8", "int4"])),
                         uint8=bool(rng.integers(0, 2))))
@@ -229,11 +329,17 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     return cases
 
 
-def _bank_zero(packet: Packet) -> Packet:
-    if packet.header.opcode in (Opcode.LOAD_ACTIVATIONS, Opcode.LOAD_SCALES, Opcode.COMPUTE):
-        return Packet(Header(packet.header.opcode, packet.header.tag, packet.header.length, 0),
-                      packet.payload)
-    return packet
+def _banks_in_pairs(packets: list[Packet]) -> list[Packet]:
+    """The packets with the M-tiles' banks 0, 0, 1, 1, 0, ... instead of alternating."""
+    out, tile = [], 0
+    for packet in packets:
+        header = packet.header
+        if header.opcode in (Opcode.LOAD_ACTIVATIONS, Opcode.LOAD_SCALES, Opcode.COMPUTE):
+            packet = Packet(Header(header.opcode, header.tag, header.length, tile // 2 % 2),
+                            packet.payload)
+            tile += header.opcode == Opcode.COMPUTE
+        out.append(packet)
+    return out
 
 
 async def run_case(harness: Any, case: GemmCase) -> int:
@@ -265,8 +371,9 @@ def _configure(config: ArrayConfig, **overrides: int) -> list[Beat]:
 
 def malformed_cases(config: ArrayConfig,
                     rng: np.random.Generator) -> list[tuple[str, list[Beat]]]:
-    """(name, beats): each is followed by a correct GEMM in the tests. The reference
-    executor says what the response must be."""
+    """(name, beats): malformed packets, and corner values the host packer never sends;
+    each is followed by a correct GEMM in the tests. The reference executor says what the
+    response must be."""
     good = _configure(config)   # M 4, K 16, N 8 in A8W8 -> 8 activation words
     act = [int(x) for x in rng.integers(0, 2**63, 8)]
     cases = [
@@ -279,8 +386,8 @@ def malformed_cases(config: ArrayConfig,
         ("zero point out of range", _configure(config, out_kind=out_kind_code("int4"),
                                                zero_point=9)),
         ("M = 0", _configure(config, m=0)),
-        ("K not a multiple of R", _configure(config, k=12)),
-        ("N not a multiple of C", _configure(config, n=12)),
+        ("K not a multiple of R", _configure(config, k=7)),
+        ("N not a multiple of C", _configure(config, n=7)),
         ("tile larger than the activation bank", _configure(config, m=600, k=8)),
         ("tile larger than the accumulator bank", _configure(config, m=200, k=8)),
         ("N larger than the requantization memory",
@@ -300,13 +407,75 @@ def malformed_cases(config: ArrayConfig,
         ("COMPUTE header only", good + _packet(Opcode.COMPUTE, [0] * 16, cut=0)),
         ("COMPUTE with a wrong length", good + _packet(Opcode.COMPUTE, [0] * 5)),
         ("COMPUTE too long", good + _packet(Opcode.COMPUTE, [0] * 16, extra=4)),
+        ("IDENTIFY with a wrong length", _packet(Opcode.IDENTIFY, length=1)),
+        ("READ_COUNTERS with a wrong length", _packet(Opcode.READ_COUNTERS, [5])),
+        ("READ_COUNTERS too long", _packet(Opcode.READ_COUNTERS, extra=2)),
+        ("CLEAR_COUNTERS with a wrong length", _packet(Opcode.CLEAR_COUNTERS, [1, 2])),
+        ("CLEAR_COUNTERS too long", _packet(Opcode.CLEAR_COUNTERS, extra=1)),
+        ("LOAD_REQUANT cut short", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, cut=5)),
+        ("LOAD_REQUANT with a wrong length", good + _packet(Opcode.LOAD_REQUANT, [0] * 10)),
+        ("LOAD_REQUANT too long", good + _packet(Opcode.LOAD_REQUANT, [0] * 16, extra=2)),
+        ("LOAD_ACTIVATIONS with a wrong length", good + _packet(Opcode.LOAD_ACTIVATIONS, act[:5])),
+        ("CONFIGURE too long", _packet(Opcode.CONFIGURE, [good[1][0], good[2][0]], extra=1)),
+        ("COMPUTE on bank 2", good + _packet(Opcode.COMPUTE, [0] * 16, args=2)),
+        ("unconfigured LOAD_REQUANT, LOAD_SCALES and COMPUTE", _configure(config, mode=7)
+         + _packet(Opcode.LOAD_REQUANT, [0] * 16) + _packet(Opcode.LOAD_SCALES, [0])
+         + _packet(Opcode.COMPUTE, [0] * 16)),
     ]
+    # Every CONFIGURE field at its largest (refused: the tile does not fit), and the
+    # reserved bits of CONFIGURE's words and of a header's args set (not checked).
+    cases.append(("CONFIGURE with every field at its largest",
+                  _configure(config, m=0xFFFF, k=0xFFFF // config.rows * config.rows,
+                             n=0xFFFF // config.cols * config.cols, zero_point=-256,
+                             out_kind=out_kind_code("int32"))))
+    reserved = [WORD_MASK & ~sum(field.mask << field.offset for field in layout.fields.values())
+                for layout in CONFIGURE]
+    fields = good[1][0] | reserved[0], good[2][0] | reserved[1]
+    cases.append(("reserved bits set", _packet(Opcode.CONFIGURE, fields)
+                  + _packet(Opcode.LOAD_ACTIVATIONS, act, args=0xFFFF00)))
+    # Activation reuse: on each bank, three COMPUTEs with different weights on one loaded
+    # tile, queued faster than they run (64 rows: 8 array cycles per weight word) and
+    # computing longer than their results take to send, so a bank is used by several jobs
+    # at once.
+    k_tiles = max(1, min(8, config.activation_bank_depth // 64))
+    reuse = _configure(config, out_kind=out_kind_code("int32"), m=64, k=k_tiles * config.rows)
+    for bank in (0, 1):
+        reuse += _packet(Opcode.LOAD_ACTIVATIONS,
+                         [int(x) for x in rng.integers(0, 2**63, 64 * k_tiles)], args=bank)
+        for _ in range(3):
+            reuse += _packet(Opcode.COMPUTE, [int(x) for x in rng.integers(
+                0, 2**63, k_tiles * config.rows)], args=bank)
+    cases.append(("three COMPUTEs per activation tile", reuse))
+    # gemmlowp's one saturating case, SRDHM(INT32_MIN, INT32_MIN): q31 = -2^31, which
+    # QuantizeMultiplier never produces, and acc + bias = INT32_MIN (zero activations); in
+    # channels 4..7 with the shift -32 (a right shift of 32), which it never produces either.
+    int32_min = np.full(8, -2**31)
+    cases.append(("requantizer saturating SRDHM(INT32_MIN, INT32_MIN)",
+                  _configure(config, out_kind=out_kind_code("int8"), rounding=1)
+                  + _packet(Opcode.LOAD_REQUANT, encode_requant_words(
+                      int32_min, int32_min.astype(np.int64) & 0xFFFFFFFF,
+                      np.repeat([0, -32], 4)))
+                  + _packet(Opcode.LOAD_ACTIVATIONS, [0] * 8)
+                  + _packet(Opcode.COMPUTE, [0] * 16)))
+    # A COMPUTE longer than a header can say: M = 1 row of the longest K, the widest N.
+    k = min(config.activation_bank_depth * config.rows, 0xFFFF // config.rows * config.rows)
+    widest = _configure(config, out_kind=out_kind_code("int32"), m=1, k=k,
+                        n=0xFFFF // config.cols * config.cols)
+    if check_configure(config, decode_configure([widest[1][0], widest[2][0]]))[1] \
+            == Field.LENGTH:
+        cases.append(("COMPUTE longer than a packet can be", widest))
     if config.has_mx:
         mx = [mode for mode in config.modes if MODE_INFO[mode].mx][0]
+        mx_configure = _configure(config, mode=mode_code(mx), out_kind=out_kind_code("fp32"),
+                                  k=config.block_size * 2, m=8)
         cases.append(("LOAD_SCALES cut short",
-                      _configure(config, mode=mode_code(mx), out_kind=out_kind_code("fp32"),
-                                 k=config.block_size * 2, m=8)
-                      + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], cut=1)))
+        cases.append(("LOAD_SCALES too long",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], extra=1)))
+        cases.append(("LOAD_SCALES with a wrong length",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2, 3])))
+        cases.append(("LOAD_SCALES on bank 2",
+                      mx_configure + _packet(Opcode.LOAD_SCALES, [1, 2], args=2)))
     return cases
 
 

@@ -35,10 +35,12 @@ def test_identify(sim_seed: int) -> None:
     run("identify", sim_seed, LPMAC_ACCEL_COMMAND_LATENCY=latency)
 
 
-@pytest.mark.parametrize("cases", ["qlinear", "one_row,matmul,mx,shapes,same_bank,deep"])
+@pytest.mark.parametrize("cases", ["qlinear",
+                                   "one_row,matmul,mx,shapes,same_bank,deep,cancel,tiny_scales"])
 def test_gemms_match_golden(cases: str, sim_seed: int) -> None:
-    """Every mode, both roundings, every output kind, shapes that are multiples of nothing:
-    0 mismatches against golden, every response word equal to the reference."""
+    """Every mode, both roundings, every output kind, shapes that are multiples of nothing,
+    cancellation in the BFP accumulator: 0 mismatches against golden, every response word
+    equal to the reference."""
     run("gemms", sim_seed, LPMAC_ACCEL_CASES=cases)
 
 

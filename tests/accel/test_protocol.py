@@ -167,7 +167,8 @@ def test_host_refuses_bad_operands() -> None:
                                mode="a4w4")
 
 
-@pytest.mark.parametrize("group", ["qlinear", "matmul", "mx", "shapes"])
+@pytest.mark.parametrize("group", ["qlinear", "matmul", "mx", "shapes", "same_bank", "cancel",
+                                   "tiny_scales"])
 def test_reference_executor_matches_golden(group: str, sim_seed: int) -> None:
     """The packets of the host packer, executed by the reference, decode to golden's
     results in every mode (the RTL tests compare the RTL with this reference)."""
@@ -198,6 +199,22 @@ def test_malformed_cases_get_documented_errors() -> None:
         "LOAD_ACTIVATIONS too long": [Status.OK, Status.TOO_LONG],
         "COMPUTE cut short in its weights": [Status.OK, Status.OK, Status.TRUNCATED],
         "COMPUTE header only": [Status.OK, Status.TRUNCATED],
+        "IDENTIFY with a wrong length": [Status.BAD_LENGTH],
+        "READ_COUNTERS too long": [Status.TOO_LONG],
+        "CLEAR_COUNTERS with a wrong length": [Status.BAD_LENGTH],
+        "LOAD_REQUANT cut short": [Status.OK, Status.TRUNCATED],
+        "COMPUTE longer than a packet can be": [Status.TOO_LARGE],
+        "LOAD_SCALES too long": [Status.OK, Status.TOO_LONG],
+        "requantizer saturating SRDHM(INT32_MIN, INT32_MIN)": [Status.OK] * 4,
+        "three COMPUTEs per activation tile": [Status.OK] * 9,
+        "CONFIGURE with every field at its largest": [Status.TOO_LARGE],
+        "reserved bits set": [Status.OK, Status.OK],
+        "LOAD_REQUANT too long": [Status.OK, Status.TOO_LONG],
+        "CONFIGURE too long": [Status.TOO_LONG],
+        "COMPUTE on bank 2": [Status.OK, Status.BAD_FIELD],
+        "unconfigured LOAD_REQUANT, LOAD_SCALES and COMPUTE": [Status.BAD_FIELD]
+        + [Status.NOT_CONFIGURED] * 3,
+        "LOAD_SCALES on bank 2": [Status.OK, Status.BAD_FIELD],
     }
     reference = ReferenceAccelerator(CONFIG)
     rng = np.random.default_rng(1)
@@ -208,6 +225,8 @@ def test_malformed_cases_get_documented_errors() -> None:
         if name in expected:
             assert [r.status.code for r in responses] == expected[name], name
             seen.add(name)
+        if name.startswith("requantizer saturating"):   # channels 0..3 give 127
+            assert {word & 0xFFFF_FFFF for word in responses[-1].data} == {0x7F7F_7F7F}
         # after every malformed packet, the next GEMM is correct
         case = gemm_cases(CONFIG, rng, ["a8w8_small"])[0]
         answer = [(b.word, b.last) for b in reference.run(case.program.beats())]

@@ -10,6 +10,8 @@ configuration serves every test (cached; the first build takes a minute or two).
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,8 @@ from golden.config import MODE_INFO, ArrayConfig
 from golden.protocol import COUNTER_NAMES, Beat, Opcode, Packet, Status, parse_responses
 from golden.reference import ReferenceAccelerator, compare_responses
 from host.transport import TransportError
-from sim.fastsim import RESET_EDGES, VerilatorTransport
+from sim.coverage import coverage_dir
+from sim.fastsim import RESET_EDGES, VerilatorTransport, harness_executable
 from tests.accel.scenarios import (
     GemmCase,
     fuzz_streams,
@@ -97,19 +100,21 @@ def test_every_mode_on_a_shape_that_is_a_multiple_of_nothing(checked: Checked,
 def test_case_groups_of_the_cocotb_tests(checked: Checked, sim_seed: int) -> None:
     """The GEMM groups tests/accel runs on cocotb (every mode, rounding and output kind;
     1 x 1 x 1 to several M-tiles and N-chunks; one-row batches with short drains; loads
-    waiting for a COMPUTE on the same bank), back to back on one accelerator."""
+    waiting for a COMPUTE on the same bank; cancellation in the BFP accumulator), back to
+    back on one accelerator."""
     rng = np.random.default_rng(sim_seed)
-    groups = ["qlinear", "matmul", "mx", "shapes", "one_row", "same_bank"]
+    groups = ["qlinear", "matmul", "mx", "shapes", "one_row", "same_bank", "cancel",
+              "tiny_scales"]
     for case in gemm_cases(CONFIG, rng, groups):
         assert checked.mismatches(case) == 0, case.name
 
 
 FAST = ArrayConfig(rows=4, cols=4, block_size=16, weight_buffer_depth=64,
                         activation_buffer_depth=256, accumulator_depth=64, requant_depth=32,
-                        multiplier="lut", pipeline="fast")
-"""A 4 x 4 array with every mode, pipelined like the ECP5 build: shift-and-add products
-registered before the partial-sum adder, registered accumulator reads
-(`ArrayConfig.multiplier`, `pipeline`)."""
+                        multiplier="lut", pipeline="fast", drain_pairs=False)
+"""A 4 x 4 array with every mode, built like the ECP5 board: shift-and-add products
+registered before the partial-sum adder, registered accumulator reads, one output drained
+per cycle (`ArrayConfig.multiplier`, `pipeline`, `drain_pairs`)."""
 
 
 def test_fast_pipeline_under_gaps_and_backpressure(sim_seed: int) -> None:
@@ -123,6 +128,24 @@ def test_fast_pipeline_under_gaps_and_backpressure(sim_seed: int) -> None:
         assert {case.program.plan.mode for case in cases} == set(FAST.modes)
         for case in cases:
             assert checked.mismatches(case) == 0, case.name
+
+
+def test_fast_pipeline_protocol_errors(sim_seed: int) -> None:
+    """The corrupted GEMM programs (MX first: see `fuzz_streams`) and the malformed packets
+    on the fast pipeline's build too: every response beat as the reference says."""
+    rng = np.random.default_rng(sim_seed)
+    with VerilatorTransport(FAST, gaps=0.2, stalls=0.3, seed=sim_seed) as transport:
+        checked = Checked(transport)
+        for mx in (True, False):
+            for index, (beats, what) in enumerate(fuzz_streams(FAST, rng, 10, mx)):
+                try:
+                    checked.exchange(beats)
+                except AssertionError as error:
+                    raise AssertionError(f"stream {index} ({what}): {error}") from None
+        follow_up = gemm_cases(FAST, rng, ["a8w8_small"])[0]
+        for name, beats in malformed_cases(FAST, rng):
+            checked.exchange(beats)
+            assert checked.mismatches(follow_up) == 0, f"after {name}"
 
 
 def test_all_cases_in_one_exchange(checked: Checked, sim_seed: int) -> None:
@@ -273,6 +296,23 @@ def test_bad_arguments_are_refused_with_one_sentence(transport: VerilatorTranspo
         transport.exchange([(1, True)], timeout_cycles=0)
     with pytest.raises(ValueError, match="ice40-sb-mac16"):
         VerilatorTransport(CONFIG.replace(multiplier="ice40-sb-mac16"))
+
+
+def test_the_coverage_file_option_follows_the_build(tmp_path) -> None:
+    """A normal build refuses `--coverage-file` with one sentence; a coverage build (the
+    suite run by `make coverage`) writes Verilator's counters there when the host closes
+    the pipe."""
+    target = tmp_path / "run.dat"
+    result = subprocess.run([str(harness_executable(CONFIG)), "--coverage-file", str(target)],
+                            input=b"", capture_output=True, timeout=60, check=False)
+    if coverage_dir() is None:
+        assert result.returncode == 2
+        assert result.stderr.decode().strip() == (
+            "accelerator harness: --coverage-file needs a model built with coverage")
+        assert not target.exists()
+    else:
+        assert result.returncode == 0
+        assert target.read_text().startswith("# SystemC::Coverage-3\n")
 
 
 def test_empty_exchange(transport: VerilatorTransport) -> None:

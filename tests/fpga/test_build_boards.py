@@ -29,8 +29,9 @@ from golden.reference import ReferenceAccelerator
 from host.tiling import qlinear_program
 from hw.accelerator import Accelerator
 
-# The iCEBreaker build (A8W8) with every integer mode: requant_depth=0 in each of them.
-NO_REQUANT = ICEBREAKER.config.replace(modes=("a8w8", "a8w4", "a4w4"))
+# The iCEBreaker build with every integer mode (4-bit weights in columns, the packing A8W4
+# needs): requant_depth=0 in each of them.
+NO_REQUANT = ICEBREAKER.config.replace(modes=("a8w8", "a8w4", "a4w4"), int4_packing="columns")
 WITH_REQUANT = NO_REQUANT.replace(requant_depth=64)
 
 
@@ -39,10 +40,11 @@ def test_board_table() -> None:
     assert board("icebreaker") is ICEBREAKER and board("ulx3s-85f") is ULX3S_85F
     with pytest.raises(ValueError, match="board must be one of icebreaker, ulx3s-85f, not 'x'"):
         board("x")
-    # iCEBreaker: 16 int8 MACs per cycle on 8 SB_MAC16 blocks (A8W8 only, at 36 MHz: what
-    # fits and closes timing next to the UART bridge, docs/fpga.md).
+    # iCEBreaker: 16 int8 and 32 4-bit MACs per cycle on 8 SB_MAC16 blocks in one
+    # bitstream (A4W4 in K-pairs, at 36 MHz with the UART bridge, docs/fpga.md).
     config = ICEBREAKER.config
-    assert config.modes == ("a8w8",) and config.peak_macs_per_cycle("a8w8") == 16
+    assert config.modes == ("a8w8", "a4w4") and config.k_pairs
+    assert config.peak_macs_per_cycle("a8w8") == 16 and config.peak_macs_per_cycle("a4w4") == 32
     assert config.rows * config.cols // 2 == ICEBREAKER.capacity["dsp"] == 8
     assert config.multiplier == "ice40-sb-mac16" and not config.has_mx
     assert ICEBREAKER.clock_hz == 36_000_000 and ULX3S_85F.clock_hz >= 100_000_000
@@ -143,34 +145,26 @@ def _icebreaker_on_verilator(config: ArrayConfig, cases: str, seed: int, name: s
 
 
 def test_icebreaker_build_on_verilator(sim_seed: int) -> None:
-    """The accelerator of the iCEBreaker bitstream as built (SB_MAC16 multipliers and
-    SB_SPRAM256KA activation banks with Yosys's models, no requantizer) on Verilator: a
-    layer requantized on the host, a GEMM whose two M-tiles fill both 16384-vector banks,
-    and loads that must wait for the COMPUTE reading their bank; 0 mismatches against
-    golden, every response word equal to the protocol reference."""
+    """The accelerator of the iCEBreaker bitstream as built (SB_MAC16 multipliers, A4W4 in
+    K-pairs next to A8W8: each SB_MAC16 half multiplies the low nibbles and adds a LUT
+    product of the high ones; SB_SPRAM256KA activation banks with Yosys's models, no
+    requantizer) on Verilator under gaps and backpressure: a layer requantized on the
+    host, int32 GEMMs in both modes, the operand extremes, batches of one and two rows, a
+    GEMM whose two M-tiles fill both 16384-vector banks, and loads that must wait for the
+    COMPUTE reading their bank; 0 mismatches against golden, every response word (the MAC
+    counter too) equal to the protocol reference."""
     assert ICEBREAKER.config.activation_memory == "ice40-spram"
-    _icebreaker_on_verilator(ICEBREAKER.config, "a8w8_small,deep,same_bank", sim_seed,
-                             "accelerator-icebreaker-a8w8")
-
-
-K_PAIRS = ICEBREAKER.config.replace(modes=("a8w8", "a4w4"), int4_packing="k-pairs")
-
-
-def test_icebreaker_k_pairs_on_verilator(sim_seed: int) -> None:
-    """The iCEBreaker accelerator with A4W4 in K-pairs next to A8W8 (each SB_MAC16 half
-    multiplies the low nibbles and adds a LUT product of the high ones) on Verilator with
-    Yosys's models: int32 GEMMs in both modes, the operand extremes, batches of one and
-    two rows and layers requantized on the host; 0 mismatches against golden, every
-    response word (the MAC counter too) equal to the protocol reference."""
-    _icebreaker_on_verilator(K_PAIRS, "matmul,extremes,one_row", sim_seed,
+    _icebreaker_on_verilator(ICEBREAKER.config,
+                             "a8w8_small,matmul,extremes,one_row,deep,same_bank", sim_seed,
                              "accelerator-icebreaker-kpairs")
 
 
 def test_icebreaker_a4w4_k_pairs_only_on_verilator(sim_seed: int) -> None:
-    """As above with A4W4 the only mode, the iCEBreaker's 4-bit build (no operand
-    multiplexers: the SB_MAC16 halves always take the sign-extended low nibbles)."""
-    _icebreaker_on_verilator(K_PAIRS.replace(modes=("a4w4",)), "matmul,extremes,one_row",
-                             sim_seed, "accelerator-icebreaker-kpairs-only")
+    """As above with A4W4 the only mode (no operand multiplexers: the SB_MAC16 halves
+    always take the sign-extended low nibbles)."""
+    _icebreaker_on_verilator(ICEBREAKER.config.replace(modes=("a4w4",)),
+                             "matmul,extremes,one_row", sim_seed,
+                             "accelerator-icebreaker-kpairs-only")
 
 
 @pytest.mark.slow

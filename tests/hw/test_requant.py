@@ -134,9 +134,9 @@ def test_requantizer_verilator_million(multiplier: str, sim_seed: int) -> None:
 
 @pytest.mark.parametrize("multiplier", ["dsp", "lut"])
 def test_product_stages_multiply_exactly(multiplier: str, sim_seed: int) -> None:
-    """The 32 x 32-bit product of stages 7 to 9 alone, both ways: a and b as int32 (their
-    bit patterns), every sign combination, the extremes and random values, three cycles
-    after the operands."""
+    """The 32 x 32-bit product alone, both ways: a and b as int32 (their bit patterns),
+    every sign combination, the extremes and random values; three cycles after the
+    operands on the DSP blocks (stages 7 to 9), four shift-and-add (stages 6 to 9)."""
     from amaranth.hdl import Module, Signal, unsigned
     from amaranth.sim import Simulator
 
@@ -148,8 +148,10 @@ def test_product_stages_multiply_exactly(multiplier: str, sim_seed: int) -> None
         m.d.sync += register.eq(value)
         return register
 
-    build = Requantizer._lut_product if multiplier == "lut" else Requantizer._dsp_product
-    product = build(reg, a, b)
+    if multiplier == "lut":
+        product, stages = Requantizer._lut_product(reg, Requantizer._lut_pairs(reg, a, b)), 4
+    else:
+        product, stages = Requantizer._dsp_product(reg, a, b), 3
     rng = np.random.default_rng(sim_seed)
     extremes = [INT32_MIN, INT32_MIN + 1, -1, 0, 1, 2**31 - 1, 2**16, -(2**16), 2**24 - 1]
     pairs = [(x, y) for x in extremes for y in extremes]
@@ -157,7 +159,7 @@ def test_product_stages_multiply_exactly(multiplier: str, sim_seed: int) -> None
     got: list[int] = []
 
     async def bench(ctx) -> None:
-        for x, y in pairs + [(0, 0)] * 3:
+        for x, y in pairs + [(0, 0)] * stages:
             ctx.set(a, x & 0xFFFFFFFF)
             ctx.set(b, y & 0xFFFFFFFF)
             await ctx.tick()
@@ -167,7 +169,8 @@ def test_product_stages_multiply_exactly(multiplier: str, sim_seed: int) -> None
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    # After the tick of cycle t the product register holds the pair of cycle t - 2.
-    products = got[2:2 + len(pairs)]
+    # After the tick of cycle t the product register holds the pair of cycle
+    # t - (stages - 1).
+    products = got[stages - 1:stages - 1 + len(pairs)]
     bad = [(x, y) for (x, y), value in zip(pairs, products, strict=True) if value != x * y]
     assert not bad, f"{len(bad)} wrong products, first {bad[0]}"
