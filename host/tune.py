@@ -714,6 +714,14 @@ def tune(model: str | Path, dataset: str | Path | tuple[dict[str, np.ndarray],
         raise ValueError("--metric accuracy needs labels in the dataset (an array named "
                          "labels)")
     budget = DEFAULT_BUDGET[metric] if budget is None else float(budget)
+    if metric == "accuracy" and not 0 <= budget <= 100:
+        raise ValueError(f"the accuracy budget is the points the model may lose, from 0 to "
+                         f"100, not {budget:g}")
+    if metric == "cosine" and not -1 < budget <= 1:
+        raise ValueError(f"the cosine budget is the least mean cosine similarity, above -1 "
+                         f"and at most 1, not {budget:g}")
+    if not math.isfinite(budget):
+        raise ValueError(f"the budget must be a finite number, not {budget:g}")
     if workers < 1:
         raise ValueError(f"workers must be a positive integer, not {workers}")
     out = Path(out)

@@ -1,6 +1,5 @@
 """Fixtures of the mixed-precision tests: the digits CNN's float model (trained once per test
-session, seeded), a slice of its test images, a calibrated mixed assignment and one
-accelerator per backend."""
+session, seeded), a slice of its test images, a calibrated mixed assignment."""
 
 from __future__ import annotations
 
@@ -9,24 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from host import Accelerator
-
 ROWS = 48
 
 
 @pytest.fixture(scope="session")
-def digits_data():
-    from host.models.digits import load_data
-
-    return load_data()
-
-
-@pytest.fixture(scope="session")
-def float_cnn(tmp_path_factory, digits_data):
+def float_cnn(tmp_path_factory, cnn):
     """The float digits CNN (float.onnx) in its own directory."""
-    from host.models.digits import DigitsCNN
-
-    cnn = DigitsCNN.build(tmp_path_factory.mktemp("digits-cnn"), data=digits_data)
     path = tmp_path_factory.mktemp("float") / "digits-float.onnx"
     shutil.copy(cnn.float_model, path)
     return path
@@ -53,15 +40,3 @@ def mixed_assignment(float_cnn, digits_data):
     from host.tune import calibrate
 
     return calibrate(float_cnn, {"image": digits_data.x_test[:128]}, MIXED)
-
-
-@pytest.fixture(scope="session")
-def golden_accelerator():
-    with Accelerator(backend="golden") as accelerator:
-        yield accelerator
-
-
-@pytest.fixture(scope="session")
-def verilator_accelerator():
-    with Accelerator(backend="verilator") as accelerator:
-        yield accelerator

@@ -7,6 +7,8 @@ the tuner priced; bad usage and bad files exit 2 with one sentence."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -28,11 +30,15 @@ def dataset(tmp_path_factory, digits_data):
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, float_cnn, dataset):
+    """(out, exit code, stdout) of one `lpmac tune` run, shared by the tests of this module."""
     out = tmp_path_factory.mktemp("tuned")
     argv = ["tune", str(float_cnn), "--data", str(dataset), "--out", str(out), "--budget",
             "3", "--batch", str(BATCH), "--calibration", "32", "--samples", "2", "--json",
             "--quiet"]
-    return out, argv
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(argv)
+    return out, code, stdout.getvalue()
 
 
 def _main(capsys, argv):
@@ -41,13 +47,20 @@ def _main(capsys, argv):
     return code, captured.out, captured.err
 
 
-def test_tune_writes_the_assignment_and_the_report(capsys, tuned):
-    out, argv = tuned
-    code, stdout, _ = _main(capsys, argv)
+def test_tune_writes_the_assignment_and_the_report(tuned, float_cnn, dataset):
+    import onnxruntime as ort
+
+    out, code, stdout = tuned
     assert code == 0
     summary = json.loads(stdout)
     for key in ("cycles", "baseline_cycles", "metric", "float_metric"):
         assert isinstance(summary[key], int | float), key
+    # The float model's accuracy, by ONNX Runtime on its own.
+    with np.load(dataset) as data:
+        session = ort.InferenceSession(str(float_cnn), providers=["CPUExecutionProvider"])
+        logits = session.run(None, {"image": data["image"]})[0]
+        assert summary["float_metric"] == pytest.approx(
+            100 * np.mean(logits.argmax(axis=1) == data["labels"]))
     assert summary["metric_name"] == "accuracy" and summary["budget"] == 3
     assert summary["cycles"] <= summary["baseline_cycles"]
     assert summary["metric"] >= summary["float_metric"] - 3
@@ -65,7 +78,7 @@ def test_tune_writes_the_assignment_and_the_report(capsys, tuned):
 def test_run_precision_on_verilator(capsys, tmp_path, tuned, float_cnn, digits_data):
     """The tuned assignment on the RTL: 0 differences from the golden model, and the cycles
     the counters count for one batch are the tuner's price."""
-    out, _ = tuned
+    out, _, _ = tuned
     summary = json.loads((out / "precision.json").read_text())
     images = tmp_path / "images.npy"
     np.save(images, digits_data.x_test[:BATCH])
@@ -81,7 +94,7 @@ def test_run_precision_on_verilator(capsys, tmp_path, tuned, float_cnn, digits_d
 
 
 def test_bad_usage_exits_2(capsys, tmp_path, float_cnn, dataset, tuned):
-    out, _ = tuned
+    out, _, _ = tuned
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "lpmac-precision", "version": 1}')
     images = tmp_path / "images.npy"
@@ -98,6 +111,10 @@ def test_bad_usage_exits_2(capsys, tmp_path, float_cnn, dataset, tuned):
          "--workers must be a positive integer"),
         (["tune", float_cnn, "--data", dataset, "--out", tmp_path / "o", "--metric",
           "accuracy", "--workers", "2", "--cluster", "tcp://127.0.0.1:1"], "exclude"),
+        (["tune", float_cnn, "--data", dataset, "--out", tmp_path / "o", "--budget", "150"],
+         "from 0 to 100, not 150"),
+        (["tune", float_cnn, "--data", dataset, "--out", tmp_path / "o", "--metric", "cosine",
+          "--budget", "2"], "at most 1, not 2"),
     ]
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, pixels=np.zeros((4, 64), np.float32))
