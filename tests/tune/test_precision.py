@@ -118,12 +118,13 @@ def _onnx_quantized(model_path, assignment: PrecisionAssignment) -> onnx.ModelPr
     return model
 
 
-def test_a8w8_assignment_equals_onnx_runtime(float_cnn, images, digits_data,
-                                             golden_accelerator):
-    """Every layer A8W8: the model's logits and every layer's output are ONNX Runtime's for
-    the same quantized ops and scales, bit for bit (the non-layer ops are ONNX Runtime's
-    kernels in both)."""
-    assignment = calibrate(float_cnn, {"image": digits_data.x_test[:128]}, "a8w8")
+@pytest.mark.parametrize("mode", ["a8w8", "a8w4"])
+def test_uint8_activation_assignment_equals_onnx_runtime(mode, float_cnn, images, digits_data,
+                                                         golden_accelerator):
+    """Every layer A8W8 (or A8W4: int4 weights in ConvInteger's int8): the model's logits
+    and every layer's output are ONNX Runtime's for the same quantized ops and scales, bit
+    for bit (the non-layer ops are ONNX Runtime's kernels in both)."""
+    assignment = calibrate(float_cnn, {"image": digits_data.x_test[:128]}, mode)
     assert len(assignment.layers) == 5
     reference = _onnx_quantized(float_cnn, assignment)
     runner = PrecisionRunner(float_cnn, golden_accelerator, assignment)
