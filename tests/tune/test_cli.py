@@ -1,9 +1,10 @@
 """`lpmac tune` and `lpmac run --precision` as the contract says: `lpmac tune MODEL.onnx --data
 DATA.npz --out DIR [--budget X] [--metric ...] [--workers N] [--cluster ADDR] [--backend B]
-[--json]` writes DIR/precision.json, pareto.md and pareto.png and prints a JSON object with
-cycles, baseline_cycles, metric and float_metric; the chosen assignment runs with `lpmac run
---precision` on the Verilator backend, bit-exact with the golden model, and counts the cycles
-the tuner priced; bad usage and bad files exit 2 with one sentence."""
+[--json]` (here on a Dask LocalCluster given by its address) writes DIR/precision.json,
+pareto.md and pareto.png and prints a JSON object with cycles, baseline_cycles, metric and
+float_metric; the chosen assignment runs with `lpmac run --precision` on the Verilator
+backend, bit-exact with the golden model, and counts the cycles the tuner priced; bad usage
+and bad files exit 2 with one sentence."""
 
 from __future__ import annotations
 
@@ -30,14 +31,19 @@ def dataset(tmp_path_factory, digits_data):
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory, float_cnn, dataset):
-    """(out, exit code, stdout) of one `lpmac tune` run, shared by the tests of this module."""
+    """(out, exit code, stdout) of one `lpmac tune` run, shared by the tests of this module;
+    its evaluations on a Dask LocalCluster of two worker processes, by address."""
+    from distributed import LocalCluster
+
     out = tmp_path_factory.mktemp("tuned")
-    argv = ["tune", str(float_cnn), "--data", str(dataset), "--out", str(out), "--budget",
-            "3", "--batch", str(BATCH), "--calibration", "32", "--samples", "2", "--json",
-            "--quiet"]
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = main(argv)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        argv = ["tune", str(float_cnn), "--data", str(dataset), "--out", str(out), "--budget",
+                "3", "--batch", str(BATCH), "--calibration", "32", "--samples", "2",
+                "--cluster", cluster.scheduler_address, "--json", "--quiet"]
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            code = main(argv)
     return out, code, stdout.getvalue()
 
 
@@ -62,6 +68,7 @@ def test_tune_writes_the_assignment_and_the_report(tuned, float_cnn, dataset):
         assert summary["float_metric"] == pytest.approx(
             100 * np.mean(logits.argmax(axis=1) == data["labels"]))
     assert summary["metric_name"] == "accuracy" and summary["budget"] == 3
+    assert summary["where"].startswith("Dask cluster tcp://") and "(2 workers)" in summary["where"]
     assert summary["cycles"] <= summary["baseline_cycles"]
     assert summary["metric"] >= summary["float_metric"] - 3
     for name in ("precision.json", "pareto.md", "pareto.png", "tune.json"):
