@@ -1,5 +1,5 @@
-"""The `lpmac` command line: `lpmac gemm`, `run`, `demo`, `bench`, `info` (and subcommands that
-other packages register, see `COMMAND_PLUGINS`).
+"""The `lpmac` command line: `lpmac gemm`, `run`, `tune`, `demo`, `bench`, `info` (and
+subcommands that other packages register, see `COMMAND_PLUGINS`).
 
 Every subcommand has `--help` and `--json` (machine-readable output on stdout); progress
 goes to stderr (`--quiet` silences it). Bad usage, bad input, an unavailable backend or a
@@ -304,10 +304,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress = Progress(not args.quiet)
     feeds = _run_inputs(args.input or [])
+    if args.precision and args.strict:
+        raise UsageError("--strict applies to quantized models; with --precision every "
+                         "assigned layer runs on the accelerator")
     with _stdout_to_stderr(), _open_accelerator(args, progress) as accelerator:
-        progress(f"loading {args.model} (ONNX Runtime optimizes and the graph is "
-                 "partitioned)")
-        runner = ModelRunner(args.model, accelerator, strict=args.strict, progress=progress)
+        if args.precision:
+            from .precision import PrecisionRunner
+
+            progress(f"loading {args.model} with the precisions of {args.precision}")
+            runner = PrecisionRunner(args.model, accelerator, args.precision,
+                                     progress=progress)
+        else:
+            progress(f"loading {args.model} (ONNX Runtime optimizes and the graph is "
+                     "partitioned)")
+            runner = ModelRunner(args.model, accelerator, strict=args.strict,
+                                 progress=progress)
         progress(f"{len(runner.offloaded)} nodes on the accelerator, "
                  f"{runner.ort_sessions} ONNX Runtime sessions")
         report = runner.run(feeds, check=args.check)
@@ -322,14 +333,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             path = _output_file(directory, name)
             np.save(path, value)
             written.append(str(path))
+    reference = "the golden model" if args.precision else \
+        f"ONNX Runtime {report.cpu.get('onnxruntime', '')} (CPU provider)"
     if args.json:
-        _print_json({**report.as_dict(), "out": written})
+        _print_json({**report.as_dict(), "out": written, "precision": args.precision,
+                     "checked_against": reference if args.check else None})
     else:
-        _print_run_report(report, written)
+        _print_run_report(report, written, reference)
     return 1 if args.check and report.mismatches else 0
 
 
-def _print_run_report(report: Any, written: list[str]) -> None:
+def _print_run_report(report: Any, written: list[str], reference: str) -> None:
     print(f"{report.model}: {report.offloaded_nodes} nodes on the accelerator "
           f"({report.backend} backend), the rest in {report.ort_sessions} ONNX Runtime "
           f"sessions; {report.inferences} inferences")
@@ -361,13 +375,55 @@ def _print_run_report(report: Any, written: list[str]) -> None:
                             report.output_mismatches.items())
         nodes = sum(node.mismatches or 0 for node in report.nodes)
         verdict = "bit-exact" if report.mismatches == 0 else "MISMATCHES"
-        print(f"check against ONNX Runtime {report.cpu['onnxruntime']} (CPU provider): "
-              f"{report.mismatches} differing elements ({verdict}; outputs: {outputs}; "
-              f"offloaded nodes: {nodes})")
+        print(f"check against {reference}: {report.mismatches} differing elements "
+              f"({verdict}; outputs: {outputs}; offloaded nodes: {nodes})")
     flags = ", ".join(report.cpu["vnni_flags"]) or "no VNNI flags"
     print(f"CPU: {flags}; {report.cpu['note']}")
     for path in written:
         print(f"written: {path}")
+
+
+# --- lpmac tune ----------------------------------------------------------------------------
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tune import tune
+
+    progress = Progress(not args.quiet)
+    for name in ("workers", "batch", "calibration", "samples"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be a positive integer, not {getattr(args, name)}")
+    if args.refine < 0:
+        raise UsageError(f"--refine must be 0 or more, not {args.refine}")
+    if args.cluster is not None and args.workers != 1:
+        raise UsageError("--workers and --cluster exclude each other: a cluster brings its "
+                         "own workers")
+    if not Path(args.data).is_file():
+        raise UsageError(f"the dataset {args.data} does not exist")
+    with _stdout_to_stderr():
+        result = tune(args.model, args.data, out=args.out, metric=args.metric,
+                      budget=args.budget, backend=args.backend, workers=args.workers,
+                      cluster=args.cluster, batch=args.batch, calibration=args.calibration,
+                      samples=args.samples, refine=args.refine, progress=progress)
+    summary = result.summary
+    if args.json:
+        _print_json({key: value for key, value in summary.items() if key != "traces"})
+        return 0
+    name = summary["metric_name"]
+    print(f"{args.model}: {summary['layer_count']} layers, {summary['rows']} rows, metric {name} "
+          f"(float model {summary['float_metric']:.4f}, budget {summary['budget']:g})")
+    print(f"chosen ({summary['chosen']}): {summary['cycles']:,} cycles per batch of "
+          f"{summary['batch']}, {summary['cycle_saving']:.1%} fewer than uniform A8W8 "
+          f"({summary['baseline_cycles']:,}); {name} {summary['metric']:.4f}")
+    print(f"versus uniform modes: {summary['versus_uniform']}")
+    hadamard = summary["hadamard"]
+    print(f"Hadamard rotation: {hadamard['four_bit_layers_with_rotation']} layers at 4-bit "
+          f"weights with rotation offered, {hadamard['four_bit_layers_without_rotation']} "
+          "without")
+    print(f"{summary['evaluations']} evaluations on the {summary['backend']} backend "
+          f"({summary['where']}), {summary['wall_s']:.0f} s")
+    for path in summary["files"].values():
+        print(f"written: {path}")
+    return 0
 
 
 # --- lpmac demo ----------------------------------------------------------------------------
@@ -548,12 +604,60 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compare with ONNX Runtime (CPU provider), element by element")
     run.add_argument("--out", metavar="DIR",
                      help="write each model output to DIR/<output name>.npy")
+    run.add_argument("--precision", metavar="PRECISION.json",
+                     help="run a float model with the per-layer modes of this file (written "
+                          "by lpmac tune); --check then compares with the golden model")
     run.add_argument("--strict", action="store_true",
                      help="refuse a model with an integer GEMM or convolution the accelerator "
                           "cannot take, instead of leaving it to ONNX Runtime")
     _backend_options(run, "verilator")
     _common(run)
     run.set_defaults(func=cmd_run)
+
+    tune_parser = sub.add_parser(
+        "tune", help="choose each layer's mode of a float ONNX model under a budget",
+        description="Search per-layer precisions (A8W8, A8W4, A4W4, MXINT8, MXINT4, MXINT8 x "
+                    "MXINT4, each optionally with a block Hadamard rotation) of a float ONNX "
+                    "model: Hessian-trace sensitivities (Hutchinson) augmented with measured "
+                    "inter-layer dependencies, cycles from the accelerator's counters "
+                    "(Verilator, cached per GEMM shape), a bisection over the sensitivity "
+                    "order verified on the dataset. Writes DIR/precision.json (for lpmac run "
+                    "--precision), DIR/pareto.md and DIR/pareto.png. A PyTorch model comes "
+                    "in through torch.onnx.export.")
+    tune_parser.add_argument("model", metavar="MODEL.onnx", help="the float ONNX model")
+    tune_parser.add_argument("--data", required=True, metavar="DATA.npz",
+                             help="one array per model input (named as the input), and "
+                                  "optionally labels (class indices)")
+    tune_parser.add_argument("--out", required=True, metavar="DIR",
+                             help="output directory")
+    tune_parser.add_argument("--metric", choices=("accuracy", "cosine", "sqnr"),
+                             help="accuracy (default with labels), cosine similarity or SQNR "
+                                  "(dB) of the first output against the float model's")
+    tune_parser.add_argument("--budget", type=float,
+                             help="accuracy points below the float model (default 1), or the "
+                                  "minimum mean cosine (default 0.99) or SQNR (default 30)")
+    tune_parser.add_argument("--workers", type=_integer, default=1,
+                             help="local worker processes, each with its own accelerator "
+                                  "(default: 1, this process)")
+    tune_parser.add_argument("--cluster", metavar="ADDR",
+                             help="a Dask scheduler (tcp://HOST:PORT) whose workers evaluate "
+                                  "the shards")
+    tune_parser.add_argument("--batch", type=_integer, default=64,
+                             help="rows per batch; cycles are those of one batch (default 64)")
+    tune_parser.add_argument("--calibration", type=_integer, default=256,
+                             help="rows for calibration and sensitivities (default 256)")
+    tune_parser.add_argument("--samples", type=_integer, default=8,
+                             help="Hutchinson samples per trace (default 8)")
+    tune_parser.add_argument("--refine", type=_integer, default=12,
+                             help="evaluations spent after the bisection on single moves past "
+                                  "its prefix (default 12; 0: none)")
+    tune_parser.add_argument("--backend", choices=("golden", "verilator", "cocotb"),
+                             default="golden",
+                             help="backend of the workers' evaluations (default golden: the "
+                                  "same numbers as the RTL, faster); cycles always come from "
+                                  "the Verilator build")
+    _common(tune_parser)
+    tune_parser.set_defaults(func=cmd_tune)
 
     demo = sub.add_parser(
         "demo", help="a quantized CNN through the model runner, on the simulated RTL",

@@ -218,6 +218,10 @@ def cpu_int8_report() -> dict[str, Any]:
 def _quiet_options(ort: Any) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = os.environ.get("LPMAC_ORT_THREADS")
+    if threads:     # a worker of a sharded evaluation keeps to its own core
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
     return options
 
 
@@ -350,10 +354,15 @@ class ModelRunner:
                 from None
         self.inputs = {i.name: i for i in self.reference.get_inputs()}
         self.output_names = [o.name for o in self.reference.get_outputs()]
-        self.graph = self._optimized_graph()
+        self.graph = self._partitioned_graph()
         self._plan(strict)
 
     # --- Plan ---
+
+    def _partitioned_graph(self) -> Any:
+        """The graph that is cut into stages: ONNX Runtime's optimized graph (a subclass may
+        partition another one)."""
+        return self._optimized_graph()
 
     def _optimized_graph(self) -> Any:
         """ONNX Runtime's own optimized graph (all levels: the graph its CPU provider runs,
@@ -381,7 +390,15 @@ class ModelRunner:
         self._initializer_arrays: dict[str, np.ndarray] = {}
         nodes = _topological(list(graph.node))
         self.left_to_onnxruntime: list[dict[str, str]] = []
-        offloaded: dict[int, OffloadedNode] = {}
+        offloaded = self._select(nodes, strict)
+        self._stage(nodes, offloaded)
+
+    def _select(self, nodes: list[Any], strict: bool) -> dict[int, Any]:
+        """The nodes (by index in `nodes`) that run on the accelerator, each as an object
+        with `name`, `op_type`, `inputs`, `outputs`, `run(accelerator, values, log)` and
+        `gemm_shape(input_shape)`; the others are listed in `left_to_onnxruntime` where
+        they could have been offloaded."""
+        offloaded: dict[int, Any] = {}
         producers = {name: node for node in nodes for name in node.output}
         for index, node in enumerate(nodes):
             name = node.name or node.output[0]
@@ -402,6 +419,10 @@ class ModelRunner:
                     "reason": "a QDQ group that ONNX Runtime's CPU provider does not fuse: it "
                               "runs this node in float, so the accelerator's integer result "
                               "would differ from ONNX Runtime's"})
+        return offloaded
+
+    def _stage(self, nodes: list[Any], offloaded: dict[int, Any]) -> None:
+        """Cut the graph into ONNX Runtime sessions around the offloaded nodes."""
         # Levels: an ONNX Runtime node's level is the number of offloaded levels it waits
         # for; an offloaded node runs right after the ONNX Runtime stage of its level.
         level_of: dict[str, int] = {}
@@ -417,7 +438,7 @@ class ModelRunner:
             for name in _node_inputs(node):
                 consumers.setdefault(name, set()).add(index)
         graph_outputs = set(self.output_names)
-        self.stages: list[_Segment | OffloadedNode] = []
+        self.stages: list[Any] = []
         for level in range(top + 1):
             members = [i for i in range(len(nodes)) if node_level[i] == level
                        and i not in offloaded]
@@ -425,7 +446,8 @@ class ModelRunner:
                 self.stages.append(self._segment(nodes, members, consumers, graph_outputs))
             self.stages += [offloaded[i] for i in range(len(nodes))
                             if node_level[i] == level and i in offloaded]
-        self.offloaded = [stage for stage in self.stages if isinstance(stage, OffloadedNode)]
+        self.offloaded = [stage for stage in self.stages
+                          if not isinstance(stage, _Segment)]
 
     def _segment(self, nodes: list[Any], members: list[int],
                  consumers: dict[str, set[int]], graph_outputs: set[str]) -> _Segment:

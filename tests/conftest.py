@@ -31,6 +31,42 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["LPMAC_WAVES"] = "1"  # also reaches pytest-xdist workers' run_cocotb
 
 
+@pytest.fixture(scope="session")
+def digits_data():
+    """scikit-learn's digits, split as the repository's models are trained."""
+    from host.models.digits import load_data
+
+    return load_data()
+
+
+@pytest.fixture(scope="session")
+def cnn(tmp_path_factory, digits_data):
+    """The digits CNN, trained (seeded), exported and quantized once per session."""
+    from host.models.digits import SEED, DigitsCNN
+
+    print(f"digits CNN: seed {SEED}")
+    return DigitsCNN.build(tmp_path_factory.mktemp("digits-cnn"), data=digits_data)
+
+
+@pytest.fixture(scope="session")
+def golden_accelerator():
+    """One golden-model accelerator per test session."""
+    from host import Accelerator
+
+    with Accelerator(backend="golden") as accelerator:
+        yield accelerator
+
+
+@pytest.fixture(scope="session")
+def verilator_accelerator():
+    """One Verilator accelerator per test session (the build is cached on disk, so every
+    pytest-xdist worker reuses it)."""
+    from host import Accelerator
+
+    with Accelerator(backend="verilator") as accelerator:
+        yield accelerator
+
+
 @pytest.fixture
 def sim_seed(request: pytest.FixtureRequest) -> int:
     """The seed of a randomised simulation test; printed so that a failure can be replayed."""
