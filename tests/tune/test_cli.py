@@ -37,7 +37,7 @@ def tuned(tmp_path_factory, float_cnn, dataset):
 
     out = tmp_path_factory.mktemp("tuned")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         argv = ["tune", str(float_cnn), "--data", str(dataset), "--out", str(out), "--budget",
                 "3", "--batch", str(BATCH), "--calibration", "32", "--samples", "2",
                 "--cluster", cluster.scheduler_address, "--json", "--quiet"]

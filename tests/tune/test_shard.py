@@ -30,7 +30,7 @@ def test_sharded_equals_one_worker(float_cnn, images, mixed_assignment):
     for outputs in got:
         assert golden.mismatches(expected, outputs["logits"]) == 0
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         with ShardedEvaluator(float_cnn, feeds, backend="golden", cluster=client,
                               batch=5) as dask:
             assert dask.workers == 2 and "Dask cluster" in dask.where
