@@ -110,7 +110,11 @@ class ArrayConfig:
 
     rows, cols
         Size of the weight-stationary systolic array; K runs along the rows, N along the
-        columns. Powers of two from 1 to 64.
+        columns. Powers of two from 1 to 64 (the packet protocol carries up to 32, and an
+        activation vector or weight row of more than 8 bytes spans several words). With an
+        MX mode, one array pass of that mode (C columns, or 2C with 4-bit weights) must fit
+        one MX block of N (`block_size`): a 32 x 32 array builds MXINT8 but not the 4-bit MX
+        modes.
     block_size
         K-elements sharing one E8M0 scale in the MX modes (BK): 16 or 32. A multiple of
         `rows`, so that a K-block is a whole number of array passes.
@@ -263,6 +267,15 @@ class ArrayConfig:
             if other:
                 raise ValueError(f"int4_packing 'k-pairs' packs A4W4 only; leave "
                                  f"{', '.join(other)} out of modes, or pack in 'columns'")
+        wide = [m for m in self.modes
+                if MODE_INFO[m].mx and self.cols * self.mode(m).lanes > self.block_size]
+        if wide:
+            columns = self.cols * self.mode(wide[0]).lanes
+            larger = " or use block_size 32" if columns <= max(BLOCK_SIZES) else ""
+            raise ValueError(
+                f"an MX mode's N-tile must not be wider than block_size ({self.block_size}): "
+                f"with cols={self.cols}, {', '.join(wide)} would have {columns} output "
+                f"columns per pass; leave {', '.join(wide)} out of modes{larger}")
 
     def _modes(self) -> tuple[str, ...]:
         modes = self.modes
