@@ -89,7 +89,7 @@ ICEBREAKER = Board(
 # (115,200 baud), which paces every GEMM far below the array's rate, so the board leaves
 # out what only a fast link needs: the deep activation buffer (1,024 vectors: 2 x 512,
 # 16 DP16KD fewer) and the paired drain (`drain_pairs`: a second requantizer and FP32
-# converter; with it the build placed at 97.75 MHz, docs/fpga.md).
+# converter: 5,181 logic cells, docs/fpga.md).
 ULX3S_85F = Board(
     name="ulx3s-85f",
     description="Radiona ULX3S, Lattice ECP5 LFE5U-85F-6BG381C",
