@@ -73,18 +73,21 @@ def checked(transport: VerilatorTransport) -> Checked:
     return checker
 
 
-def _odd_shape_cases(rng: np.random.Generator) -> list[GemmCase]:
+def odd_shape_cases(config: ArrayConfig, rng: np.random.Generator,
+                    shape: tuple[int, int, int] = ODD_SHAPE) -> list[GemmCase]:
+    """Every mode of `config` on `shape`: int32 and both roundings (uint8, int8, int4
+    outputs) in the integer modes, FP32, MXINT8 and MXINT4 outputs in the MX modes."""
     cases = []
-    for mode in CONFIG.modes:
+    for mode in config.modes:
         if MODE_INFO[mode].mx:
             for out in ("fp32", "mxint8", "mxint4"):
-                cases.append(mx_case(CONFIG, rng, mode=mode, out=out, shape=ODD_SHAPE))
+                cases.append(mx_case(config, rng, mode=mode, out=out, shape=shape))
         else:
-            cases.append(matmul_case(CONFIG, rng, mode=mode, shape=ODD_SHAPE))
+            cases.append(matmul_case(config, rng, mode=mode, shape=shape))
             for rounding, out_dtype in (("fp32", "uint8"), ("gemmlowp", "int8"),
                                         ("fp32", "int4")):
-                cases.append(qlinear_case(CONFIG, rng, mode=mode, rounding=rounding,
-                                          out_dtype=out_dtype, shape=ODD_SHAPE))
+                cases.append(qlinear_case(config, rng, mode=mode, rounding=rounding,
+                                          out_dtype=out_dtype, shape=shape))
     return cases
 
 
@@ -93,7 +96,7 @@ def test_every_mode_on_a_shape_that_is_a_multiple_of_nothing(checked: Checked,
     """37 x 515 x 29 in every mode of the default configuration, every output kind of the
     MX modes, int32 and both roundings of the integer modes: 0 mismatches against
     `golden.matmul` / `golden.qlinear` / `golden.mx_matmul`."""
-    for case in _odd_shape_cases(np.random.default_rng(sim_seed)):
+    for case in odd_shape_cases(CONFIG, np.random.default_rng(sim_seed)):
         assert checked.mismatches(case) == 0, case.name
 
 
