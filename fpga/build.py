@@ -409,6 +409,8 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         raise ValueError(f"clock_hz must be an integer from 1 MHz to 500 MHz, not {clock_hz!r}")
     if config.multiplier == "ice40-sb-mac16" and board.family != "ice40":
         raise ValueError(f"multiplier 'ice40-sb-mac16' needs an iCE40 board, not {board.name!r}")
+    if config.multiplier == "ecp5-mult18" and board.family != "ecp5":
+        raise ValueError(f"multiplier 'ecp5-mult18' needs an ECP5 board, not {board.name!r}")
     if config.activation_memory == "ice40-spram" and "spram" not in board.capacity:
         raise ValueError(f"activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not "
                          f"{board.name!r}")
