@@ -129,6 +129,25 @@ class PayloadRouter(wiring.Component):
         # The codes register takes the codes whenever the block's last scale word is at
         # hand, taken or not (only `scale_push` waits for the transfer): its wide enable
         # then depends on the position alone, not on the link's `valid`.
+        self._push_scales(m, scale_fifo, scale_codes, scale_now, push_now, weight_fifo,
+                          weight_room, words.valid & weight_room)
+        with m.If(words.valid & words.ready):
+            if rows == 2:
+                with m.If(scale_now & ~push_now):
+                    m.d.sync += first_word.eq(word)
+            with m.If(c.mx & (at == scale_count + block - 1)):
+                m.d.sync += position_is(Const(0, len(position)))
+            with m.Else():
+                m.d.sync += position_is((at + 1)[:len(position)])
+
+    def _push_scales(self, m: Module, scale_fifo: SyncFIFOBuffered, scale_codes: Value,
+                     scale_now: Value, push_now: Value, weight_fifo: SyncFIFOBuffered,
+                     weight_room: Value, weight_write: Value) -> None:
+        """The link's `ready` and the two FIFOs' writes: a block's scale codes into
+        `scale_fifo` from registers, a cycle after its last scale word is taken (while
+        `scale_now`; `push_now` at its last word), else a weight word (`weight_write`: into
+        the weight FIFO, when there is room)."""
+        words = self.words
         scale_push = Signal()
         scale_data = Signal.like(scale_fifo.w_data)
         m.d.comb += [scale_fifo.w_en.eq(scale_push), scale_fifo.w_data.eq(scale_data)]
@@ -141,16 +160,7 @@ class PayloadRouter(wiring.Component):
             with m.If(words.valid & push_now & scale_room):
                 m.d.sync += scale_push.eq(1)
         with m.Else():
-            m.d.comb += [words.ready.eq(weight_room),
-                         weight_fifo.w_en.eq(words.valid & weight_room)]
-        with m.If(words.valid & words.ready):
-            if rows == 2:
-                with m.If(scale_now & ~push_now):
-                    m.d.sync += first_word.eq(word)
-            with m.If(c.mx & (at == scale_count + block - 1)):
-                m.d.sync += position_is(Const(0, len(position)))
-            with m.Else():
-                m.d.sync += position_is((at + 1)[:len(position)])
+            m.d.comb += [words.ready.eq(weight_room), weight_fifo.w_en.eq(weight_write)]
 
     def _route_rows(self, m: Module, weight_fifo: SyncFIFOBuffered,
                     weight_room: Signal) -> None:
@@ -210,21 +220,9 @@ class PayloadRouter(wiring.Component):
         if config.lanes == 2:
             scale_codes = Mux(scale_count == rows, scale_codes,
                               Cat(*latest(rows // 2 - 1), word, Const(0, 64 * (rows // 2))))
-        scale_push = Signal()
-        scale_data = Signal.like(scale_fifo.w_data)
-        m.d.comb += [scale_fifo.w_en.eq(scale_push), scale_fifo.w_data.eq(scale_data)]
-        m.d.sync += scale_push.eq(0)
-        scale_room = registered_room(m, scale_fifo, "scale_room", spare=3)
-        with m.If(push_now & ~scale_push):
-            m.d.sync += scale_data.eq(scale_codes)
-        with m.If(scale_now):
-            m.d.comb += words.ready.eq(~push_now | scale_room)
-            with m.If(words.valid & push_now & scale_room):
-                m.d.sync += scale_push.eq(1)
-        with m.Else():
-            m.d.comb += [words.ready.eq(weight_room),
-                         weight_fifo.w_en.eq(words.valid & weight_room
-                                             & (at[:log_row] == row_words - 1))]
+        self._push_scales(m, scale_fifo, scale_codes, scale_now, push_now, weight_fifo,
+                          weight_room,
+                          words.valid & weight_room & (at[:log_row] == row_words - 1))
         with m.If(taken):
             with m.If(c.mx & (at == scale_count + block * row_words - 1)):
                 m.d.sync += position_is(Const(0, len(position)))

@@ -26,7 +26,7 @@ from golden.config import MODE_INFO, ArrayConfig
 from golden.protocol import vector_words, weight_row_words
 from host import Accelerator
 from sim.fastsim import VerilatorTransport
-from tests.accel.scenarios import fuzz_streams, gemm_cases
+from tests.accel.scenarios import gemm_cases
 from tests.fastsim.test_fastsim import Checked, odd_shape_cases
 
 pytestmark = pytest.mark.xdist_group("verilator-16x16")
@@ -50,20 +50,15 @@ def _check_every_mode(config: ArrayConfig, seed: int, *, fuzz: int = 0) -> None:
         assert {case.program.plan.mode for case in cases} == set(config.modes)
         for case in cases:
             assert checked.mismatches(case) == 0, case.name
-        for mx in (True, False)[: 2 if fuzz else 0]:
-            for index, (beats, what) in enumerate(fuzz_streams(config, rng, fuzz, mx)):
-                try:
-                    checked.exchange(beats)
-                except AssertionError as error:
-                    raise AssertionError(f"stream {index} ({what}): {error}") from None
         if fuzz:
+            checked.fuzz(rng, fuzz)
             for case in gemm_cases(config, rng, ["a8w8_small"]):
                 assert checked.mismatches(case) == 0, case.name
 
 
 def test_16x16_every_mode_under_gaps_and_backpressure(sim_seed: int) -> None:
     assert (vector_words(BIG), weight_row_words(BIG)) == (2, 2)
-    _check_every_mode(BIG, sim_seed)
+    _check_every_mode(BIG, sim_seed, fuzz=5)
 
 
 @pytest.mark.parametrize("mode, floor", [("a8w8", 0.90), ("a8w4", 0.85)])

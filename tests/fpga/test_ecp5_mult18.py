@@ -13,8 +13,6 @@ Yosys ships only a black box of the primitive).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from fpga.build import primitive_model, simulation_models
@@ -22,6 +20,7 @@ from golden.config import MULT18_PE_STAGES, ArrayConfig
 from hw.array import SystolicArray
 from hw.pe import Ecp5Mult18, ProcessingElement
 from sim.build import generate_verilog
+from tests.fpga.test_sb_mac16 import dsp_array_on_verilator
 
 INTEGER_MODES = ("a8w8", "a8w4", "a4w4")
 
@@ -56,25 +55,7 @@ def test_mult18_array_matches_golden(shape: tuple[int, int], modes: tuple[str, .
     """Every product passes the block's input, pipeline and output registers, enabled by
     the array's `advance`: results against golden.matmul under gaps and backpressure, and
     one vector per cycle without them. The 8-bit-only array has no lane separation."""
-    import tests.hw.cocotb_array as module
-    from sim.build import run_cocotb
-    from tests.hw.test_array import ARRAY_BUILD_ARGS
-
     rows, cols = shape
     config = ArrayConfig(rows=rows, cols=cols, block_size=16, modes=modes,
                          multiplier="ecp5-mult18", pipeline="fast")
-    meta_bits = 4
-    name = f"mult18_array_{rows}x{cols}_{'_'.join(modes)}"
-    verilog = generate_verilog(SystolicArray(config, meta_shape=meta_bits), name) \
-        + simulation_models(config)
-    parameters = {
-        "config": {"rows": rows, "cols": cols, "block_size": 16, "modes": list(modes),
-                   "pipeline": "fast", "multiplier": "ecp5-mult18"},
-        "meta_bits": meta_bits, "multiplier": config.multiplier,
-    }
-    result = run_cocotb(verilog, name, module, seed=sim_seed, build_name=name,
-                        build_args=ARRAY_BUILD_ARGS,
-                        extra_env={"LPMAC_ARRAY": json.dumps(parameters),
-                                   "LPMAC_ARRAY_VECTORS": "1500"})
-    assert set(result.tests) == {"tests.hw.cocotb_array.array_matches_golden",
-                                 "tests.hw.cocotb_array.array_full_throughput"}
+    dsp_array_on_verilator(config, f"mult18_array_{rows}x{cols}_{'_'.join(modes)}", sim_seed)
