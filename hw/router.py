@@ -10,6 +10,8 @@ then off the paths from the link).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -94,27 +96,11 @@ class PayloadRouter(wiring.Component):
         block = config.block_size
         rows = scale_row_words(config)
         scale_fifo = self._scale_fifo(m, rows)
-        position = Signal(range(2 + block + 1))
         scale_count = Signal(2)
         m.d.comb += scale_count.eq(Mux(c.lanes2 & (config.lane_columns > 8), 2, 1))
-        # Whether the word at `position` is a scale word, and the last one: flags kept
-        # with the position, so no comparison sits on the paths through `ready`.
-        is_scale = Signal()
-        push_scale = Signal()
-
-        def position_is(value: Value) -> list:
-            scale = c.mx & (value < scale_count)
-            return [position.eq(value), is_scale.eq(scale),
-                    push_scale.eq(scale & (value == scale_count - 1))]
-
-        # The word at hand: a COMPUTE's first is at position 0 whatever came before.
-        first, word = words.payload.first, words.payload.word
-        at = Signal.like(position)
-        scale_now = Signal()
-        push_now = Signal()
-        m.d.comb += [at.eq(Mux(first, 0, position)),
-                     scale_now.eq(Mux(first, c.mx, is_scale)),
-                     push_now.eq(Mux(first, c.mx & (scale_count == 1), push_scale))]
+        position, at, scale_now, push_now, position_is = self._position(
+            m, range(2 + block + 1), scale_count)
+        word = words.payload.word
         if rows == 2:
             first_word = Signal(64)     # the first of a block's two scale words
             scale_codes = Mux(scale_count == 2, Cat(first_word, word),
@@ -139,6 +125,32 @@ class PayloadRouter(wiring.Component):
                 m.d.sync += position_is(Const(0, len(position)))
             with m.Else():
                 m.d.sync += position_is((at + 1)[:len(position)])
+
+    def _position(self, m: Module, shape: range, scale_count: Value
+                  ) -> tuple[Signal, Signal, Signal, Signal, Callable[[Value], list]]:
+        """The place of the word at hand in a COMPUTE's payload (a block's `scale_count`
+        scale words, then its weight words): the register `position`, `at` (0 at a
+        COMPUTE's first word, whatever came before), whether the word is a scale word
+        (`scale_now`) and its block's last (`push_now`), and `position_is(value)`, the
+        statements that move the position to `value`. The flags are kept with the
+        position, so no comparison sits on the paths through `ready`."""
+        c, first = self.config, self.words.payload.first
+        position = Signal(shape)
+        is_scale = Signal()
+        push_scale = Signal()
+
+        def position_is(value: Value) -> list:
+            scale = c.mx & (value < scale_count)
+            return [position.eq(value), is_scale.eq(scale),
+                    push_scale.eq(scale & (value == scale_count - 1))]
+
+        at = Signal.like(position)
+        scale_now = Signal()
+        push_now = Signal()
+        m.d.comb += [at.eq(Mux(first, 0, position)),
+                     scale_now.eq(Mux(first, c.mx, is_scale)),
+                     push_now.eq(Mux(first, c.mx & (scale_count == 1), push_scale))]
+        return position, at, scale_now, push_now, position_is
 
     def _push_scales(self, m: Module, scale_fifo: SyncFIFOBuffered, scale_codes: Value,
                      scale_now: Value, push_now: Value, weight_fifo: SyncFIFOBuffered,
@@ -198,24 +210,11 @@ class PayloadRouter(wiring.Component):
             return
 
         scale_fifo = self._scale_fifo(m, rows)
-        position = Signal(range(rows + block * row_words + 1))
         scale_count = Signal(range(rows + 1))
         m.d.comb += scale_count.eq(Mux(c.lanes2, rows, rows // 2) if config.lanes == 2
                                    else rows)
-        is_scale = Signal()
-        push_scale = Signal()
-
-        def position_is(value: Value) -> list:
-            scale = c.mx & (value < scale_count)
-            return [position.eq(value), is_scale.eq(scale),
-                    push_scale.eq(scale & (value == scale_count - 1))]
-
-        at = Signal.like(position)
-        scale_now = Signal()
-        push_now = Signal()
-        m.d.comb += [at.eq(Mux(first, 0, position)),
-                     scale_now.eq(Mux(first, c.mx, is_scale)),
-                     push_now.eq(Mux(first, c.mx & (scale_count == 1), push_scale))]
+        position, at, scale_now, push_now, position_is = self._position(
+            m, range(rows + block * row_words + 1), scale_count)
         scale_codes = Cat(*latest(rows - 1), word)
         if config.lanes == 2:
             scale_codes = Mux(scale_count == rows, scale_codes,
