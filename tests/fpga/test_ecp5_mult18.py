@@ -3,7 +3,8 @@
 the golden model, on Verilator with lpmac's MULT18X18D model (fpga/models/MULT18X18D.v;
 Yosys ships only a black box of the primitive).
 
-* the 2 x 2 and 2 x 1 arrays: the cocotb array scenarios of tests/hw (every integer mode,
+* the 2 x 2 arrays with every integer mode and with A8W8 alone (slow: 2 x 1, and 1 x 2
+  with the 4-bit modes alone): the cocotb array scenarios of tests/hw (every integer mode,
   random and corner values, tile swaps, gaps and backpressure) against golden.matmul, and
   full throughput (N vectors in N + `latency` cycles, the blocks' three registers
   included);
@@ -48,8 +49,9 @@ def test_pe_instantiates_one_registered_block() -> None:
 
 
 @pytest.mark.parametrize("shape, modes", [
-    ((2, 2), INTEGER_MODES), ((2, 1), INTEGER_MODES), ((2, 2), ("a8w8",)),
-    ((1, 2), ("a8w4", "a4w4"))])
+    ((2, 2), INTEGER_MODES), ((2, 2), ("a8w8",)),
+    pytest.param((2, 1), INTEGER_MODES, marks=pytest.mark.slow),
+    pytest.param((1, 2), ("a8w4", "a4w4"), marks=pytest.mark.slow)])
 def test_mult18_array_matches_golden(shape: tuple[int, int], modes: tuple[str, ...],
                                      sim_seed: int) -> None:
     """Every product passes the block's input, pipeline and output registers, enabled by
