@@ -13,7 +13,7 @@ from typing import Any
 
 from golden.config import ArrayConfig
 
-__all__ = ["Board", "BOARDS", "board"]
+__all__ = ["Board", "BOARDS", "board", "ULX3S_85F_DSP_CONFIG"]
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,9 @@ ICEBREAKER = Board(
     clock_hz=36_000_000,
 )
 
-# ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). The protocol
-# carries one activation vector or weight row per 64-bit word, so rows and cols are at
-# most 8; the board builds the largest such array with every mode. Its link is a UART
+# ECP5 LFE5U-85F: 83,640 LUT4s, 156 MULT18X18D, 208 DP16KD (18 kbit each). The default
+# is the 8 x 8 array with every mode and shift-and-add PEs (101.56 MHz with the bridge,
+# docs/fpga.md); the DSP variant below doubles the MACs per cycle. Its link is a UART
 # (115,200 baud), which paces every GEMM far below the array's rate, so the board leaves
 # out what only a fast link needs: the deep activation buffer (1,024 vectors: 2 x 512,
 # 16 DP16KD fewer) and the paired drain (`drain_pairs`: a second requantizer and FP32
@@ -101,6 +101,13 @@ ULX3S_85F = Board(
                        activation_buffer_depth=1024, drain_pairs=False),
     clock_hz=100_000_000,
 )
+
+# The ULX3S with its DSP blocks (`lpmac build --board ulx3s-85f --rows 16 --cols 8
+# --multiplier ecp5-mult18`): 128 PEs, each on one MULT18X18D with its three registers (128
+# of 156 blocks), 128 int8 and 256 4-bit MACs per cycle, twice the 8 x 8 default. Protocol
+# 2.1 carries its 16-byte activation vectors in two words. An opt-in variant until a place
+# and route shows it closing the board's 100 MHz (docs/fpga.md has its figures).
+ULX3S_85F_DSP_CONFIG = ULX3S_85F.config.replace(rows=16, cols=8, multiplier="ecp5-mult18")
 
 BOARDS: dict[str, Board] = {board.name: board for board in (ICEBREAKER, ULX3S_85F)}
 

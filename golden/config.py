@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = ["ACTIVATION_MEMORIES", "INT4_PACKINGS", "ArrayConfig", "Mode", "MODES", "MODE_INFO",
-           "ModeInfo", "mode_info", "mx_mode", "MULTIPLIERS", "PE_STAGES", "PIPELINES",
+           "ModeInfo", "mode_info", "mx_mode", "MULTIPLIERS", "MULT18_PE_STAGES", "PE_STAGES",
+           "PIPELINES",
            "SPRAM_BLOCKS", "SPRAM_DEPTH", "SPRAM_WIDTH"]
 
 Mode = Literal["a8w8", "a8w4", "a4w4", "mxint8", "mxint4", "mxint8w4"]
@@ -63,11 +64,15 @@ MODES: tuple[str, ...] = tuple(MODE_INFO)
 ACC_ROUNDINGS = ("nearest", "truncate")
 STREAM_WIDTHS = (32, 64, 128)
 BLOCK_SIZES = (16, 32)
-# PE multiplier implementations (see hw/pe.py): two behavioural ones that any synthesis
-# tool maps to LUTs or infers DSP blocks for, and one that instantiates iCE40 DSP blocks.
-MULTIPLIERS = ("split", "packed", "lut", "ice40-sb-mac16")
+# PE multiplier implementations (see hw/pe.py): three behavioural ones that any synthesis
+# tool maps to LUTs or infers DSP blocks for, and two that instantiate vendor DSP blocks
+# (iCE40 SB_MAC16, ECP5 MULT18X18D).
+MULTIPLIERS = ("split", "packed", "lut", "ice40-sb-mac16", "ecp5-mult18")
 # Register stages of a PE: multiply and add in one cycle, or the product registered first.
 PE_STAGES = (1, 2)
+MULT18_PE_STAGES = 5
+"""Register stages of a PE with multiplier "ecp5-mult18": the MULT18X18D's input, pipeline
+and output registers, the two lanes separated, the partial sum."""
 # How deeply the accelerator is pipelined (ArrayConfig.pipeline).
 PIPELINES = ("compact", "fast")
 # Where the activation buffer lives (ArrayConfig.activation_memory; see hw/actbuffer.py).
@@ -110,7 +115,11 @@ class ArrayConfig:
 
     rows, cols
         Size of the weight-stationary systolic array; K runs along the rows, N along the
-        columns. Powers of two from 1 to 64.
+        columns. Powers of two from 1 to 64 (the packet protocol carries up to 32, and an
+        activation vector or weight row of more than 8 bytes spans several words). With an
+        MX mode, one array pass of that mode (C columns, or 2C with 4-bit weights) must fit
+        one MX block of N (`block_size`): a 32 x 32 array builds MXINT8 but not the 4-bit MX
+        modes.
     block_size
         K-elements sharing one E8M0 scale in the MX modes (BK): 16 or 32. A multiple of
         `rows`, so that a K-block is a whole number of array passes.
@@ -149,7 +158,12 @@ class ArrayConfig:
         PEs per block, so an R x C array takes R * C / 2 blocks) plus a small LUT
         multiplier for the second 4-bit-weight lane; it only builds for iCE40 UltraPlus
         parts and simulates on Verilator with Yosys's SB_MAC16 model, not in the Amaranth
-        simulator.
+        simulator. "ecp5-mult18": every PE multiplies on one ECP5 MULT18X18D with its
+        input, pipeline and output registers (the "packed" product: a * w, or in the 4-bit
+        modes both lanes from a * (4096 h + l)), its two lanes separated in a register of
+        the fabric before the partial-sum adder (`pe_stages` 5); the requantizer's
+        multiplier is shift-and-add ("lut"). It only builds for ECP5 parts and simulates on
+        Verilator with lpmac's MULT18X18D model (`fpga.build.primitive_model`).
     pipeline
         "compact" (fewest registers, for small FPGAs at tens of MHz) or "fast" (for clocks
         near 100 MHz): every PE registers its products before the partial-sum adder
@@ -263,6 +277,15 @@ class ArrayConfig:
             if other:
                 raise ValueError(f"int4_packing 'k-pairs' packs A4W4 only; leave "
                                  f"{', '.join(other)} out of modes, or pack in 'columns'")
+        wide = [m for m in self.modes
+                if MODE_INFO[m].mx and self.cols * self.mode(m).lanes > self.block_size]
+        if wide:
+            columns = self.cols * self.mode(wide[0]).lanes
+            larger = " or use block_size 32" if columns <= max(BLOCK_SIZES) else ""
+            raise ValueError(
+                f"an MX mode's N-tile must not be wider than block_size ({self.block_size}): "
+                f"with cols={self.cols}, {', '.join(wide)} would have {columns} output "
+                f"columns per pass; leave {', '.join(wide)} out of modes{larger}")
 
     def _modes(self) -> tuple[str, ...]:
         modes = self.modes
@@ -296,7 +319,10 @@ class ArrayConfig:
 
     @property
     def pe_stages(self) -> int:
-        """Register stages of each PE (`hw.pe`): 2 in the fast pipeline, else 1."""
+        """Register stages of each PE (`hw.pe`): 2 in the fast pipeline, else 1;
+        `MULT18_PE_STAGES` with the ECP5 MULT18X18D multiplier."""
+        if self.multiplier == "ecp5-mult18":
+            return MULT18_PE_STAGES
         return 2 if self.pipeline == "fast" else 1
 
     @property

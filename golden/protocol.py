@@ -1,11 +1,13 @@
-"""The lpmac packet protocol, version 2.0 (docs/protocol.md is the prose version).
+"""The lpmac packet protocol, version 2.1 (docs/protocol.md is the prose version).
 
 Everything here is pure Python/NumPy and shared by the three parties that must agree bit for
 bit: the gateware (`hw.accelerator` takes its opcodes, codes and field layouts from this
 module), the reference executor (`golden.reference`) and the host packer (`host.tiling`).
 
 Words are 64 bits; a packet is a header word plus `length` payload words, and the `last`
-flag of the stream marks its final word. Fields are little-endian bit ranges of a word.
+flag of the stream marks its final word. An activation vector of R bytes takes
+`vector_words` words and a weight row of C bytes `weight_row_words` (one each up to 8 x 8,
+as in version 2.0; up to four for 32 x 32 arrays). Fields are little-endian bit ranges of a word.
 Every word with fields is a `WordLayout` here (`HEADER`, `STATUS`, `CONFIGURE`,
 `REQUANT`, `IDENTIFY`, `BANK_ARGS`): the host codec encodes and decodes with it, and the
 gateware's `lib.data` layouts are derived from it (`hw.wire`), so each field is written once.
@@ -22,7 +24,8 @@ import numpy as np
 from .config import MODE_INFO, MODES, ArrayConfig
 
 __all__ = [
-    "PROTOCOL_VERSION", "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "LENGTH_BITS",
+    "PROTOCOL_VERSION", "MAX_ARRAY", "protocol_version", "vector_words", "weight_row_words",
+    "MAGIC", "WORD_BITS", "WORD_MASK", "MAX_LENGTH", "LENGTH_BITS",
     "WordField", "WordLayout", "HEADER", "BANK_ARGS", "STATUS", "CONFIGURE", "REQUANT",
     "IDENTIFY", "response_length", "Opcode", "Status",
     "Field", "OUT_KINDS", "REQUANT_KINDS", "MX_KINDS", "INTEGER_MODE_KINDS", "MX_MODE_KINDS",
@@ -36,8 +39,13 @@ __all__ = [
     "pack_results", "unpack_results", "words_to_nibbles", "nibbles_to_words",
 ]
 
-PROTOCOL_VERSION = (2, 0)
-"""(major, minor): a host refuses a different major version."""
+PROTOCOL_VERSION = (2, 1)
+"""(major, minor) of this specification: a host refuses a different major version.
+Version 2.1 adds activation vectors and weight rows of several words (arrays of more than 8
+rows or columns); with R, C <= 8 every packet is the same as in 2.0, and such an accelerator
+reports 2.0 (`protocol_version`)."""
+MAX_ARRAY = 32
+"""Largest R and C the protocol carries: a vector or weight row of up to four words."""
 MAGIC = 0x434D504C
 """The first 32 bits of IDENTIFY's first word: "LPMC" as little-endian bytes."""
 WORD_BITS = 64
@@ -226,15 +234,17 @@ IDENTIFY = (
 
 
 def activation_word(config: ArrayConfig) -> WordLayout:
-    """A LOAD_ACTIVATIONS payload word: one activation vector, row r's byte in bits
-    8r + 7 .. 8r (an int8 value, or two int4 K-elements with K-pairs)."""
-    return WordLayout("activation word", {"vector": WordField(0, 8 * config.rows)})
+    """A LOAD_ACTIVATIONS payload word: one activation vector (R <= 8) or word j of one
+    (`vector_words`), row 8j + r's byte in bits 8r + 7 .. 8r (an int8 value, or two int4
+    K-elements with K-pairs)."""
+    return WordLayout("activation word", {"vector": WordField(0, 8 * min(config.rows, 8))})
 
 
 def weight_word(config: ArrayConfig) -> WordLayout:
-    """A weight-row word of COMPUTE's payload: column c's byte in bits 8c + 7 .. 8c (an int8
-    weight, or two int4 weights: lane 0 in the low nibble)."""
-    return WordLayout("weight word", {"row": WordField(0, 8 * config.cols)})
+    """A weight-row word of COMPUTE's payload: one row (C <= 8) or word j of one
+    (`weight_row_words`), column 8j + c's byte in bits 8c + 7 .. 8c (an int8 weight, or two
+    int4 weights: lane 0 in the low nibble)."""
+    return WordLayout("weight word", {"row": WordField(0, 8 * min(config.cols, 8))})
 
 
 def response_length(data_words: object) -> object:
@@ -304,8 +314,8 @@ DETERMINISTIC_COUNTERS = ("busy", "macs")
 
 
 def check_accelerator_config(config: ArrayConfig) -> None:
-    """Refuse configurations this protocol cannot carry: one activation vector and one weight
-    row per 64-bit word."""
+    """Refuse configurations this protocol cannot carry: 64-bit stream beats (one word per
+    beat) and arrays of at most `MAX_ARRAY` rows and columns."""
     if not isinstance(config, ArrayConfig):
         raise TypeError(f"config must be an ArrayConfig, not {config!r}")
     version = f"{PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]}"
@@ -313,10 +323,30 @@ def check_accelerator_config(config: ArrayConfig) -> None:
         raise ValueError(f"protocol {version} needs stream_width 64, not "
                          f"{config.stream_width!r}")
     for name in ("rows", "cols"):
-        if getattr(config, name) > 8:
+        if getattr(config, name) > MAX_ARRAY:
             raise ValueError(
-                f"{name} must be at most 8 for protocol {version} (one vector per 64-bit "
-                f"word), not {getattr(config, name)!r}")
+                f"{name} must be at most {MAX_ARRAY} for protocol {version} (vectors and "
+                f"weight rows of up to {MAX_ARRAY // 8} words), not {getattr(config, name)!r}")
+
+
+def vector_words(config: ArrayConfig) -> int:
+    """Words of one activation vector (R bytes, 8 per word): LOAD_ACTIVATIONS sends
+    `vector_words` words per vector, rows 8j .. 8j + 7 in word j."""
+    return -(-config.rows // 8)
+
+
+def weight_row_words(config: ArrayConfig) -> int:
+    """Words of one weight row (C bytes, 8 per word) in COMPUTE's payload, columns
+    8j .. 8j + 7 in word j."""
+    return -(-config.cols // 8)
+
+
+def protocol_version(config: ArrayConfig) -> tuple[int, int]:
+    """The version an accelerator built with `config` reports: 2.0 when every vector and
+    weight row is one word (R, C <= 8: its packets are 2.0's, word for word), else 2.1."""
+    if vector_words(config) == 1 and weight_row_words(config) == 1:
+        return (2, 0)
+    return PROTOCOL_VERSION
 
 
 def mode_code(mode: str) -> int:
@@ -521,7 +551,8 @@ class Geometry:
     lc: output columns per array pass (C, or 2C in 4-bit-weight modes); kt: K / R array
     passes per N-tile; nt: N / lc N-tiles; nb: K / BK MX blocks; group: N-tiles drained
     together (BK / lc for MX outputs, which are re-blocked along N, else 1); block_scale_words:
-    words of B scale codes per (N-tile, K-block) in COMPUTE; *_words: payload lengths."""
+    words of B scale codes per (N-tile, K-block) in COMPUTE; vector_words, row_words: words
+    per activation vector and per weight row; *_words: payload lengths."""
 
     config: ArrayConfig
     mode: str
@@ -539,6 +570,8 @@ class Geometry:
     nb: int
     group: int
     block_scale_words: int
+    vector_words: int
+    row_words: int
     act_words: int
     scale_words: int
     requant_words: int
@@ -603,7 +636,8 @@ def check_configure(config: ArrayConfig,
     if requant and n > config.requant_depth:
         return Status.TOO_LARGE, Field.REQUANT, None
     block_scale_words = -(-lc // 8) if info.mx else 0
-    compute_words = nt * (k + nb * block_scale_words)
+    words_per_vector, words_per_row = vector_words(config), weight_row_words(config)
+    compute_words = nt * (k * words_per_row + nb * block_scale_words)
     items = m * n
     nibbles = items * item_nibbles(out_kind) + (items // block * MX_CODE_NIBBLES
                                                if out_kind in MX_KINDS
@@ -615,7 +649,9 @@ def check_configure(config: ArrayConfig,
         config=config, mode=mode, out_kind=out_kind,
         rounding="gemmlowp" if fields.rounding else "fp32", relu=bool(fields.relu),
         zero_point=fields.zero_point, m=m, k=k, n=n, lanes=info.lanes, lc=lc, kt=kt, nt=nt,
-        nb=nb, group=group, block_scale_words=block_scale_words, act_words=m * kt,
+        nb=nb, group=group, block_scale_words=block_scale_words,
+        vector_words=words_per_vector, row_words=words_per_row,
+        act_words=m * kt * words_per_vector,
         scale_words=-(-(m * nb) // 8), requant_words=2 * n, compute_words=compute_words,
         items=items, result_words=result_words)
     return Status.OK, Field.NONE, geometry
@@ -624,11 +660,13 @@ def check_configure(config: ArrayConfig,
 # --- IDENTIFY -------------------------------------------------------------------------------
 
 def identify_words(config: ArrayConfig) -> list[int]:
-    """IDENTIFY's four data words (`IDENTIFY`): the magic number, the protocol version, the
+    """IDENTIFY's four data words (`IDENTIFY`): the magic number, the protocol version
+    (`protocol_version`), the
     int4 packing, the accumulator rounding and the counter width; the array, block size,
     accumulator, stream width and modes (bit i = MODES[i]); the buffer depths."""
     fields = {
-        "magic": MAGIC, "major": PROTOCOL_VERSION[0], "minor": PROTOCOL_VERSION[1],
+        "magic": MAGIC, "major": protocol_version(config)[0],
+        "minor": protocol_version(config)[1],
         "modes": sum(1 << MODES.index(mode) for mode in config.modes),
         "k_pairs": int(config.int4_packing == "k-pairs"),
         "acc_truncate": int(config.acc_rounding == "truncate"),

@@ -165,11 +165,13 @@ class ReferenceAccelerator:
             self.scales[bank, :codes.size] = codes
             return respond(code, value=value)
         if command == Opcode.LOAD_ACTIVATIONS:
-            rows = self.config.rows
-            vectors = np.asarray(used, dtype=np.uint64).astype("<u8").view(np.uint8)
-            vectors = vectors.reshape(-1, 8)[:, :rows]
+            # Whole vectors only: the words of a vector cut short are not written.
+            rows, words = self.config.rows, geometry.vector_words
+            whole = used[:len(used) // words * words]
+            vectors = np.asarray(whole, dtype=np.uint64).astype("<u8").view(np.uint8)
+            vectors = vectors.reshape(-1, 8 * words)[:, :rows]
             start = bank * self._act_half
-            self.activations[start:start + len(used)] = vectors
+            self.activations[start:start + len(vectors)] = vectors
             return respond(code, value=value)
         # COMPUTE: the job runs whatever happens to the packet; missing words are zeros.
         weights = used + [0] * (expected - len(used))
@@ -204,14 +206,17 @@ class ReferenceAccelerator:
         """A [M, K] (int8 values) from activation bank `bank` (address k_tile * M + m)."""
         rows = self.config.rows
         start = bank * self._act_half
-        vectors = self.activations[start:start + geometry.act_words].view(np.int8)
+        vectors = self.activations[start:start + geometry.m * geometry.kt].view(np.int8)
         return vectors.reshape(geometry.kt, geometry.m, rows).transpose(1, 0, 2) \
             .reshape(geometry.m, geometry.k)
 
     def _weight_rows(self, geometry: Geometry, words: np.ndarray) -> np.ndarray:
-        """Weight words [NT, K] -> W [K, N] (int8 values; int4 values in 4-bit modes)."""
+        """Weight words [NT, K * row_words] -> W [K, N] (int8 values; int4 values in 4-bit
+        modes)."""
         cols = self.config.cols
-        as_bytes = words.astype("<u8").view(np.uint8).reshape(*words.shape, 8)[..., :cols]
+        rows = words.reshape(geometry.nt, geometry.k, geometry.row_words)
+        as_bytes = rows.astype("<u8").view(np.uint8).reshape(
+            geometry.nt, geometry.k, 8 * geometry.row_words)[..., :cols]
         if geometry.lanes == 1:
             tiles = as_bytes.view(np.int8)                              # [NT, K, C]
         else:
@@ -225,7 +230,7 @@ class ReferenceAccelerator:
         a = self._activations(geometry, bank)
         payload = np.asarray(words, dtype=np.uint64)
         if not geometry.mx:
-            w = self._weight_rows(geometry, payload.reshape(geometry.nt, geometry.k))
+            w = self._weight_rows(geometry, payload.reshape(geometry.nt, -1))
             if self.config.mode(geometry.mode).k_pack == 2:
                 # K-pairs: every byte holds K-elements 2j (low nibble) and 2j + 1.
                 a = golden.unpack_int4(a.astype(np.uint8))
@@ -239,7 +244,8 @@ class ReferenceAccelerator:
 
         block = self.config.block_size
         scale_words = geometry.block_scale_words
-        per_block = payload.reshape(geometry.nt, geometry.nb, scale_words + block)
+        per_block = payload.reshape(geometry.nt, geometry.nb,
+                                    scale_words + block * geometry.row_words)
         code_bytes = per_block[..., :scale_words].astype("<u8").view(np.uint8)
         b_codes = code_bytes.reshape(geometry.nt, geometry.nb, -1)[..., :geometry.lc]
         b_codes = b_codes.transpose(1, 0, 2).reshape(geometry.nb, geometry.n)

@@ -50,6 +50,7 @@ from golden.protocol import (
     Opcode,
     Packet,
     Response,
+    check_accelerator_config,
     decode_identify,
     identified_fields,
     parse_responses,
@@ -361,6 +362,11 @@ class Accelerator:
             raise AcceleratorError(
                 f"the accelerator speaks protocol {version[0]}.{version[1]}; this host speaks "
                 f"{PROTOCOL_VERSION[0]}.x")
+        try:
+            check_accelerator_config(config)
+        except ValueError as error:
+            raise AcceleratorError(f"this host cannot drive the accelerator IDENTIFY "
+                                   f"describes: {error}") from None
         return version, config
 
     def _exchange(self, packets: Sequence[Packet]) -> list[Response]:

@@ -57,6 +57,8 @@ from golden.protocol import (
     encode_requant_words,
     item_nibbles,
     unpack_results,
+    vector_words,
+    weight_row_words,
 )
 
 __all__ = ["GemmPlan", "GemmProgram", "plan_gemm", "matmul_program", "qlinear_program",
@@ -138,7 +140,7 @@ def plan_gemm(config: ArrayConfig, *, m: int, k: int, n: int, mode: str,
     m_tile = -(-m // m_tiles)
     # Widest N-chunk: requantization memory, 16-bit N field, packet length limits.
     scale_words = -(-lc // 8) if info.mx else 0
-    per_tile_words = k_words + (k_words // block) * scale_words
+    per_tile_words = k_words * weight_row_words(config) + (k_words // block) * scale_words
     result_nibbles = m_tile * (item_nibbles(out_kind) + (2 / block if out_kind in MX_KINDS
                                                          else 0))
     widest = min(config.requant_depth if out_kind in REQUANT_KINDS else 0xFFFF,
@@ -244,18 +246,22 @@ def _padded(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
-def _activation_words(a_tile: np.ndarray, rows: int) -> list[int]:
-    """A [M_tile, K_pad] -> one word per (k_tile, m): R int8 elements, element 0 lowest."""
+def _activation_words(config: ArrayConfig, a_tile: np.ndarray) -> list[int]:
+    """A [M_tile, K_pad] -> `vector_words` words per (k_tile, m): R int8 elements, element 0
+    lowest, 8 per word."""
+    rows, words = config.rows, vector_words(config)
     m_tile, k_pad = a_tile.shape
     vectors = a_tile.reshape(m_tile, k_pad // rows, rows).transpose(1, 0, 2)
-    as_bytes = np.zeros((*vectors.shape[:2], 8), dtype=np.uint8)
+    as_bytes = np.zeros((*vectors.shape[:2], 8 * words), dtype=np.uint8)
     as_bytes[..., :rows] = (vectors & 0xFF).astype(np.uint8)
     return [int(word) for word in as_bytes.reshape(-1, 8).view("<u8").reshape(-1)]
 
 
-def _weight_words(w_chunk: np.ndarray, cols: int, lanes: int) -> np.ndarray:
-    """W [K_pad, N_chunk] -> words [NT, K_pad]: per N-tile, per K row, the C weight bytes of
-    the array row (4-bit modes: column c in the low nibble, column c + C in the high one)."""
+def _weight_words(config: ArrayConfig, w_chunk: np.ndarray, lanes: int) -> np.ndarray:
+    """W [K_pad, N_chunk] -> words [NT, K_pad * row_words]: per N-tile, per K row, the C
+    weight bytes of the array row, 8 per word (4-bit modes: column c in the low nibble,
+    column c + C in the high one)."""
+    cols, words = config.cols, weight_row_words(config)
     k_pad, n_chunk = w_chunk.shape
     lc = cols * lanes
     tiles = w_chunk.reshape(k_pad, n_chunk // lc, lc).transpose(1, 0, 2)   # [NT, K, lc]
@@ -264,9 +270,9 @@ def _weight_words(w_chunk: np.ndarray, cols: int, lanes: int) -> np.ndarray:
     else:
         as_bytes = ((tiles[..., :cols] & 0xF) | ((tiles[..., cols:] & 0xF) << 4)) \
             .astype(np.uint8)
-    padded = np.zeros((*as_bytes.shape[:2], 8), dtype=np.uint8)
+    padded = np.zeros((*as_bytes.shape[:2], 8 * words), dtype=np.uint8)
     padded[..., :cols] = as_bytes
-    return padded.view("<u8")[..., 0]
+    return padded.view("<u8").reshape(as_bytes.shape[0], -1)
 
 
 def _code_words(codes: np.ndarray, words: int) -> np.ndarray:
@@ -305,19 +311,19 @@ def _build(plan: GemmPlan, a: np.ndarray, w: np.ndarray, *, rounding: str = "fp3
             bias, multiplier, shift = (np.pad(np.asarray(x)[start:min(stop, plan.n)],
                                               (0, stop - min(stop, plan.n))) for x in requant)
             program.add(Opcode.LOAD_REQUANT, encode_requant_words(bias, multiplier, shift))
-        weights = _weight_words(w_pad[:, start:stop], config.cols, info.lanes)
+        weights = _weight_words(config, w_pad[:, start:stop], info.lanes)
         if info.mx:
             s = geometry.block_scale_words
             codes = b_codes[:, start:stop].reshape(geometry.nb, geometry.nt, geometry.lc)
             code_words = _code_words(codes.transpose(1, 0, 2).astype(np.uint8), s)
-            payload = np.concatenate([code_words, weights.reshape(geometry.nt, geometry.nb,
-                                                                  block)], axis=-1)
+            payload = np.concatenate([code_words, weights.reshape(
+                geometry.nt, geometry.nb, block * geometry.row_words)], axis=-1)
             compute_payload = [int(x) for x in payload.reshape(-1)]
         else:
             compute_payload = [int(x) for x in weights.reshape(-1)]
         for tile in range(plan.m_tiles):
             rows = slice(tile * plan.m_tile, (tile + 1) * plan.m_tile)
-            program.add(Opcode.LOAD_ACTIVATIONS, _activation_words(a_pad[rows], config.rows),
+            program.add(Opcode.LOAD_ACTIVATIONS, _activation_words(config, a_pad[rows]),
                         args=bank)
             if info.mx:
                 tile_codes = a_codes[rows].T.reshape(-1).astype(np.uint8)   # order (b, m)

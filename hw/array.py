@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 from golden.config import ArrayConfig
 
 from .pe import (
-    DSP_MULTIPLIERS,
+    PAIRED_DSP_MULTIPLIERS,
     Ice40Mac16Pair,
     Mode,
     ProcessingElement,
@@ -69,7 +69,7 @@ class SystolicArray(wiring.Component):
     multiplier
         PE multiplier variant (see `hw.pe`); `config.multiplier` when not given. With
         "ice40-sb-mac16" the array instantiates ceil(R * C / 2) SB_MAC16 blocks, one per
-        two PEs (row-major pairs).
+        two PEs (row-major pairs); with "ecp5-mult18" every PE instantiates one MULT18X18D.
 
     Ports
     -----
@@ -247,7 +247,8 @@ class SystolicArray(wiring.Component):
         # --- The PE grid ------------------------------------------------------------------
         # DSP blocks serve two PEs of one row (the same swap), so with two or more columns
         # they also hold the PEs' operand and raw-product registers (see `hw.pe`).
-        dsp_registers = self._multiplier in DSP_MULTIPLIERS and cols >= 2
+        paired = self._multiplier in PAIRED_DSP_MULTIPLIERS
+        dsp_registers = paired and cols >= 2
         pes: list[list[ProcessingElement]] = []
         for row in range(rows):
             pe_row = []
@@ -270,9 +271,11 @@ class SystolicArray(wiring.Component):
                     grid.d.comb += pe.shadow_two_lanes.eq(row_shadow_two_lanes[row])
                 if "shadow_pairs" in pe.signature.members:
                     grid.d.comb += pe.shadow_pairs.eq(row_shadow_pairs[row])
+                if "enable" in pe.signature.members:     # the PE's MULT18X18D registers
+                    grid.d.comb += pe.enable.eq(advance)
                 pe_row.append(pe)
             pes.append(pe_row)
-        if self._multiplier in DSP_MULTIPLIERS:
+        if paired:
             flat = [(row, pe) for row, pe_row in enumerate(pes) for pe in pe_row]
             for index in range(0, len(flat), 2):
                 row, first = flat[index]

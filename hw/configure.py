@@ -24,6 +24,8 @@ from golden.protocol import (
     Field,
     Status,
     item_nibbles,
+    vector_words,
+    weight_row_words,
 )
 
 from .accumulate import pass_mins
@@ -96,12 +98,19 @@ class ConfigFields:
         self.k_tiles = self.k >> log_rows
         self.n_tiles = self.n >> lc_log2
         self.k_blocks = self.k >> log_block
-        # group = BK / lc N-tiles for MX outputs (lc <= 16 <= BK), else 1.
+        # group = BK / lc N-tiles for MX outputs (`ArrayConfig` keeps an MX pass, lc, within
+        # BK), else 1.
         self.group_log2 = Mux(self.mx_out, log_block - lc_log2, 0)[:3]
-        # Words per N-tile of the COMPUTE payload: K weight rows (+ scale words per block).
-        # (1 or 2 scale words per block: a shift, not a multiplication.)
-        two_scale_words = self.lanes2 & (lc_max > 8)
-        self.tile_words = self.k + Mux(self.mx, self.k_blocks << two_scale_words, 0)
+        # Words per N-tile of the COMPUTE payload: K weight rows of `weight_row_words` words
+        # (+ scale words per block). Powers of two: shifts, not multiplications.
+        if cols <= 8:       # one word per row; 1 or 2 scale words per block
+            two_scale_words = self.lanes2 & (lc_max > 8)
+            self.tile_words = self.k + Mux(self.mx, self.k_blocks << two_scale_words, 0)
+        else:               # C / 8 words per row; C / 8 or C / 4 scale words per block
+            log_row_words = exact_log2(weight_row_words(config))
+            scale_words_log2 = Mux(self.lanes2, log_row_words + 1, log_row_words)
+            self.tile_words = (self.k << log_row_words) \
+                + Mux(self.mx, self.k_blocks << scale_words_log2, 0)
         self.lc = Mux(self.lanes2, 2 * cols, cols)
         # log2 of each kind's item nibbles (8, 1 or 2), and MX_CODE_NIBBLES per MX block.
         by_nibbles = {count: [kinds[kind] for kind in OUT_KINDS if item_nibbles(kind) == count]
@@ -218,7 +227,9 @@ class ConfigureUnit(wiring.Component):
         act_half = config.activation_bank_depth
         acc_half = config.accumulator_bank_depth
         f = ConfigFields(m, config, control.word0, control.word1, config.lane_columns)
-        m.submodules.config_multiplier = multiplier = SerialMultiplier(16, 18)
+        # (N-tiles x words per N-tile: up to 4 K + K / 4 words per N-tile with C = 32.)
+        m.submodules.config_multiplier = multiplier = SerialMultiplier(
+            16, 18 if config.cols <= 8 else 20)
         product = multiplier.product
         act_words_calc = Signal(32)
         compute_words_calc = Signal(34)
@@ -356,7 +367,8 @@ class ConfigureUnit(wiring.Component):
             c.pass_last.eq(Mux(f.m > pass_min, f.m, pass_min) - 1),
             *(getattr(c, name).eq(value) for name, value in flag_fields.items()
               if variable[name]),
-            c.act_words.eq(act_words),
+            c.act_words.eq(act_words << exact_log2(vector_words(config))
+                           if config.rows > 8 else act_words),
             c.scale_words.eq(((act_words >> ppb_log2) + 7) >> 3),
             c.requant_words.eq(f.n << 1),
             c.compute_words.eq(compute_words),

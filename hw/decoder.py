@@ -17,7 +17,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from golden.config import ArrayConfig
 from golden.protocol import (
@@ -30,6 +30,7 @@ from golden.protocol import (
     Status,
     activation_word,
     response_length,
+    vector_words,
 )
 
 from .configure import CONTROL_SIGNATURE, config_layout
@@ -210,8 +211,16 @@ class CommandDecoder(wiring.Component):
         ]
 
         # Payload writes: address and data always driven, only the enables are decoded.
-        m.d.comb += [self.act_write.addr.eq(bank * config.activation_bank_depth + count),
-                     self.act_write.data.eq(view(activation_word(config), word).vector)]
+        # A vector of several words (R > 8) is written with its last word; the words before
+        # it wait in `vector_stage`, the latest on top.
+        vector_data = view(activation_word(config), word).vector
+        self.log_vector_words = log_words = exact_log2(vector_words(config))
+        if log_words:
+            self.vector_stage = Signal(64 * ((1 << log_words) - 1))
+            vector_data = Cat(self.vector_stage, vector_data)
+        m.d.comb += [self.act_write.addr.eq(bank * config.activation_bank_depth
+                                            + (count >> log_words if log_words else count)),
+                     self.act_write.data.eq(vector_data)]
         if has_requant:
             channel_words = view(REQUANT[0], stage), view(REQUANT[1], word)
             m.d.comb += [
@@ -371,7 +380,15 @@ class CommandDecoder(wiring.Component):
                         m.d.comb += self.requant_write.en.eq(count[0])
                 if config.has_mx:
                     m.d.comb += self.scale_write.en.eq(is_op[Opcode.LOAD_SCALES])
-                m.d.comb += self.act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
+                if self.log_vector_words:
+                    log_words = self.log_vector_words
+                    vector_end = count[:log_words] == (1 << log_words) - 1
+                    m.d.comb += self.act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS] & vector_end)
+                    stage = self.vector_stage
+                    with m.If(is_op[Opcode.LOAD_ACTIVATIONS]):
+                        m.d.sync += stage.eq(Cat(stage[64:], word))
+                else:
+                    m.d.comb += self.act_write.en.eq(is_op[Opcode.LOAD_ACTIVATIONS])
                 with m.If(at_last):
                     m.d.sync += self.final_last.eq(i.payload.last)
                     with m.If(is_op[Opcode.CONFIGURE]):

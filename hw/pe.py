@@ -45,6 +45,14 @@ DSP half computes lane 0: a * w in 8-bit modes, a * l (signed low nibble) in 4-b
 a small LUT multiplier computes lane 1, a * h. So 16 PEs (a 4 x 4 array) use all 8
 blocks for 16 int8 MACs or 32 4-bit MACs per cycle.
 
+multiplier="ecp5-mult18" targets the ECP5, whose MULT18X18D blocks Yosys infers without
+their registers (a product then crosses the route to and from the DSP row in one clock
+period). `Ecp5Mult18` instantiates one per PE with its input, pipeline and output
+registers: the packed product above, with operand a * (4096 * h + l) (l signed) in the
+4-bit modes, so a * l is the low 12 bits read as signed and a * h the rest plus the borrow
+of a negative low part. The lanes are separated in a register of the fabric and added to
+the partial sums in the next stage (`MULT18_PE_STAGES` = 5 stages per PE).
+
 `hw.resources` reports the cells of the behavioural variants (`MULTIPLIERS`).
 """
 
@@ -67,15 +75,23 @@ from amaranth.hdl import (
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.config import INT4_PACKINGS, MODE_INFO, MODES, PE_STAGES, mode_info
+from golden.config import (
+    INT4_PACKINGS,
+    MODE_INFO,
+    MODES,
+    MULT18_PE_STAGES,
+    PE_STAGES,
+    mode_info,
+)
 from golden.config import MULTIPLIERS as ALL_MULTIPLIERS
 from golden.protocol import CONFIGURE, mode_code
 
 from .arith import booth_multiply_4x4, shift_add_multiply
 
 __all__ = [
-    "Mode", "WeightLayout", "ProcessingElement", "Ice40Mac16Pair", "MULTIPLIERS",
-    "DSP_MULTIPLIERS", "check_multiplier", "product_range", "psum_shape", "mode_lanes",
+    "Mode", "WeightLayout", "ProcessingElement", "Ice40Mac16Pair", "Ecp5Mult18", "MULTIPLIERS",
+    "DSP_MULTIPLIERS", "PAIRED_DSP_MULTIPLIERS", "check_multiplier", "product_range",
+    "psum_shape", "mode_lanes",
 ]
 
 
@@ -112,9 +128,12 @@ low nibble, the ONNX packing order)."""
 MULTIPLIERS = ("split", "packed", "lut")
 """The behavioural multipliers (written as `*`): any synthesis tool, and the Amaranth
 simulator."""
-DSP_MULTIPLIERS = ("ice40-sb-mac16",)
+DSP_MULTIPLIERS = ("ice40-sb-mac16", "ecp5-mult18")
 """Multipliers that instantiate vendor DSP primitives (Verilator with the primitive's
 simulation model, or the vendor's synthesis)."""
+PAIRED_DSP_MULTIPLIERS = ("ice40-sb-mac16",)
+"""DSP multipliers whose block serves two PEs, which hand it their operands (`dsp_a`,
+`dsp_b`, `dsp_product`); "ecp5-mult18" instantiates its block inside the PE."""
 
 
 def check_multiplier(multiplier: object) -> None:
@@ -168,13 +187,15 @@ class ProcessingElement(wiring.Component):
     multiplier
         "split" (two 8x4 products sharing one 8x8 partial-product array; best on LUT
         fabric), "lut" (the same products as explicit shift-and-add sums: never a DSP
-        block), "packed" (one 8x16 product, one DSP block) or "ice40-sb-mac16" (lane 0
-        from half an external SB_MAC16, see `Ice40Mac16Pair`); see the module docstring.
+        block), "packed" (one 8x16 product, one DSP block), "ice40-sb-mac16" (lane 0
+        from half an external SB_MAC16, see `Ice40Mac16Pair`) or "ecp5-mult18" (the packed
+        product on a registered MULT18X18D, `Ecp5Mult18`); see the module docstring.
 
     stages
         Register stages (`golden.config.PE_STAGES`): 1, the product and the partial-sum
         addition in one cycle; 2, the multiplier outputs are registered and added in the
         next cycle (for fast clocks: the multiplier and the adder in separate stages).
+        `MULT18_PE_STAGES` (5) with multiplier "ecp5-mult18", and only then.
     int4_packing
         "columns" or "k-pairs" (`golden.config.ArrayConfig.int4_packing`; "k-pairs" only
         with multiplier "ice40-sb-mac16"). With "k-pairs" and A4W4 built, an A4W4 tile's
@@ -221,6 +242,9 @@ class ProcessingElement(wiring.Component):
         `dsp_registers`, `dsp_b` comes from a register and the product is combinational;
         with them, `dsp_b` is the shadow tile's operand, which the block loads at `swap`,
         and the product is registered by the block when `dsp_product_registered`.
+    enable : In(1)
+        Only with multiplier="ecp5-mult18": the clock enable of the MULT18X18D's registers
+        (the array's `advance`: the PE's other registers are enabled by the array).
     dsp_addend : Out(signed(16))
         Only with "k-pairs": what the DSP half's adder adds to its product (the LUT product
         of the high nibbles; 0 in other modes); `dsp_product` is then that sum.
@@ -242,19 +266,23 @@ class ProcessingElement(wiring.Component):
             raise ValueError(
                 f"accumulated must be a non-negative integer, not {accumulated!r}")
         check_multiplier(multiplier)
-        if stages not in PE_STAGES:
+        if multiplier == "ecp5-mult18":
+            if stages != MULT18_PE_STAGES:
+                raise ValueError(f"stages must be {MULT18_PE_STAGES} with multiplier "
+                                 f"'ecp5-mult18', not {stages!r}")
+        elif stages not in PE_STAGES:
             raise ValueError(f"stages must be 1 or 2, not {stages!r}")
-        if dsp_registers and multiplier not in DSP_MULTIPLIERS:
+        if dsp_registers and multiplier not in PAIRED_DSP_MULTIPLIERS:
             raise ValueError(f"dsp_registers needs a DSP multiplier "
-                             f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
+                             f"({', '.join(PAIRED_DSP_MULTIPLIERS)}), not {multiplier!r}")
         if int4_packing not in INT4_PACKINGS:
             raise ValueError(f"int4_packing must be 'columns' or 'k-pairs', not "
                              f"{int4_packing!r}")
         self._modes = tuple(modes)
         self._pairs = any(mode_info(mode, int4_packing).k_pack == 2 for mode in self._modes)
-        if self._pairs and multiplier not in DSP_MULTIPLIERS:
+        if self._pairs and multiplier not in PAIRED_DSP_MULTIPLIERS:
             raise ValueError(f"int4_packing 'k-pairs' needs a DSP multiplier "
-                             f"({', '.join(DSP_MULTIPLIERS)}), not {multiplier!r}")
+                             f"({', '.join(PAIRED_DSP_MULTIPLIERS)}), not {multiplier!r}")
         self._pairs_only = self._pairs and self._modes == ("a4w4",)
         self._accumulated = accumulated
         self._multiplier = multiplier
@@ -274,10 +302,12 @@ class ProcessingElement(wiring.Component):
             members["shadow_pairs"] = In(1)
         if accumulated > 0:  # the first row has no partial sums to add
             members["psum_in"] = In(_psum_layout(accumulated, self._lanes))
-        if multiplier in DSP_MULTIPLIERS:
+        if multiplier in PAIRED_DSP_MULTIPLIERS:
             members["dsp_a"] = Out(signed(8))
             members["dsp_b"] = Out(signed(8))
             members["dsp_product"] = In(signed(16))
+        if multiplier == "ecp5-mult18":
+            members["enable"] = In(1)
         if self._pairs:
             members["dsp_addend"] = Out(signed(16))
         super().__init__(members)
@@ -328,6 +358,9 @@ class ProcessingElement(wiring.Component):
                 m.d.sync += two_lanes.eq(self.shadow_two_lanes)
 
         a = self.activation
+        if self._multiplier == "ecp5-mult18":
+            self._mult18(m, a, shadow, two_lanes)
+            return m
         if self._multiplier in DSP_MULTIPLIERS:
             raw, finish = self._dsp_products(m, a, shadow)
         elif self._multiplier in ("split", "lut"):
@@ -362,6 +395,48 @@ class ProcessingElement(wiring.Component):
         # 0.70's abc9 trips over port bits aliased by lib.data field names.
         m.d.comb += self.psum_out.eq(psum_next)
         return m
+
+    def _mult18(self, m: Module, a: Value, shadow: data.View, two_lanes: Value) -> None:
+        """The PE on a registered MULT18X18D (`Ecp5Mult18`, `latency` 3): its operand
+        formed at the swap, the lanes separated in the next stage, added to the partial sums
+        in the one after."""
+        if self._lanes == 1:
+            operand = self._on_swap(m, signed(8), "operand", shadow.int8)
+        else:
+            # 4-bit modes: 4096 * h + l, both nibbles signed; 8-bit modes: the int8 weight.
+            operand = self._on_swap(m, signed(17), "operand",
+                                    Mux(self.shadow_two_lanes,
+                                        (shadow.int4[1] << 12) + shadow.int4[0], shadow.int8))
+        m.submodules.mult = mult = Ecp5Mult18()
+        m.d.comb += [mult.a.eq(a), mult.b.eq(operand), mult.enable.eq(self.enable)]
+        # The two-lane flag of the product the block outputs: `Ecp5Mult18.latency` cycles
+        # after the flag of its operands.
+        for stage in range(Ecp5Mult18.latency):
+            delayed = Signal(name=f"two_lanes_{stage + 1}", reset_less=True)
+            m.d.sync += delayed.eq(two_lanes)
+            two_lanes = delayed
+        product = mult.product
+        # product = 4096 * (a * h) + a * l with a * l in [-1016, 1024]: the low 12 bits read
+        # as signed are a * l; the rest, plus the borrow of a negative low part, is a * h.
+        lane_products = [Signal(psum_shape(1, 0), name="lane0_product", reset_less=True)]
+        if self._lanes == 1:
+            m.d.sync += lane_products[0].eq(product[:16].as_signed())
+        else:
+            lane_products.append(Signal(psum_shape(1, 1), name="lane1_product",
+                                        reset_less=True))
+            m.d.sync += [
+                lane_products[0].eq(Mux(two_lanes, product[:12].as_signed(),
+                                        product[:16].as_signed())),
+                lane_products[1].eq(Mux(two_lanes,
+                                        product[12:24].as_signed() + product[11], 0)),
+            ]
+        psum_next = Signal(_psum_layout(self._accumulated + 1, self._lanes), reset_less=True)
+        for lane, lane_product in enumerate(lane_products):
+            total = lane_product
+            if self._accumulated > 0:
+                total = self.psum_in[f"lane{lane}"] + lane_product
+            m.d.sync += psum_next[f"lane{lane}"].eq(total)
+        m.d.comb += self.psum_out.eq(psum_next)
 
     def _on_swap(self, m: Module, shape: ShapeLike, name: str, value: Value) -> Signal:
         """A register loaded with `value` (formed from the shadow weight) at a swap."""
@@ -571,4 +646,53 @@ class Ice40Mac16Pair(wiring.Component):
             o_SIGNEXTOUT=Signal(name="unused_signextout"),
         )
         m.d.comb += Value.cast(self.product).eq(output)
+        return m
+
+
+class Ecp5Mult18(wiring.Component):
+    """One ECP5 MULT18X18D, signed 18 x 18 -> 36 bits, with its input, pipeline and output
+    registers: `product` = `a` * `b` of the cycle `latency` (3) cycles earlier, every
+    register clocked by the domain's clock and enabled by `enable`.
+
+    Registered at both ends, the block's routes to and from the fabric are each a path of
+    their own (nextpnr times the block as registers, `MULT18X18D_REGS_ALL`), instead of one
+    path through the route in, the multiplier and the route out. Only synthesis for ECP5
+    parts and simulation with a MULT18X18D model (`fpga.build.primitive_model("MULT18X18D",
+    "ecp5")`) accept the design; the Amaranth simulator does not."""
+
+    latency = 3
+    """Cycles from `a`, `b` to `product`: the input, pipeline and output registers."""
+
+    def __init__(self) -> None:
+        super().__init__({
+            "a": In(signed(18)),
+            "b": In(signed(18)),
+            "product": Out(signed(36)),
+            "enable": In(1),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        product = Signal(36)
+        signed_product = Signal()   # the block's flag that P is signed: always, here
+        registers = {}
+        for register in ("INPUTA", "INPUTB", "PIPELINE", "OUTPUT"):
+            registers.update({f"p_REG_{register}_CLK": "CLK0", f"p_REG_{register}_CE": "CE0",
+                              f"p_REG_{register}_RST": "RST0"})
+        a, b = Value.cast(self.a), Value.cast(self.b)
+        m.submodules.mult = Instance(
+            "MULT18X18D",
+            **registers,
+            p_GSR="DISABLED", p_RESETMODE="SYNC",
+            **{f"i_A{bit}": a[bit] for bit in range(18)},
+            **{f"i_B{bit}": b[bit] for bit in range(18)},
+            **{f"i_C{bit}": Const(0) for bit in range(18)},
+            i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
+            i_CLK0=ClockSignal(), i_CLK1=Const(0), i_CLK2=Const(0), i_CLK3=Const(0),
+            i_CE0=self.enable, i_CE1=Const(0), i_CE2=Const(0), i_CE3=Const(0),
+            i_RST0=Const(0), i_RST1=Const(0), i_RST2=Const(0), i_RST3=Const(0),
+            **{f"o_P{bit}": product[bit] for bit in range(36)},
+            o_SIGNEDP=signed_product,
+        )
+        m.d.comb += Value.cast(self.product).eq(product)
         return m

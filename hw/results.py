@@ -196,8 +196,10 @@ class ResultPath(wiring.Component):
         c, drained = self.config, self.drained
         units = []
         for j in range(self._config.drain_width):
-            # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too.
-            unit = Requantizer(multiplier="lut" if self._multiplier == "lut" else "dsp")
+            # multiplier="lut" keeps every multiplier out of the DSP blocks, this one too; so
+            # does "ecp5-mult18", whose DSP blocks are the PEs'.
+            unit = Requantizer(multiplier="lut" if self._multiplier in ("lut", "ecp5-mult18")
+                               else "dsp")
             m.submodules[f"requantizer_{j}" if j else "requantizer"] = unit
             units.append(unit)
             busy_terms.append(unit.busy)

@@ -191,22 +191,31 @@ def generated_accelerator_verilog(config: ArrayConfig,
 
 
 def harness_verilog(config: ArrayConfig,
-                    progress: Callable[[str], None] | None = None) -> str:
+                    progress: Callable[[str], None] | None = None, models: str = "") -> str:
     """The accelerator's Verilog plus `HARNESS_TOP`, the module the C++ harness drives: the
-    accelerator with its reset taken from a flip-flop loaded from the port `rst_request`."""
+    accelerator with its reset taken from a flip-flop loaded from the port `rst_request`;
+    then `models`, the Verilog of the vendor primitives `config` instantiates, if any (the
+    ECP5 MULT18X18D of multiplier "ecp5-mult18": `fpga.build.simulation_models`)."""
+    if config.multiplier == "ecp5-mult18" and "module MULT18X18D" not in models:
+        raise ValueError("config.multiplier 'ecp5-mult18' instantiates the ECP5 MULT18X18D; "
+                         "pass its simulation model (models=fpga.build.simulation_models("
+                         "config))")
     verilog = accelerator_verilog(config, progress)
     for port in ("input [64:0] i_stream__payload", "output [64:0] o_stream__payload"):
         if not re.search(rf"^\s*{re.escape(port)};", verilog, re.MULTILINE):
             raise ValueError(f"the accelerator's Verilog has no port `{port}`, which the "
                              "harness expects (64-bit words and `last`)")
-    return verilog + _HARNESS_TOP_VERILOG
+    return verilog + _HARNESS_TOP_VERILOG + models
 
 
 def harness_executable(config: ArrayConfig | None = None, *,
-                       progress: Callable[[str], None] | None = None) -> Path:
-    """The compiled harness of `Accelerator(config)` (built once, then from the cache)."""
+                       progress: Callable[[str], None] | None = None,
+                       models: str = "") -> Path:
+    """The compiled harness of `Accelerator(config)` (built once, then from the cache);
+    `models` as in `harness_verilog`."""
     config = config or ArrayConfig()
-    return build_executable(harness_verilog(config, progress), HARNESS_TOP, HARNESS_SOURCE,
+    return build_executable(harness_verilog(config, progress, models), HARNESS_TOP,
+                            HARNESS_SOURCE,
                             name=config_build_name("harness-accelerator", config),
                             progress=progress)
 
@@ -305,14 +314,14 @@ class VerilatorTransport(Transport):
 
     def __init__(self, config: ArrayConfig | None = None, *,
                  progress: Callable[[str], None] | None = None, gaps: float = 0.0,
-                 stalls: float = 0.0, seed: int = 1) -> None:
+                 stalls: float = 0.0, seed: int = 1, models: str = "") -> None:
         self.config = config if config is not None else ArrayConfig()
         self.gaps = _probability("gaps", gaps)
         self.stalls = _probability("stalls", stalls)
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2**64), not {seed!r}")
         self.seed = seed
-        self.executable = harness_executable(self.config, progress=progress)
+        self.executable = harness_executable(self.config, progress=progress, models=models)
         self._errors = tempfile.TemporaryFile()
         # A coverage build (sim.coverage) writes its counters when the harness exits.
         coverage = []

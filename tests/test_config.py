@@ -37,7 +37,8 @@ def test_defaults_and_derived_quantities():
     (dict(counter_bits=32), "counter_bits must be an integer from 40 to 64, not 32"),
     (dict(counter_bits=True), "counter_bits must be an integer from 40 to 64, not True"),
     (dict(multiplier="dsp"),
-     "multiplier must be one of 'split', 'packed', 'lut', 'ice40-sb-mac16', not 'dsp'"),
+     "multiplier must be one of 'split', 'packed', 'lut', 'ice40-sb-mac16', 'ecp5-mult18', "
+     "not 'dsp'"),
     (dict(pipeline="deep"), "pipeline must be 'compact' or 'fast', not 'deep'"),
     (dict(requant_depth=1), "requant_depth must be a power of two of at least 2, or 0"),
     (dict(requant_depth=48), "requant_depth must be a power of two"),

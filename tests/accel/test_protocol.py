@@ -70,7 +70,7 @@ def test_identify_describes_the_config() -> None:
     config = ArrayConfig(rows=4, cols=8, block_size=16, acc_bits=24, acc_rounding="truncate",
                          modes=("a8w8", "mxint8"), requant_depth=64)
     version, decoded = decode_identify(identify_words(config))
-    assert version == PROTOCOL_VERSION
+    assert version == (2, 0) and PROTOCOL_VERSION == (2, 1)   # a 4 x 8 array speaks 2.0
     assert decoded == config
     narrow = config.replace(counter_bits=40)
     words = identify_words(narrow)
@@ -95,11 +95,12 @@ def test_nibble_stream_round_trip() -> None:
     assert nibbles_to_words(np.arange(16, dtype=np.uint8)) == [0xFEDCBA9876543210]
 
 
-def test_protocol_needs_64_bit_words_and_small_arrays() -> None:
+def test_protocol_needs_64_bit_words_and_arrays_of_at_most_32() -> None:
     with pytest.raises(ValueError, match="needs stream_width 64, not 32"):
         check_accelerator_config(ArrayConfig(stream_width=32))
-    with pytest.raises(ValueError, match="rows must be at most 8"):
-        check_accelerator_config(ArrayConfig(rows=16))
+    check_accelerator_config(ArrayConfig(rows=32, cols=16))
+    with pytest.raises(ValueError, match="cols must be at most 32"):
+        check_accelerator_config(ArrayConfig(cols=64, modes=("a8w8",)))
 
 
 def test_geometry_of_256_cube() -> None:

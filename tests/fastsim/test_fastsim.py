@@ -54,6 +54,17 @@ class Checked:
         assert not problems, "responses differ from the reference:\n" + "\n".join(problems[:8])
         return got
 
+    def fuzz(self, rng: np.random.Generator, count: int) -> None:
+        """`count` corrupted GEMM programs of each kind (MX first, see `fuzz_streams`):
+        every response beat as the reference says."""
+        for mx in (True, False):
+            streams = fuzz_streams(self.transport.config, rng, count, mx)
+            for index, (beats, what) in enumerate(streams):
+                try:
+                    self.exchange(beats)
+                except AssertionError as error:
+                    raise AssertionError(f"stream {index} ({what}): {error}") from None
+
     def mismatches(self, case: GemmCase) -> int:
         """Run a GEMM case; mismatches of the decoded result against golden."""
         got = self.exchange(case.program.beats())
@@ -73,18 +84,21 @@ def checked(transport: VerilatorTransport) -> Checked:
     return checker
 
 
-def _odd_shape_cases(rng: np.random.Generator) -> list[GemmCase]:
+def odd_shape_cases(config: ArrayConfig, rng: np.random.Generator,
+                    shape: tuple[int, int, int] = ODD_SHAPE) -> list[GemmCase]:
+    """Every mode of `config` on `shape`: int32 and both roundings (uint8, int8, int4
+    outputs) in the integer modes, FP32, MXINT8 and MXINT4 outputs in the MX modes."""
     cases = []
-    for mode in CONFIG.modes:
+    for mode in config.modes:
         if MODE_INFO[mode].mx:
             for out in ("fp32", "mxint8", "mxint4"):
-                cases.append(mx_case(CONFIG, rng, mode=mode, out=out, shape=ODD_SHAPE))
+                cases.append(mx_case(config, rng, mode=mode, out=out, shape=shape))
         else:
-            cases.append(matmul_case(CONFIG, rng, mode=mode, shape=ODD_SHAPE))
+            cases.append(matmul_case(config, rng, mode=mode, shape=shape))
             for rounding, out_dtype in (("fp32", "uint8"), ("gemmlowp", "int8"),
                                         ("fp32", "int4")):
-                cases.append(qlinear_case(CONFIG, rng, mode=mode, rounding=rounding,
-                                          out_dtype=out_dtype, shape=ODD_SHAPE))
+                cases.append(qlinear_case(config, rng, mode=mode, rounding=rounding,
+                                          out_dtype=out_dtype, shape=shape))
     return cases
 
 
@@ -93,7 +107,7 @@ def test_every_mode_on_a_shape_that_is_a_multiple_of_nothing(checked: Checked,
     """37 x 515 x 29 in every mode of the default configuration, every output kind of the
     MX modes, int32 and both roundings of the integer modes: 0 mismatches against
     `golden.matmul` / `golden.qlinear` / `golden.mx_matmul`."""
-    for case in _odd_shape_cases(np.random.default_rng(sim_seed)):
+    for case in odd_shape_cases(CONFIG, np.random.default_rng(sim_seed)):
         assert checked.mismatches(case) == 0, case.name
 
 
@@ -136,12 +150,7 @@ def test_fast_pipeline_protocol_errors(sim_seed: int) -> None:
     rng = np.random.default_rng(sim_seed)
     with VerilatorTransport(FAST, gaps=0.2, stalls=0.3, seed=sim_seed) as transport:
         checked = Checked(transport)
-        for mx in (True, False):
-            for index, (beats, what) in enumerate(fuzz_streams(FAST, rng, 10, mx)):
-                try:
-                    checked.exchange(beats)
-                except AssertionError as error:
-                    raise AssertionError(f"stream {index} ({what}): {error}") from None
+        checked.fuzz(rng, 10)
         follow_up = gemm_cases(FAST, rng, ["a8w8_small"])[0]
         for name, beats in malformed_cases(FAST, rng):
             checked.exchange(beats)
@@ -182,12 +191,7 @@ def test_fuzzed_packets_under_gaps_and_backpressure(sim_seed: int) -> None:
     rng = np.random.default_rng(sim_seed)
     with VerilatorTransport(CONFIG, gaps=0.3, stalls=0.4, seed=sim_seed) as stressed:
         checked = Checked(stressed)
-        for mx in (True, False):
-            for index, (beats, what) in enumerate(fuzz_streams(CONFIG, rng, 20, mx)):
-                try:
-                    checked.exchange(beats)
-                except AssertionError as error:
-                    raise AssertionError(f"stream {index} ({what}): {error}") from None
+        checked.fuzz(rng, 20)
         for case in gemm_cases(CONFIG, rng, ["a8w8_small", "matmul"]):
             assert checked.mismatches(case) == 0, case.name
 
@@ -330,9 +334,4 @@ def test_random_gemm_soak(offset: int, sim_seed: int) -> None:
         checked = Checked(stressed)
         for case in gemm_cases(CONFIG, rng, ["random"]):
             assert checked.mismatches(case) == 0, case.name
-        for mx in (True, False):
-            for beats, what in fuzz_streams(CONFIG, rng, 100, mx):
-                try:
-                    checked.exchange(beats)
-                except AssertionError as error:
-                    raise AssertionError(f"{what}: {error}") from None
+        checked.fuzz(rng, 100)

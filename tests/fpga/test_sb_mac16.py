@@ -75,23 +75,31 @@ def test_mac16_pair_every_product(sim_seed: int) -> None:
 def test_dsp_array_matches_golden(shape: tuple[int, int], pipeline: str,
                                   sim_seed: int) -> None:
     """With the fast pipeline (two-stage PEs) every block also registers the products."""
-    import tests.hw.cocotb_array as module
-    from sim.build import run_cocotb
-    from tests.hw.test_array import ARRAY_BUILD_ARGS
-
     rows, cols = shape
     config = ArrayConfig(rows=rows, cols=cols, block_size=16, modes=ICEBREAKER_MODES,
                          multiplier="ice40-sb-mac16", pipeline=pipeline)
+    dsp_array_on_verilator(config, f"dsp_array_{rows}x{cols}_{pipeline}", sim_seed)
+
+
+def dsp_array_on_verilator(config: ArrayConfig, name: str, seed: int) -> None:
+    """The cocotb array scenarios of tests/hw (against golden.matmul under gaps and
+    backpressure, and full throughput) on a `SystolicArray(config)` whose PEs instantiate
+    vendor DSP blocks, simulated with their models (`fpga.build.simulation_models`)."""
+    import tests.hw.cocotb_array as module
+    from fpga.build import simulation_models
+    from sim.build import run_cocotb
+    from tests.hw.test_array import ARRAY_BUILD_ARGS
+
     meta_bits = 4
-    name = f"dsp_array_{rows}x{cols}_{pipeline}"
     verilog = generate_verilog(SystolicArray(config, meta_shape=meta_bits), name) \
-        + primitive_model("SB_MAC16")
+        + simulation_models(config)
+    fields = ("rows", "cols", "block_size", "pipeline", "multiplier")
     parameters = {
-        "config": {"rows": rows, "cols": cols, "block_size": 16,
-                   "modes": list(config.modes), "pipeline": pipeline},
+        "config": {**{field: getattr(config, field) for field in fields},
+                   "modes": list(config.modes)},
         "meta_bits": meta_bits, "multiplier": config.multiplier,
     }
-    result = run_cocotb(verilog, name, module, seed=sim_seed, build_name=name,
+    result = run_cocotb(verilog, name, module, seed=seed, build_name=name,
                         build_args=ARRAY_BUILD_ARGS,
                         extra_env={"LPMAC_ARRAY": json.dumps(parameters),
                                    "LPMAC_ARRAY_VECTORS": "1500"})

@@ -9,6 +9,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from golden.config import ArrayConfig
+from golden.protocol import weight_row_words
 from hw.accumulation import scale_row_words
 from hw.router import PayloadRouter
 from tests.hw.streams import stream_get, stream_put
@@ -18,7 +19,15 @@ CONFIGS = {
     "default": ArrayConfig(),                                  # MX with 16 lanes: 2 scale words
     "small": ArrayConfig(rows=4, cols=4, block_size=16, weight_buffer_depth=64),
     "integer": ArrayConfig(modes=("a8w8", "a8w4")),
+    # Protocol 2.1: weight rows of two words, scale codes of two or four.
+    "16x16": ArrayConfig(rows=16, cols=16),
+    "16x16-integer": ArrayConfig(rows=16, cols=16, modes=("a8w8", "a8w4")),
 }
+
+
+def _scale_words(config: ArrayConfig, lanes2: bool) -> int:
+    """Words of one MX block's weight scale codes: one code byte per output column."""
+    return -(-config.cols * (2 if lanes2 else 1) // 8)
 
 
 def _computes(config: ArrayConfig, rng: random.Random) -> list[tuple[dict, list[int]]]:
@@ -28,10 +37,10 @@ def _computes(config: ArrayConfig, rng: random.Random) -> list[tuple[dict, list[
         mx = config.has_mx and rng.random() < 0.6
         lanes2 = config.lanes == 2 and rng.random() < 0.5
         if mx:
-            scale_words = 2 if lanes2 and config.lane_columns > 8 else 1
-            count = (scale_words + config.block_size) * rng.randrange(1, 4)
+            period = _scale_words(config, lanes2) + config.block_size * weight_row_words(config)
+            count = period * rng.randrange(1, 4)
             if rng.random() < 0.4:      # a COMPUTE cut short (the next one starts afresh)
-                count -= rng.randrange(1, scale_words + config.block_size)
+                count -= rng.randrange(1, period)
         else:
             count = rng.randrange(1, 90)
         words = [rng.getrandbits(64) for _ in range(count)]
@@ -40,20 +49,30 @@ def _computes(config: ArrayConfig, rng: random.Random) -> list[tuple[dict, list[
 
 
 def _expected(config: ArrayConfig, computes: list) -> tuple[list[int], list[int]]:
-    """The weight rows and the scale rows the router must deliver."""
+    """The weight rows and the scale rows the router must deliver (a row or a block's codes
+    cut short by the end of its COMPUTE is not delivered)."""
+    row_words = weight_row_words(config)
     row_mask = (1 << (8 * config.cols)) - 1
+
+    def joined(words: list[int]) -> int:
+        return sum(word << (64 * index) for index, word in enumerate(words))
+
+    def rows(words: list[int]) -> list[int]:
+        return [joined(words[start:start + row_words]) & row_mask
+                for start in range(0, len(words) - row_words + 1, row_words)]
+
     weights, scales = [], []
     for flags, words in computes:
         if not flags["mx"]:
-            weights += [word & row_mask for word in words]
+            weights += rows(words)
             continue
-        scale_words = 2 if flags["lanes2"] and config.lane_columns > 8 else 1
-        period = scale_words + config.block_size
+        scale_words = _scale_words(config, flags["lanes2"])
+        period = scale_words + config.block_size * row_words
         for start in range(0, len(words), period):
             codes = words[start:start + scale_words]
             if len(codes) == scale_words:
-                scales.append(sum(word << (64 * index) for index, word in enumerate(codes)))
-            weights += [word & row_mask for word in words[start + scale_words:start + period]]
+                scales.append(joined(codes))
+            weights += rows(words[start + scale_words:start + period])
     return weights, scales
 
 
@@ -110,4 +129,4 @@ def test_router_splits_weights_and_scales(name: str) -> None:
     assert got_scales == scales
     assert len(scales) > 0 or not config.has_mx
     if config.has_mx:
-        assert scale_row_words(config) == (2 if config.lane_columns > 8 else 1)
+        assert scale_row_words(config) == _scale_words(config, config.lanes == 2)
