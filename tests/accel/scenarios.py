@@ -118,11 +118,22 @@ def matmul_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str,
 
 
 def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: str,
-            shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None) -> GemmCase:
-    """MX GEMM of floats whose rows and columns span many binades, with zero blocks."""
+            shape: tuple[int, int, int] = SHAPE, max_m_tile: int | None = None,
+            spread: bool = False) -> GemmCase:
+    """MX GEMM of floats whose rows and columns span many binades, with zero blocks;
+    `spread`: every K-block of every row and column at its own binade (up to 2^+-16), so
+    the BFP accumulator aligns block partials far apart and its mantissa carries bits far
+    below its leading one."""
     m, k, n = shape
-    a = rng.standard_normal((m, k)) * np.exp2(rng.integers(-30, 30, (m, 1)))
-    b = rng.standard_normal((k, n)) * np.exp2(rng.integers(-30, 30, (1, n)))
+    if spread:
+        blocks = -(-k // config.block_size)
+        a_exp = np.repeat(rng.integers(-16, 17, (m, blocks)), config.block_size, axis=1)
+        b_exp = np.repeat(rng.integers(-16, 17, (blocks, n)), config.block_size, axis=0)
+        a = rng.standard_normal((m, k)) * np.exp2(a_exp[:, :k])
+        b = rng.standard_normal((k, n)) * np.exp2(b_exp[:k])
+    else:
+        a = rng.standard_normal((m, k)) * np.exp2(rng.integers(-30, 30, (m, 1)))
+        b = rng.standard_normal((k, n)) * np.exp2(rng.integers(-30, 30, (1, n)))
     a[rng.random((m, k)) < 0.05] = 0.0
     a[: max(1, m // 8), : config.block_size] = 0.0          # all-zero blocks
     b[:, : max(1, n // 8)] *= 2.0 ** 90                      # large exponents
@@ -133,7 +144,8 @@ def mx_case(config: ArrayConfig, rng: np.random.Generator, *, mode: str, out: st
     expected = golden.mx_matmul(a, b, fmt_a=fmt_a, fmt_b=fmt_b, block=config.block_size,
                                 acc_bits=config.acc_bits, out=out,
                                 acc_rounding=config.acc_rounding)
-    return GemmCase(f"mx_{mode}_{out}_{m}x{k}x{n}", program, expected, golden.mismatches)
+    name = f"mx_{mode}_{out}_{m}x{k}x{n}" + ("_spread" if spread else "")
+    return GemmCase(name, program, expected, golden.mismatches)
 
 
 def _cancellation_elements(value: int, top: int, block: int) -> np.ndarray:
@@ -201,7 +213,8 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
     qlinear      every integer mode x both roundings x uint8 / int8 / int4 outputs
     matmul       int32 outputs in every integer mode
     mx           every MX mode (MXINT8, MXINT4, MXINT8 x MXINT4) with FP32, MXINT8 and
-                 MXINT4 outputs
+                 MXINT4 outputs; and per MX mode an FP32 GEMM of 12 K-blocks, each of
+                 every row and column at its own binade (`mx_case(spread=True)`)
     shapes       1 x 1 x 1, 3 x 8 x 16, 130 x 40 x 70 (several M-tiles) and an N of 300
                  (two N-chunks of the requantization memory), int8 activations
     same_bank    a GEMM of 4 M-tiles on banks 0, 0, 1, 1 instead of alternating: the
@@ -250,6 +263,10 @@ def gemm_cases(config: ArrayConfig, rng: np.random.Generator,
             for mode in mx_modes:
                 for out in ("fp32", "mxint8", "mxint4"):
                     cases.append(xcase(mode=mode, out=out))
+            k = 12 * config.block_size - 5       # the last K-block partial
+            for mode in mx_modes:
+                cases.append(xcase(mode=mode, out="fp32", shape=(9, k, 2 * config.cols + 5),
+                                   spread=True))
         elif name == "shapes":
             for shape in ((1, 1, 1), (3, 8, 16), (130, 40, 70), (20, 64, 300)):
                 cases.append(qcase(mode="a8w8", rounding="gemmlowp", out_dtype="int8",
