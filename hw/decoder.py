@@ -282,15 +282,22 @@ class CommandDecoder(wiring.Component):
         decoder, taken, is_op, respond = self.fsm, self.taken, self.is_op, self.respond
         i, c = self.i_stream, self.config
         header_last = self.header_last
+        # The payload counters start with the header. In the fast pipeline they load on
+        # every HEADER cycle (nothing reads them there), so their enable is the state and
+        # the payload-taking strobe, without `valid` (an ECP5 critical path).
+        counters = [self.count.eq(0), self.first_word.eq(1),
+                    self.at_last.eq(header.length == 1), self.remaining.eq(header.length)]
+        every_cycle = self._config.pipeline == "fast"
         with decoder.state("HEADER"):
+            if every_cycle:
+                m.d.sync += counters
             with m.If(taken["HEADER"]):
                 m.d.sync += [
                     self.opcode.eq(header.opcode), self.tag.eq(header.tag),
                     self.length.eq(header.length),
                     self.expected_value.eq(self.expected),
                     self.args.eq(header.args), header_last.eq(i.payload.last),
-                    self.count.eq(0), self.first_word.eq(1),
-                    self.at_last.eq(header.length == 1), self.remaining.eq(header.length),
+                    *([] if every_cycle else counters),
                 ]
                 decoder.goto("CHECK")
 

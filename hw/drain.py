@@ -53,7 +53,8 @@ class Drain(wiring.Component):
         The banks' state (`hw.banks.AccumulatorBanks`): complete; holding the job's last
         group (after it the channels start again from 0).
     release, release_bank : Out(1)
-        One cycle: the last element of the bank has been read.
+        One cycle: the last element of the bank has been read (in the fast pipeline, in
+        the cycle after that read).
     acc_read, bfp_read, requant_read : the memories' drain read ports.
     drained : Out(stream.Signature(drain_layout(config)))
         The elements, row by row, each row's lc * group columns in order, in pairs of
@@ -140,6 +141,13 @@ class Drain(wiring.Component):
                 channel.eq(channel_base), lane_end.eq(c.lc == step_lanes),
                 tile_end.eq(c.group_last == 0), row_end.eq(c.m_last == 0),
             ]
+        # In the fast pipeline the release strobe is registered (one cycle after the last
+        # read), so the drain's flow control does not reach the banks' state in the same
+        # cycle (an ECP5 critical path); the bank stays busy one cycle longer.
+        delayed_release = config.pipeline == "fast"
+        bank_done = Signal()
+        if delayed_release:
+            m.d.sync += [self.release.eq(bank_done), self.release_bank.eq(drain_select)]
         drain_address = drain_select * acc_half + d_tile_base + d_row
         for port in self._reads():
             m.d.comb += [port.addr.eq(drain_address), port.en.eq(d_advance)]
@@ -167,7 +175,11 @@ class Drain(wiring.Component):
                         m.d.sync += [d_row.eq(d_row + 1), row_end.eq(d_row + 1 == c.m_last)]
                     with m.Else():
                         # Last read issued: the bank may be refilled (the data is latched).
-                        m.d.comb += [self.release.eq(1), self.release_bank.eq(drain_select)]
+                        if delayed_release:
+                            m.d.comb += bank_done.eq(1)
+                        else:
+                            m.d.comb += [self.release.eq(1),
+                                         self.release_bank.eq(drain_select)]
                         m.d.sync += [
                             draining.eq(0),
                             drain_select.eq(~drain_select),
