@@ -209,16 +209,20 @@ class SkidBuffer(wiring.Component):
         i, o = self.i_stream, self.o_stream
         skid = Signal.like(i.payload, reset_less=True)
         skid_valid = Signal()
-        m.d.comb += [i.ready.eq(~skid_valid), self.busy.eq(o.valid | skid_valid)]
+        # The data registers have no reset (only the valid bits need one): the reset net
+        # stays off their hundreds of flip-flops.
+        out = Signal.like(i.payload, reset_less=True)
+        m.d.comb += [i.ready.eq(~skid_valid), self.busy.eq(o.valid | skid_valid),
+                     o.payload.eq(out)]
         # The skid register copies every beat accepted (it is only read while
         # `skid_valid`), so its enable does not depend on `o_stream.ready`.
         with m.If(i.valid & ~skid_valid):
             m.d.sync += skid.eq(i.payload)
         with m.If(~o.valid | o.ready):      # the output register takes a beat
             with m.If(skid_valid):
-                m.d.sync += [o.payload.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
+                m.d.sync += [out.eq(skid), o.valid.eq(1), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += [o.payload.eq(i.payload), o.valid.eq(i.valid)]
+                m.d.sync += [out.eq(i.payload), o.valid.eq(i.valid)]
         with m.Elif(i.valid & ~skid_valid):
             m.d.sync += skid_valid.eq(1)
         return m

@@ -206,3 +206,29 @@ def test_ulx3s_bitstream_and_report(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["macs_per_cycle"] == {mode: ArrayConfig(rows=4, cols=4, block_size=16)
                                       .peak_macs_per_cycle(mode) for mode in config.modes}
+
+
+def test_the_ecp5_accelerator_reset_goes_through_a_global_buffer() -> None:
+    """With `global_reset` (the ULX3S board top) the accelerator's reset leaves the bridge
+    through a DCCA, whose output is the reset of the accelerator's domain; without it (the
+    iCEBreaker and the simulated board) there is no DCCA."""
+    import re
+
+    from amaranth.back import rtlil
+
+    from fpga.top import BridgedAccelerator
+
+    config = ArrayConfig(rows=2, cols=2, modes=("a8w8",), weight_buffer_depth=16,
+                         activation_buffer_depth=16, accumulator_depth=16, requant_depth=0)
+    text = rtlil.convert(BridgedAccelerator(config, divisor=8, global_reset=True), name="top")
+    cell = re.search(r"cell \\DCCA \S+\n((?:\s+(?:parameter|connect) .*\n)+)", text)
+    assert cell is not None
+    clko = re.search(r"connect \\CLKO (\S+)", cell.group(1)).group(1)
+    clki = re.search(r"connect \\CLKI (\S+)", cell.group(1)).group(1)
+    assert "accel_reset" in clki
+    # The buffer drives the accelerator domain's reset, which the accelerator's
+    # submodules take as their `accel_rst` port.
+    assert clko == "\\accel_rst"
+    assert text.count("connect \\accel_rst \\accel_rst [0]") > 5
+    plain = rtlil.convert(BridgedAccelerator(config, divisor=8), name="top")
+    assert "DCCA" not in plain
