@@ -137,7 +137,15 @@ class Accelerator(wiring.Component):
         m.submodules.job_fifo = job_fifo = SyncFIFOBuffered(width=1, depth=3)  # (2: 0-bit addr)
 
         # Commands in, responses out.
-        wiring.connect(m, wiring.flipped(self.i_stream), decoder.i_stream)
+        if config.pipeline == "fast":
+            # Registers between the link and the decoder: the link's `valid` and the
+            # decoder's `ready` each stop at a register (the decoder's payload counters
+            # then take their enable from registers next to them: an ECP5 critical path).
+            m.submodules.command_skid = command_skid = SkidBuffer(WORD_LAYOUT)
+            wiring.connect(m, wiring.flipped(self.i_stream), command_skid.i_stream)
+            wiring.connect(m, command_skid.o_stream, decoder.i_stream)
+        else:
+            wiring.connect(m, wiring.flipped(self.i_stream), decoder.i_stream)
         wiring.connect(m, decoder.configure, configure.control)
         for engine in (decoder, router, sequencer, accumulation, drain, results):
             m.d.comb += engine.config.eq(configure.registers)

@@ -163,6 +163,15 @@ class Accumulation(wiring.Component):
         fraction = fractions[mx_modes[-1]]
         for name in reversed(mx_modes[:-1]):
             fraction = Mux(c.mode == Mode.from_name(name), fractions[name], fraction)
+        offset = None
+        if config.pipeline == "fast":
+            # -2 bias - (fa + fb) registered: the mode's multiplexer and the configuration
+            # register, wherever it sits, off the lanes' exponent adders (an ECP5 critical
+            # path). The mode only changes while the accelerator is idle, many cycles
+            # before a block; the exponent is taken modulo 2^BLOCK_EXPONENT_BITS.
+            offset = Signal(signed(BLOCK_EXPONENT_BITS + 2), name="exponent_offset",
+                            reset_less=True)
+            m.d.sync += offset.eq(-(2 * SCALE_BIAS) - fraction)
         bfp_in = aw_valid & aw_meta.last_pass & c.mx   # the MX modes only
         codes_b = self.scales.payload
         m.d.comb += self.scales.ready.eq(aw_valid & aw_meta.pop_scale)
@@ -171,8 +180,11 @@ class Accumulation(wiring.Component):
             unit = BfpAccumulator(config)
             m.submodules[f"bfp_acc_{lane}"] = unit
             bfp_units.append(unit)
-            exponent = (aw_meta.ca + codes_b[8 * lane:8 * lane + 8]
-                        - (2 * SCALE_BIAS) - fraction)
+            if offset is None:
+                exponent = (aw_meta.ca + codes_b[8 * lane:8 * lane + 8]
+                            - (2 * SCALE_BIAS) - fraction)
+            else:
+                exponent = aw_meta.ca + codes_b[8 * lane:8 * lane + 8] + offset
             m.d.comb += [
                 unit.i_stream.valid.eq(bfp_in),
                 unit.i_stream.payload.acc.eq(bfp_read.data[lane]),
