@@ -276,23 +276,7 @@ class SystolicArray(wiring.Component):
                 pe_row.append(pe)
             pes.append(pe_row)
         if paired:
-            flat = [(row, pe) for row, pe_row in enumerate(pes) for pe in pe_row]
-            for index in range(0, len(flat), 2):
-                row, first = flat[index]
-                pair = Ice40Mac16Pair(operand_register=dsp_registers,
-                                      product_register=first.dsp_product_registered,
-                                      addend=first.pairs)
-                grid.submodules[f"mac16_{index // 2}"] = pair
-                if dsp_registers:
-                    grid.d.comb += [pair.enable.eq(advance), pair.load_b.eq(row_swap[row])]
-                for half, (_, pe) in enumerate(flat[index:index + 2]):
-                    grid.d.comb += [
-                        pair.a[half].eq(pe.dsp_a),
-                        pair.b[half].eq(pe.dsp_b),
-                        pe.dsp_product.eq(pair.product[half]),
-                    ]
-                    if pe.pairs:
-                        grid.d.comb += pair.addend[half].eq(pe.dsp_addend)
+            self._dsp_pairs(grid, pes, dsp_registers, advance, row_swap)
 
         bottom = Signal(self.output_layout)
         for lane in range(lanes):
@@ -323,3 +307,25 @@ class SystolicArray(wiring.Component):
 
         m.d.comb += self.busy.eq(skid_full | (Cat(*valid_stages) != 0))
         return m
+
+    @staticmethod
+    def _dsp_pairs(grid: Module, pes: list[list[ProcessingElement]], dsp_registers: bool,
+                   advance: Signal, row_swap: list[Signal]) -> None:
+        """The SB_MAC16 blocks, each serving two PEs in row-major order (`hw.pe`)."""
+        flat = [(row, pe) for row, pe_row in enumerate(pes) for pe in pe_row]
+        for index in range(0, len(flat), 2):
+            row, first = flat[index]
+            pair = Ice40Mac16Pair(operand_register=dsp_registers,
+                                  product_register=first.dsp_product_registered,
+                                  addend=first.pairs)
+            grid.submodules[f"mac16_{index // 2}"] = pair
+            if dsp_registers:
+                grid.d.comb += [pair.enable.eq(advance), pair.load_b.eq(row_swap[row])]
+            for half, (_, pe) in enumerate(flat[index:index + 2]):
+                grid.d.comb += [
+                    pair.a[half].eq(pe.dsp_a),
+                    pair.b[half].eq(pe.dsp_b),
+                    pe.dsp_product.eq(pair.product[half]),
+                ]
+                if pe.pairs:
+                    grid.d.comb += pair.addend[half].eq(pe.dsp_addend)
