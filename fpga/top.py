@@ -39,6 +39,7 @@ from golden.protocol import check_accelerator_config
 from hw.accelerator import Accelerator
 from hw.uart import UartRx, UartTx, check_divisor, uart_divisor
 
+from .boards import board as board_spec
 from .bridge import FrameBridge
 
 __all__ = ["BridgedAccelerator", "BoardTop", "BOARDS", "PllSetting", "ice40_pll",
@@ -400,8 +401,9 @@ class BoardTop(wiring.Component):
         m.d.por += reset.eq(~ready)
         m.d.comb += ResetSignal("sync").eq(reset)
 
-        m.submodules.core = core = BridgedAccelerator(self._config, divisor=self._divisor,
-                                                      global_reset=self._board != "icebreaker")
+        m.submodules.core = core = BridgedAccelerator(
+            self._config, divisor=self._divisor,
+            global_reset=board_spec(self._board).family == "ecp5")   # DCCA: an ECP5 primitive
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buffer = uart_rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buffer = uart_tx = io.Buffer("o", uart.tx)

@@ -40,8 +40,15 @@ from hw.accelerator import Accelerator
 from fpga.boards import BOARDS
 from fpga.top import BridgedAccelerator
 
-def bridged(config):
-    return BridgedAccelerator(config, divisor=16)
+def bridged(config, board=None):
+    # As the board top builds it: on the ECP5 the accelerator's reset through a global
+    # buffer, where the revision has that option.
+    import inspect
+    extra = {}
+    if (board is not None and BOARDS[board].family == "ecp5"
+            and "global_reset" in inspect.signature(BridgedAccelerator).parameters):
+        extra["global_reset"] = True
+    return BridgedAccelerator(config, divisor=16, **extra)
 
 icebreaker = BOARDS["icebreaker"].config
 builds = {
@@ -58,7 +65,7 @@ builds = {
                                                           int4_packing="columns")),
     "icebreaker-k-pairs": lambda: bridged(icebreaker.replace(
         modes=("a4w4",), int4_packing="k-pairs")),
-    "ulx3s-85f": lambda: bridged(BOARDS["ulx3s-85f"].config),
+    "ulx3s-85f": lambda: bridged(BOARDS["ulx3s-85f"].config, "ulx3s-85f"),
 }
 wanted = sys.argv[1:] or list(builds)
 print(json.dumps({name: rtlil.convert(builds[name](), emit_src=False) for name in wanted}))
